@@ -1,0 +1,170 @@
+"""The merchant checkout portal: create_app() builds the Flask application."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from flask import Flask, g, render_template, request, session
+from flask_babel import get_locale
+from flask_babel import gettext as _
+from flask_wtf.csrf import CSRFError
+
+from portal import config as settings
+from portal.extensions import babel, csrf, db, limiter, login_manager, migrate
+
+LOCALES = ("zh_TW", "en")
+
+
+def create_app(test_config: dict | None = None) -> Flask:
+    """Build the app: settings, extensions, blueprints, error handlers, CLI."""
+    app = Flask(
+        __name__,
+        instance_relative_config=True,
+        template_folder="../templates",
+        static_folder="../static",
+    )
+    load_config(app, test_config)
+    logging.basicConfig(level=app.config["LOG_LEVEL"], format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    register_extensions(app)
+    register_blueprints(app)
+    register_errorhandlers(app)
+    register_security_headers(app)
+    register_commands(app)
+    register_template_helpers(app)
+    return app
+
+
+def register_template_helpers(app: Flask) -> None:
+    """Functions and filters the templates use."""
+    from portal import filters
+    from portal.nav import nav_links
+
+    app.jinja_env.globals["nav_links"] = nav_links
+    app.jinja_env.globals["get_locale"] = get_locale
+    filters.register(app)
+
+
+def load_config(app: Flask, test_config: dict | None) -> None:
+    """Embedded defaults, then instance/config.py, then the environment, then test_config."""
+    app.config.from_mapping(settings.defaults())
+    app.config.from_pyfile("config.py", silent=True)
+    app.config.from_mapping(settings.from_environment())
+    if test_config:
+        app.config.from_mapping(test_config)
+    settings.derive(app.config, app.instance_path)
+    app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {"pool_pre_ping": True})
+    app.config["WTF_CSRF_TIME_LIMIT"] = None  # the token lives as long as the login session
+    app.config["BABEL_DEFAULT_LOCALE"] = "zh_TW"
+    app.config["BABEL_TRANSLATION_DIRECTORIES"] = "translations"
+    app.config["RATELIMIT_HEADERS_ENABLED"] = False
+    app.config["SESSION_COOKIE_HTTPONLY"] = True
+    app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
+    app.config["PERMANENT_SESSION_LIFETIME"] = timedelta(hours=app.config["SESSION_ABSOLUTE_HOURS"])
+    if app.config["PORTAL_BASE_URL"].startswith("https://"):
+        app.config["SESSION_COOKIE_SECURE"] = True
+        app.config["SESSION_COOKIE_NAME"] = "__Host-session"
+        app.config["REMEMBER_COOKIE_SECURE"] = True
+    app.config["MAX_CONTENT_LENGTH"] = 1024 * 1024
+
+
+def select_locale() -> str:
+    """The interface language: the remembered choice, else the browser's, else zh-TW."""
+    chosen = session.get("lang")
+    if chosen in LOCALES:
+        return chosen
+    return request.accept_languages.best_match(["zh_TW", "zh", "en"], default="zh_TW").replace("zh", "zh_TW").replace(
+        "zh_TW_TW", "zh_TW"
+    )
+
+
+def register_extensions(app: Flask) -> None:
+    """Bind the extensions created in extensions.py."""
+    from portal import auth_session  # noqa: F401  (registers the user loader)
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(app.root_path + "/../migrations"))
+    login_manager.init_app(app)
+    csrf.init_app(app)
+    limiter.init_app(app)
+    babel.init_app(app, locale_selector=select_locale)
+
+
+def register_blueprints(app: Flask) -> None:
+    """One blueprint per feature; the sandbox only when PROVIDER_ENV is sandbox."""
+    from portal.views import auth, checkout, main, orders, refunds, settings_views, webhooks
+
+    for module in (main, auth, orders, checkout, webhooks, refunds, settings_views):
+        app.register_blueprint(module.bp)
+    if app.config["PROVIDER_ENV"] == "sandbox":
+        from portal.sandbox import bp as sandbox_bp
+
+        app.register_blueprint(sandbox_bp)
+
+
+def register_errorhandlers(app: Flask) -> None:
+    """Friendly pages for errors; a 500 rolls the session back."""
+
+    def render_error(code: int, message: str):
+        return render_template("error.html", code=code, message=message), code
+
+    @app.errorhandler(400)
+    def bad_request(_e):
+        return render_error(400, _("The request could not be understood."))
+
+    @app.errorhandler(CSRFError)
+    def csrf_error(_e):
+        return render_error(400, _("The form has expired or was not sent from this site. Please reload and try again."))
+
+    @app.errorhandler(403)
+    def forbidden(_e):
+        return render_error(403, _("You do not have permission to do this."))
+
+    @app.errorhandler(404)
+    def not_found(_e):
+        return render_error(404, _("The page you asked for does not exist."))
+
+    @app.errorhandler(405)
+    def method_not_allowed(_e):
+        return render_error(405, _("This address does not accept that kind of request."))
+
+    @app.errorhandler(413)
+    def too_large(_e):
+        return render_error(413, _("What was sent is too large."))
+
+    @app.errorhandler(429)
+    def too_many(_e):
+        return render_error(429, _("Too many attempts. Please wait a few minutes and try again."))
+
+    @app.errorhandler(500)
+    def server_error(_e):
+        db.session.rollback()
+        return render_error(500, _("Something went wrong on our side. Nothing was changed; please try again."))
+
+
+def register_security_headers(app: Flask) -> None:
+    """Headers on every response: CSP without unsafe-inline, no framing, no sniffing, HSTS on HTTPS."""
+
+    @app.after_request
+    def set_headers(response):
+        if request.blueprint == "sandbox" and getattr(g, "sandbox_csp", None):
+            response.headers["Content-Security-Policy"] = g.sandbox_csp
+        else:
+            response.headers.setdefault(
+                "Content-Security-Policy",
+                "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+                "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'",
+            )
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        if request.is_secure or app.config["PORTAL_BASE_URL"].startswith("https://"):
+            response.headers.setdefault("Strict-Transport-Security", "max-age=63072000; includeSubDomains")
+        return response
+
+
+def register_commands(app: Flask) -> None:
+    """The Flask CLI of DESIGN.md."""
+    from portal.cli import register
+
+    register(app)

@@ -1,0 +1,32 @@
+"""Template filters: money and times as a Taiwanese merchant reads them."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+from flask import Flask
+
+TAIPEI = ZoneInfo("Asia/Taipei")
+
+
+def twd(amount: int | None) -> str:
+    """Whole TWD with thousands separators: NT$1,234."""
+    if amount is None:
+        return "—"
+    sign = "-" if amount < 0 else ""
+    return f"{sign}NT${abs(int(amount)):,}"
+
+
+def taipei(value: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
+    """A UTC time (naive = UTC) shown in Asia/Taipei."""
+    if value is None:
+        return "—"
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(TAIPEI).strftime(fmt)
+
+
+def register(app: Flask) -> None:
+    app.jinja_env.filters["twd"] = twd
+    app.jinja_env.filters["taipei"] = taipei

@@ -1,0 +1,68 @@
+"""Log in and log out."""
+
+from __future__ import annotations
+
+from flask import Blueprint, flash, g, redirect, render_template, request, session, url_for
+from flask_babel import gettext as _
+from flask_login import current_user, login_user, logout_user
+
+from portal.auth_session import end_session, start_session
+from portal.extensions import db, limiter
+from portal.forms import LoginForm
+from portal.models import User
+from portal.security import audit, verify_password_or_dummy
+from portal.urls import safe_next
+
+bp = Blueprint("auth", __name__)
+
+
+def _login_email() -> str:
+    """The rate-limit key for failed logins per account (the e-mail typed, normalised)."""
+    return "login:" + (request.form.get("email") or "").strip().lower()
+
+
+def _failed() -> bool:
+    return bool(g.get("login_failed"))
+
+
+@bp.route("/login", methods=["GET", "POST"])
+@limiter.limit("10 per 15 minutes", key_func=_login_email, methods=["POST"], deduct_when=lambda r: _failed())
+@limiter.limit("30 per 15 minutes", methods=["POST"], deduct_when=lambda r: _failed())
+def login():
+    """The login form; the same answer whether or not the account exists."""
+    if current_user.is_authenticated:
+        return redirect(url_for("orders.index"))
+    form = LoginForm()
+    if form.validate_on_submit():
+        email = form.email.data.strip().lower()
+        user = db.session.execute(db.select(User).filter_by(email=email)).scalar_one_or_none()
+        ok = verify_password_or_dummy(user.password_hash if user else None, form.password.data)
+        if ok and user.active:
+            lang = session.get("lang")
+            session.clear()  # a fresh session: nothing from before the login survives
+            if lang:
+                session["lang"] = lang
+            login_user(start_session(user))
+            audit("login", merchant_id=user.merchant_id, user_id=user.id)
+            db.session.commit()
+            return redirect(safe_next(request.args.get("next")) or url_for("orders.index"))
+        g.login_failed = True
+        audit("login_failed", merchant_id=user.merchant_id if user else None, email=email)
+        db.session.commit()
+        form.password.errors.append(_("The e-mail or password is not right."))
+    return render_template("auth/login.html", form=form)
+
+
+@bp.post("/logout")
+def logout():
+    """End the login on the server and in the browser."""
+    if current_user.is_authenticated:
+        audit("logout")
+        end_session(current_user.get_id())
+        logout_user()
+    lang = session.get("lang")
+    session.clear()
+    if lang:
+        session["lang"] = lang
+    flash(_("You have logged out."), "info")
+    return redirect(url_for("auth.login"))

@@ -1,0 +1,5 @@
+"""Customer checkout links (no login)."""
+
+from flask import Blueprint
+
+bp = Blueprint("checkout", __name__)

@@ -1,0 +1,5 @@
+"""Refunds (admins only)."""
+
+from flask import Blueprint
+
+bp = Blueprint("refunds", __name__)

@@ -1,0 +1,5 @@
+"""Merchant settings and users (admins only)."""
+
+from flask import Blueprint
+
+bp = Blueprint("settings", __name__)

@@ -1,0 +1,169 @@
+"""Shared fixtures: app, client, runner, users of two merchants, a live server for flow tests."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+from dataclasses import dataclass
+
+import pytest
+from werkzeug.serving import make_server
+
+from portal import create_app
+from portal.cli import create_user, upsert_merchant
+from portal.extensions import db
+
+PASSWORD = "correct-horse-battery"
+# Cheap hashing in tests; the production default (N = 2^16) has its own test.
+FAST_HASH = "scrypt:1024:8:1"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def make_app(tmp_path, **overrides):
+    """An app on its own database: TEST_DATABASE_URL (e.g. PostgreSQL) or a SQLite file in tmp_path."""
+    config = {
+        "TESTING": True,
+        "DATABASE_URL": os.environ.get("TEST_DATABASE_URL") or f"sqlite:///{tmp_path / 'test.db'}",
+        "SECRET_KEY": "test-secret-key",
+        "PORTAL_DATA_KEY": "test-data-key",
+        "PASSWORD_HASH_METHOD": FAST_HASH,
+        "PROVIDER_ENV": os.environ.get("TEST_PROVIDER_ENV", "sandbox"),
+        "PROVIDER_TIMEOUT_S": 5,
+        "RATELIMIT_STORAGE_URI": "memory://",
+    }
+    config.update(overrides)
+    app = create_app(config)
+    with app.app_context():
+        db.drop_all()
+        db.create_all()
+    return app
+
+
+@dataclass
+class Seed:
+    merchant_id: int
+    other_merchant_id: int
+    admin: str = "admin@a.example"
+    staff: str = "staff@a.example"
+    other_admin: str = "admin@b.example"
+
+
+def seed_merchants(app) -> Seed:
+    """Merchant A (sandbox credentials for every provider) with an admin and staff; merchant B with an admin."""
+    with app.app_context():
+        a = upsert_merchant(
+            "shop-a",
+            "Shop A",
+            oen_merchant_id="shopa",
+            oen_token="oen-token-a",
+            mypay_store_uid="289151880002",
+            opay_merchant_id="2000132",
+            opay_hash_key="5294y06JbISpM5x9",
+            opay_hash_iv="v77hoKGq4kWxNNIS",
+        )
+        b = upsert_merchant(
+            "shop-b",
+            "Shop B",
+            oen_merchant_id="shopb",
+            oen_token="oen-token-b",
+            mypay_store_uid="289151880003",
+            opay_merchant_id="2000133",
+            opay_hash_key="0123456789abcdef",
+            opay_hash_iv="fedcba9876543210",
+        )
+        db.session.flush()
+        create_user("admin@a.example", a, "admin", PASSWORD)
+        create_user("staff@a.example", a, "staff", PASSWORD)
+        create_user("admin@b.example", b, "admin", PASSWORD)
+        db.session.commit()
+        return Seed(merchant_id=a.id, other_merchant_id=b.id)
+
+
+@pytest.fixture
+def app(tmp_path):
+    app = make_app(tmp_path, WTF_CSRF_ENABLED=False)
+    yield app
+    with app.app_context():
+        db.session.remove()
+        db.engine.dispose()
+
+
+@pytest.fixture
+def csrf_app(tmp_path):
+    """An app with CSRF protection on, as in production."""
+    app = make_app(tmp_path)
+    yield app
+    with app.app_context():
+        db.session.remove()
+        db.engine.dispose()
+
+
+@pytest.fixture
+def seed(app) -> Seed:
+    return seed_merchants(app)
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app):
+    return app.test_cli_runner()
+
+
+class AuthActions:
+    def __init__(self, client):
+        self._client = client
+
+    def login(self, email="admin@a.example", password=PASSWORD, **kwargs):
+        return self._client.post("/login", data={"email": email, "password": password}, **kwargs)
+
+    def logout(self):
+        return self._client.post("/logout")
+
+
+@pytest.fixture
+def auth(client, seed):
+    return AuthActions(client)
+
+
+class LiveServer:
+    """The app served over real HTTP on loopback in a background thread."""
+
+    def __init__(self, app, port):
+        self.app = app
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self._server = make_server("127.0.0.1", port, app, threaded=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def start(self):
+        self._thread.start()
+        return self
+
+    def stop(self):
+        self._server.shutdown()
+        self._thread.join(timeout=5)
+
+
+@pytest.fixture
+def live_server(tmp_path):
+    """A live portal (with the sandbox) whose PORTAL_BASE_URL is its own address, seeded with two merchants."""
+    port = free_port()
+    app = make_app(tmp_path, PORTAL_BASE_URL=f"http://127.0.0.1:{port}", WTF_CSRF_ENABLED=False)
+    server = LiveServer(app, port)
+    server.seed = seed_merchants(app)
+    server.start()
+    yield server
+    server.stop()
+    with app.app_context():
+        db.session.remove()
+        db.engine.dispose()

@@ -1,0 +1,5 @@
+"""WSGI entry point: `flask --app wsgi ...` and gunicorn use this."""
+
+from portal import create_app
+
+app = create_app()
