@@ -1,0 +1,470 @@
+"""MyPay Link PayPage in agent mode with vouchers: the AES-256 envelope, orders, queries, refunds and callbacks."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import replace
+
+import requests
+
+from .base import (
+    CallbackRequest,
+    CheckoutLink,
+    CheckoutLookup,
+    CheckoutRef,
+    CheckoutRequest,
+    InvalidCallback,
+    LineItem,
+    Provider,
+    ProviderError,
+    ProviderEvent,
+    ProviderRejected,
+    ProviderTransaction,
+    RefundResult,
+    State,
+)
+from .common import callback_fields, last4, parse_taipei, same_secret, text_field, to_int
+from .crypto import CryptoError, mypay_decrypt_json, mypay_encrypt
+from .http import HttpClient, error
+
+NAME = "mypay"
+
+# Appendix 2 of the MyPay document: every prc code, its portal state, and what it means for a merchant.
+PRC: dict[str, tuple[State, str, str]] = {
+    "100": (State.FAILED, "MyPay rejected the order data.", "MyPay 收到的訂單資料有誤。"),
+    "200": (
+        State.AWAITING_PAYMENT,
+        "MyPay accepted the order; waiting for the customer.",
+        "MyPay 已收到訂單，等待消費者付款。",
+    ),
+    "220": (State.CANCELLED, "The payment was cancelled.", "交易已取消。"),
+    "230": (State.REFUNDED, "The payment was refunded.", "交易已退款。"),
+    "245": (State.AUTHORISED, "The card was authorised; it still has to be captured.", "信用卡已授權，尚待請款。"),
+    "247": (State.AUTHORISED, "Capture is in progress.", "請款進行中。"),
+    "250": (State.PAID, "Paid.", "付款成功。"),
+    "260": (
+        State.AWAITING_PAYMENT,
+        "Waiting for the customer to pay at the convenience store.",
+        "等待消費者至超商繳費。",
+    ),
+    "265": (
+        State.AWAITING_PAYMENT,
+        "Card-less instalment started; the customer has not registered yet.",
+        "無卡分期訂單已綁定，消費者尚未完成註冊。",
+    ),
+    "270": (State.AWAITING_PAYMENT, "Waiting for the customer's bank transfer.", "等待消費者轉帳入帳。"),
+    "275": (State.AWAITING_PAYMENT, "Card-less instalment waiting for approval.", "無卡分期等待審核。"),
+    "280": (State.AWAITING_PAYMENT, "Waiting for the customer to finish paying online.", "等待消費者完成線上付款。"),
+    "282": (State.AWAITING_PAYMENT, "Pay-later order waiting for review.", "後付款訂單等待審核。"),
+    "284": (
+        State.AWAITING_PAYMENT,
+        "Pay-later order approved; capture it after shipping.",
+        "後付款審核通過，出貨後請款。",
+    ),
+    "290": (
+        State.PAID_MISMATCH,
+        "Paid, but the amount or data do not match (for example over- or under-payment). Check before shipping.",
+        "交易成功但資訊不符（例如多繳或少繳）。出貨前請先確認。",
+    ),
+    "300": (State.FAILED, "The payment failed or was stopped by risk control.", "交易失敗或超過風險控管限制。"),
+    "380": (State.EXPIRED, "The customer did not pay before the deadline.", "消費者未在期限內繳費，交易逾期。"),
+    "400": (
+        State.ERROR,
+        "MyPay or its upstream reported a system error; the portal will ask again.",
+        "MyPay 或上游系統錯誤，系統會再次查詢。",
+    ),
+    "600": (State.PAID, "Paid and settled.", "結帳完成，款項將撥付。"),
+    "A0001": (
+        State.AWAITING_PAYMENT,
+        "MyPay is confirming the result with the bank; the portal will ask again.",
+        "MyPay 正與金流服務商確認結果，系統會再次查詢。",
+    ),
+    "A0002": (State.FAILED, "The customer abandoned the payment.", "消費者放棄此筆交易。"),
+}
+
+CARD_TYPES = {"1": "VISA", "2": "MasterCard", "3": "JCB", "4": "AMEX"}
+CALLBACK_SECRETS = {"key", "encry_data", "service"}
+
+
+def prc_state(prc: str) -> State:
+    """The portal state of a MyPay prc code; an unknown code is an error the portal re-queries."""
+    return PRC.get(prc, (State.ERROR, "", ""))[0]
+
+
+def prc_message(prc: str, locale: str = "en") -> str:
+    """What a prc code means, in English or Traditional Chinese."""
+    entry = PRC.get(prc)
+    if entry is None:
+        return f"MyPay state code {prc}" if locale == "en" else f"MyPay 狀態碼 {prc}"
+    return entry[1] if locale == "en" else entry[2]
+
+
+def rejected(code: str, msg: str, what_en: str, what_zh: str) -> ProviderRejected:
+    """A MyPay business refusal, quoting MyPay's own message."""
+    detail = f": {msg}" if msg else ""
+    return ProviderRejected(
+        NAME,
+        code or "unknown",
+        f"MyPay refused the {what_en} (code {code}){detail}.",
+        f"MyPay 拒絕了{what_zh}（代碼 {code}）{detail}。",
+    )
+
+
+class MyPayProvider(Provider):
+    """MyPay's PayPage for one store, sent by the operator as MyPay agent."""
+
+    name = NAME
+    min_amount = 1
+    supports_refund_api = True
+    supports_partial_refund = True  # only without vouchers: voucher mode refunds in full
+
+    def __init__(
+        self,
+        api_url: str,
+        agent_uid: str,
+        agent_key: str,
+        store_uid: str,
+        next_agent_key: str = "",
+        timeout: float = 10,
+        session: requests.Session | None = None,
+    ):
+        self.api_url = api_url
+        self.agent_uid = agent_uid
+        self._agent_key = agent_key
+        self._next_agent_key = next_agent_key
+        self.store_uid = store_uid
+        self.http = HttpClient(NAME, timeout, session)
+
+    def __repr__(self) -> str:
+        return f"MyPayProvider(api_url={self.api_url!r}, agent_uid={self.agent_uid!r}, store_uid={self.store_uid!r})"
+
+    # ------------------------------------------------------------ envelope
+
+    def encrypt(self, value: object) -> str:
+        """One envelope field under the current agent key, with a fresh random IV."""
+        try:
+            return mypay_encrypt(value, self._agent_key)
+        except CryptoError as exc:
+            raise ProviderError(
+                NAME,
+                "config",
+                "The MyPay agent key must be exactly 32 characters. Check the portal's MyPay settings.",
+                "MyPay 經銷商金鑰必須剛好 32 個字元，請檢查系統的 MyPay 設定。",
+            ) from exc
+
+    def envelope(self, cmd: str, data: Mapping) -> dict[str, str]:
+        """The three form fields of a MyPay agent call."""
+        return {
+            "agent_uid": self.agent_uid,
+            "service": self.encrypt({"service_name": "api", "cmd": cmd}),
+            "encry_data": self.encrypt(dict(data)),
+        }
+
+    def decrypt(self, text: str | bytes) -> dict:
+        """A received envelope field as JSON, under the current key or, during rotation, the next one."""
+        return mypay_decrypt_json(text, [self._agent_key, self._next_agent_key])
+
+    def decrypt_envelope(self, fields: Mapping[str, object]) -> tuple[dict, dict]:
+        """(service, encry_data) of an envelope's fields; CryptoError when either does not decrypt."""
+        service, data = fields.get("service"), fields.get("encry_data")
+        if not isinstance(service, (str, bytes)) or not isinstance(data, (str, bytes)):
+            raise CryptoError("service and encry_data are required")
+        return self.decrypt(service), self.decrypt(data)
+
+    def _call(self, cmd: str, data: Mapping, *, idempotent: bool = False) -> dict:
+        response = self.http.request("POST", self.api_url, idempotent=idempotent, data=self.envelope(cmd, data))
+        if response.status_code != 200:
+            raise error("http_error", NAME, f"http_{response.status_code}", status=response.status_code)
+        return self.http.json(response)
+
+    # ------------------------------------------------------------ calls
+
+    def create_checkout(self, request: CheckoutRequest) -> CheckoutLink:
+        """Open a PayPage order (api/orders) and return its URL with MyPay's uid and key."""
+        data = self.order_payload(request)
+        answer = self._call("api/orders", data)
+        code = text_field(answer, "code")
+        if code != "200":
+            raise rejected(code, text_field(answer, "msg"), "order", "訂單")
+        url, uid, key = text_field(answer, "url"), text_field(answer, "uid"), text_field(answer, "key")
+        if not (url and uid and key):
+            raise error("bad_response", NAME)
+        return CheckoutLink(
+            url=url,
+            provider_ids={"uid": uid, "key": key},
+            raw={"code": code, "msg": text_field(answer, "msg"), "uid": uid, "url": url},
+        )
+
+    def order_payload(self, request: CheckoutRequest) -> dict[str, object]:
+        """The api/orders fields for a checkout; shipping travels as an item line so items add up to cost."""
+        if len(request.reference.encode("utf-8")) > 50:
+            raise ValueError("MyPay order_id is at most 50 bytes")
+        items = [
+            {
+                "id": item.sku or str(n),
+                "name": item.name,
+                "cost": item.unit_price,
+                "amount": item.quantity,
+                "total": item.total,
+            }
+            for n, item in enumerate(request.items, 1)
+        ]
+        if request.shipping_fee:
+            # MyPay has no shipping field, yet cost = items + shipping − vouchers: a shipping line keeps items,
+            # cost and the e-invoice in agreement whichever way MyPay adds them up.
+            items.append(
+                {
+                    "id": "shipping",
+                    "name": "運費",
+                    "cost": request.shipping_fee,
+                    "amount": 1,
+                    "total": request.shipping_fee,
+                }
+            )
+        voucher_total = sum(v.amount for v in request.vouchers)
+        cost = sum(int(i["total"]) for i in items) - voucher_total
+        if cost != request.amount:
+            raise ValueError(f"items + shipping − vouchers is {cost}, not the amount {request.amount}")
+        if cost < self.min_amount:
+            raise ProviderRejected(NAME, "amount", "MyPay needs at least 1 TWD.", "MyPay 金額至少 1 元。")
+        data: dict[str, object] = {
+            "store_uid": self.store_uid,
+            "user_id": request.customer_id or request.customer_email or request.reference,
+            "order_id": request.reference,
+            "ip": request.customer_ip,
+            "currency": "TWD",
+            "items": items,
+            "cost": cost,
+            "echo_0": request.reference,
+        }
+        for name, value in (
+            ("user_name", request.customer_name),
+            ("user_email", request.customer_email),
+            ("success_returl", request.success_url),
+            ("failure_returl", request.failure_url),
+        ):
+            if value:
+                data[name] = value
+        if request.vouchers:
+            for v in request.vouchers:
+                if len(v.product_id.encode("utf-8")) > 32:
+                    raise ProviderRejected(
+                        NAME,
+                        "voucher_product_id",
+                        f"Voucher group id {v.product_id!r} is longer than MyPay's 32 bytes.",
+                        f"折價券群組編號 {v.product_id!r} 超過 MyPay 的 32 位元組上限。",
+                    )
+            data["voucher_type"] = "1"  # fixed vouchers, as in the document's example
+            data["voucher_paid"] = [
+                {
+                    "product_id": v.product_id,
+                    "serial_number": v.serial_number,
+                    "name": v.name,
+                    "cost": v.amount,
+                    "issuer": "1",
+                    "refund_return_type": "1",
+                }
+                for v in request.vouchers
+                if v.kind == "paid"
+            ]
+            data["voucher_free"] = [
+                {
+                    "product_id": v.product_id,
+                    "serial_number": v.serial_number,
+                    "name": v.name,
+                    "cost": v.amount,
+                    "issuer": "3",
+                }
+                for v in request.vouchers
+                if v.kind != "paid"
+            ]
+            data["voucher_invoice_type"] = "1"
+        return data
+
+    def query(self, ref: CheckoutRef) -> list[ProviderTransaction]:
+        """The order, its refunds and its cancellations as MyPay reports them now (api/queryorder)."""
+        uid, key = ref.provider_ids.get("uid", ""), ref.provider_ids.get("key", "")
+        if not uid or not key:
+            return []  # the order never reached MyPay: nothing to ask about
+        answer = self._call("api/queryorder", {"uid": uid, "key": key}, idempotent=True)
+        prc = text_field(answer, "prc")
+        if not prc:
+            code = text_field(answer, "code")
+            if code and code not in ("200", "B200"):
+                raise rejected(code, text_field(answer, "msg"), "query", "查詢")
+            raise error("bad_response", NAME)
+        refunds = [self._row(r, ref, "refund") for r in answer.get("refund_order") or [] if isinstance(r, dict)]
+        cancels = [
+            self._row(r, ref, "refund", cancel=True) for r in answer.get("cancel_order") or [] if isinstance(r, dict)
+        ]
+        payment = self._row(answer, ref, "payment")
+        refunded = sum(r.amount for r in refunds if r.state is State.REFUNDED)
+        state = payment.state
+        if any(c.state is State.CANCELLED for c in cancels) and state in (State.PAID, State.AUTHORISED):
+            state = State.CANCELLED
+        elif refunded and state in (State.PAID, State.PAID_MISMATCH, State.REFUNDED):
+            state = State.REFUNDED if refunded >= payment.amount else State.PARTIALLY_REFUNDED
+        refunded_at = max((r.refunded_at for r in refunds if r.refunded_at), default=None)
+        payment = replace(payment, state=state, refunded_amount=refunded, refunded_at=refunded_at)
+        return [payment, *refunds, *cancels]
+
+    def _row(self, row: dict, ref: CheckoutRef, kind: str, cancel: bool = False) -> ProviderTransaction:
+        prc = text_field(row, "prc")
+        when = parse_taipei(text_field(row, "finishtime"), "%Y%m%d%H%M%S")
+        details: dict[str, object] = {"prc": prc}
+        for name in ("pfn", "acode", "actual_cost", "appropriation_date", "invoice_number", "retmsg"):
+            if text_field(row, name):
+                details[name] = text_field(row, name)
+        if cancel:
+            details["record"] = "cancel_order"
+        vouchers = row.get("voucher_paid")
+        if isinstance(vouchers, list) and vouchers:
+            details["voucher_paid"] = ", ".join(text_field(v, "serial_number") for v in vouchers if isinstance(v, dict))
+        return ProviderTransaction(
+            provider=NAME,
+            reference=text_field(row, "order_id") or ref.reference,
+            transaction_id=text_field(row, "uid"),
+            state=prc_state(prc),
+            amount=to_int(row.get("cost")) or 0,
+            kind=kind,
+            method=text_field(row, "pfn"),
+            card_brand=CARD_TYPES.get(text_field(row, "card_type"), ""),
+            card_last4=last4(row.get("cardno")),
+            created_at=when,
+            refunded_at=when if kind == "refund" else None,
+            message=text_field(row, "retmsg") or prc_message(prc),
+            details=details,
+        )
+
+    def refund(self, ref: CheckoutRef, amount: int, reason: str, **options) -> RefundResult:
+        """Refund through api/refund; with vouchers only in full, listing every paid voucher."""
+        uid, key = ref.provider_ids.get("uid", ""), ref.provider_ids.get("key", "")
+        if not uid or not key:
+            raise ProviderRejected(
+                NAME, "no_order", "This checkout has no MyPay order to refund.", "此結帳沒有可退款的 MyPay 訂單。"
+            )
+        if not 1 <= amount <= ref.amount:
+            raise ProviderRejected(
+                NAME,
+                "refund_amount",
+                f"A MyPay refund must be between 1 and {ref.amount} TWD.",
+                f"MyPay 退款金額須介於 1 到 {ref.amount} 元之間。",
+            )
+        if ref.vouchers and amount != ref.amount:
+            raise ProviderRejected(
+                NAME,
+                "voucher_full_refund",
+                f"Orders paid with vouchers can only be refunded in full ({ref.amount} TWD plus every paid voucher).",
+                f"使用折價券的訂單只能全額退款（{ref.amount} 元及所有有償票券）。",
+            )
+        data: dict[str, object] = {"store_uid": self.store_uid, "uid": uid, "key": key, "cost": amount}
+        if ref.vouchers:
+            data["voucher_paid"] = [
+                {"product_id": v.product_id, "serial_number": v.serial_number} for v in ref.vouchers if v.kind == "paid"
+            ]
+        invoice_state = options.get("invoice_state")
+        if invoice_state is not None:
+            if str(invoice_state) not in ("4", "6"):
+                raise ValueError("invoice_state is 4 (void) or 6 (allowance)")
+            data["invoice_state"] = int(invoice_state)
+        items: list[LineItem] | None = options.get("items")
+        if items:
+            if sum(i.total for i in items) != amount:
+                raise ValueError("refund items must add up to the refund amount")
+            data["items"] = [
+                {"id": i.sku, "name": i.name, "cost": i.unit_price, "amount": i.quantity, "total": i.total}
+                for i in items
+            ]
+        answer = self._call("api/refund", data)
+        code = text_field(answer, "code")
+        if code == "B500":
+            raise rejected(code, text_field(answer, "msg"), "refund", "退款")
+        if code != "B200":
+            if code:
+                raise rejected(code, text_field(answer, "msg"), "refund", "退款")
+            raise error("bad_response", NAME)
+        row = answer.get("row_data")
+        if not isinstance(row, dict):
+            # Accepted, but not an instant refund: the money moves later and a query will show it.
+            return RefundResult(
+                state="pending",
+                amount=amount,
+                message=text_field(answer, "msg"),
+                raw={"code": code, "msg": text_field(answer, "msg")},
+            )
+        instant = text_field(row, "prc") == "230" and text_field(row, "refund_type") in ("1", "")
+        return RefundResult(
+            state="succeeded" if instant else "pending",
+            amount=to_int(row.get("cost")) or amount,
+            provider_refund_id=text_field(row, "refund_uid"),
+            message=text_field(row, "retmsg") or text_field(answer, "msg"),
+            raw=safe_fields(row),
+        )
+
+    # ------------------------------------------------------------ callbacks
+
+    def parse_callback(self, request: CallbackRequest, lookup: CheckoutLookup) -> ProviderEvent:
+        """Read a MyPay report (form fields, JSON, or an encrypted envelope) and check its uid and key."""
+        fields = callback_fields(NAME, request)
+        if "encry_data" in fields:
+            fields = self._open_envelope(fields)
+        reference = text_field(fields, "order_id")
+        ref = lookup(reference) if reference else None
+        if ref is None:
+            raise InvalidCallback(
+                NAME, "The report names no open checkout (order_id).", "回報的 order_id 對不上任何進行中的結帳。"
+            )
+        uid_ok = same_secret(ref.provider_ids.get("uid", ""), text_field(fields, "uid"))
+        key_ok = same_secret(ref.provider_ids.get("key", ""), text_field(fields, "key"))
+        if not (uid_ok and key_ok):
+            raise InvalidCallback(
+                NAME,
+                "The report's uid and key do not match the order MyPay created.",
+                "回報的 uid 與 key 與 MyPay 建立的訂單不符。",
+            )
+        prc = text_field(fields, "prc")
+        if not prc:
+            raise InvalidCallback(NAME, "The report has no state code (prc).", "回報缺少狀態碼（prc）。")
+        state = prc_state(prc)
+        amount = to_int(fields.get("cost"))
+        message = text_field(fields, "retmsg") or prc_message(prc)
+        if state is State.PAID and amount != ref.amount:
+            # MyPay flags mismatches with 290; a "paid" that disagrees with the order is treated the same way.
+            state, message = State.PAID_MISMATCH, f"{message} (amount {amount} ≠ {ref.amount})"
+        finishtime = text_field(fields, "finishtime")
+        return ProviderEvent(
+            provider=NAME,
+            reference=ref.reference,
+            state=state,
+            verified=True,
+            dedupe_key=f"mypay:{text_field(fields, 'uid')}:{prc}:{finishtime}",
+            reply_body="8888",
+            amount=amount,
+            transaction_id=text_field(fields, "uid"),
+            message=message,
+            raw=safe_fields(fields),
+            occurred_at=parse_taipei(finishtime, "%Y%m%d%H%M%S"),
+        )
+
+    def _open_envelope(self, fields: dict) -> dict:
+        if "agent_uid" in fields and not same_secret(self.agent_uid, text_field(fields, "agent_uid")):
+            raise InvalidCallback(NAME, "The report is addressed to another MyPay agent.", "回報的經銷商代號不符。")
+        data = fields.get("encry_data")
+        try:
+            if not isinstance(data, (str, bytes)):
+                raise CryptoError("encry_data is not text")
+            return self.decrypt(data)
+        except CryptoError as exc:
+            raise InvalidCallback(
+                NAME, "The report does not decrypt with the agent key.", "回報無法以經銷商金鑰解密。"
+            ) from exc
+
+
+def safe_fields(fields: Mapping) -> dict[str, object]:
+    """A MyPay record without its verification key and with the card number cut to the last four digits."""
+    out: dict[str, object] = {}
+    for name, value in fields.items():
+        if name in CALLBACK_SECRETS:
+            continue
+        out[str(name)] = last4(value) if name == "cardno" else value
+    return out
