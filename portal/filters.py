@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 from flask import Flask
+from flask_babel import lazy_gettext as _l
 
 TAIPEI = ZoneInfo("Asia/Taipei")
 
@@ -30,3 +32,70 @@ def taipei(value: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
 def register(app: Flask) -> None:
     app.jinja_env.filters["twd"] = twd
     app.jinja_env.filters["taipei"] = taipei
+    app.jinja_env.filters["mask_cards"] = mask_cards
+    app.jinja_env.globals["state_label"] = state_label
+    app.jinja_env.globals["source_label"] = source_label
+
+
+STATE_LABELS = {
+    "draft": _l("Draft"),
+    "creating": _l("Creating link"),
+    "awaiting_payment": _l("Awaiting payment"),
+    "authorised": _l("Authorised"),
+    "processing": _l("Charging card"),
+    "paid": _l("Paid"),
+    "failed": _l("Failed"),
+    "expired": _l("Expired"),
+    "cancelled": _l("Cancelled"),
+    "partially_refunded": _l("Partially refunded"),
+    "refunded": _l("Refunded"),
+    "unknown": _l("Unknown"),
+}
+
+SOURCE_LABELS = {
+    "create": _l("link created"),
+    "callback": _l("provider callback"),
+    "callback+query": _l("callback confirmed by query"),
+    "query": _l("provider query"),
+    "reconcile": _l("reconcile"),
+    "refresh": _l("refresh from provider"),
+    "return": _l("customer returned"),
+    "expiry": _l("link expired"),
+    "manual": _l("by an admin"),
+    "refund": _l("refund"),
+}
+
+_CARD_RUN = re.compile(r"(?<!\d)(?:\d[ -]?){12,18}\d(?!\d)")
+
+
+def luhn_ok(digits: str) -> bool:
+    """Whether a digit string passes the Luhn check."""
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = int(ch)
+        if i % 2 == 1:
+            d = d * 2 - 9 if d > 4 else d * 2
+        total += d
+    return total % 10 == 0
+
+
+def mask_cards(text: str | None) -> str:
+    """Replace anything that looks like a whole card number with its last four digits."""
+    if not text:
+        return ""
+
+    def repl(match: re.Match) -> str:
+        digits = re.sub(r"\D", "", match.group(0))
+        if 13 <= len(digits) <= 19 and luhn_ok(digits):
+            return "•••• " + digits[-4:]
+        return match.group(0)
+
+    return _CARD_RUN.sub(repl, text)
+
+
+def state_label(state: str) -> str:
+    return str(STATE_LABELS.get(state, state))
+
+
+def source_label(source: str) -> str:
+    return str(SOURCE_LABELS.get(source, source))

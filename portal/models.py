@@ -221,7 +221,8 @@ class WebhookEvent(db.Model):
     provider: Mapped[str] = mapped_column(String(10))
     dedupe_key: Mapped[str] = mapped_column(String(128), unique=True)
     headers: Mapped[dict] = mapped_column(JSON, default=dict)
-    body: Mapped[str] = mapped_column(Text, default="")
+    body: Mapped[str] = mapped_column(Text, default="")  # secrets (Oen card token) removed
+    secret_enc: Mapped[str | None] = mapped_column(Text)  # the removed secret, encrypted
     remote_addr: Mapped[str | None] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(16), default="received")  # received, applied, refused, error
     error: Mapped[str | None] = mapped_column(Text)
@@ -241,7 +242,8 @@ class Refund(db.Model):
     merchant_id: Mapped[int] = mapped_column(ForeignKey("merchant.id"), index=True)
     amount: Mapped[int]
     reason: Mapped[str] = mapped_column(Text)
-    state: Mapped[str] = mapped_column(String(16), default="requested")  # requested, succeeded, pending, failed, unknown
+    # requested, succeeded, pending, failed, unknown
+    state: Mapped[str] = mapped_column(String(16), default="requested")
     idempotency_key: Mapped[str] = mapped_column(String(64), unique=True)
     options: Mapped[dict] = mapped_column(JSON, default=dict)
     manual: Mapped[bool] = mapped_column(default=False)

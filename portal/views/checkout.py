@@ -1,5 +1,208 @@
-"""Customer checkout links (no login)."""
+"""Payment links: staff open them on an order; customers follow them with no account."""
 
-from flask import Blueprint
+from __future__ import annotations
+
+import segno
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_login import current_user, login_required
+
+from portal.extensions import db, limiter
+from portal.gateways import provider_for
+from portal.models import Checkout, utcnow
+from portal.payments import (
+    OPEN_STATES,
+    CheckoutError,
+    charge_again,
+    checkout_request,
+    open_checkout,
+    provider_choices,
+    provider_message,
+    refresh_checkout,
+    start_checkout,
+)
+from portal.providers.base import ProviderError
+from portal.security import admin_required
+from portal.views.orders import get_order
 
 bp = Blueprint("checkout", __name__)
+
+PROVIDER_NAMES = {"oen": "Oen Tech", "mypay": "MyPay", "opay": "O'Pay"}
+FINAL_STATES = ("paid", "failed", "expired", "cancelled", "partially_refunded", "refunded")
+
+
+def customer_link(checkout: Checkout) -> str:
+    """The public address the customer follows."""
+    return current_app.config["PORTAL_BASE_URL"] + url_for("checkout.pay", token=checkout.public_token)
+
+
+def qr_svg(data: str) -> str:
+    """A QR code as inline SVG, made on the server."""
+    return segno.make(data, error="m").svg_inline(scale=4, border=2, dark="#14213d")
+
+
+def saved_cards(order) -> list[Checkout]:
+    """Paid Oen attempts of the same customer whose card token is kept (for "charge again")."""
+    from portal.models import Order
+
+    stmt = (
+        db.select(Checkout)
+        .join(Order, Checkout.order_id == Order.id)
+        .where(
+            Checkout.merchant_id == order.merchant_id,
+            Checkout.provider == "oen",
+            Checkout.card_token_enc.is_not(None),
+            Checkout.state.in_(("paid", "partially_refunded", "refunded")),
+            db.func.lower(Order.customer_email) == order.customer_email.lower(),
+        )
+        .order_by(Checkout.id.desc())
+        .limit(5)
+    )
+    return list(db.session.execute(stmt).scalars())
+
+
+@bp.app_context_processor
+def checkout_helpers():
+    return {
+        "customer_link": customer_link,
+        "qr_svg": qr_svg,
+        "provider_names": PROVIDER_NAMES,
+        "open_attempt": open_checkout,
+        "provider_choices": provider_choices,
+        "saved_cards": saved_cards,
+    }
+
+
+# ---------------------------------------------------------------- staff
+
+
+@bp.post("/orders/<int:order_id>/checkout")
+@login_required
+def create(order_id: int):
+    """Open a payment link at the chosen provider."""
+    order = get_order(order_id)
+    try:
+        start_checkout(order, request.form.get("provider", ""), current_user.id, request.remote_addr or "")
+    except CheckoutError as exc:
+        flash(str(exc), "error")
+    else:
+        flash(_("The payment link is ready. Send it to the customer."), "success")
+    return redirect(url_for("orders.detail", order_id=order_id))
+
+
+@bp.post("/orders/<int:order_id>/refresh")
+@login_required
+def refresh(order_id: int):
+    """Ask the provider about the order's attempts now."""
+    order = get_order(order_id)
+    changed_any, errors = False, []
+    for checkout in list(order.checkouts):
+        if checkout.state in OPEN_STATES or checkout.state in ("paid", "partially_refunded"):
+            changed, error = refresh_checkout(checkout.id, source="refresh")
+            changed_any |= changed
+            if error:
+                errors.append(error)
+    for error in errors:
+        flash(error, "error")
+    if not errors:
+        flash(_("Updated from the provider.") if changed_any else _("The provider reports no change."), "info")
+    return redirect(url_for("orders.detail", order_id=order_id))
+
+
+@bp.post("/orders/<int:order_id>/charge-again")
+@admin_required
+def charge_saved_card(order_id: int):
+    """Charge a card the same customer saved with Oen for an earlier order."""
+    order = get_order(order_id)
+    previous = db.session.execute(
+        db.select(Checkout).where(
+            Checkout.id == request.form.get("from_checkout", type=int),
+            Checkout.merchant_id == current_user.merchant_id,
+        )
+    ).scalar_one_or_none()
+    if previous is None:
+        abort(404)
+    try:
+        checkout = charge_again(order, previous, current_user.id)
+    except CheckoutError as exc:
+        flash(str(exc), "error")
+    else:
+        if checkout.state == "paid":
+            flash(_("The saved card was charged."), "success")
+        else:
+            flash(_("The saved card could not be charged: %(why)s", why=checkout.last_error or checkout.state), "error")
+    return redirect(url_for("orders.detail", order_id=order_id))
+
+
+# ---------------------------------------------------------------- customers
+
+
+def load_link(token: str) -> Checkout:
+    """The checkout behind a customer link; unknown links are a 404."""
+    if not token or len(token) > 64:
+        abort(404)
+    checkout = db.session.execute(db.select(Checkout).filter_by(public_token=token)).scalar_one_or_none()
+    if checkout is None:
+        abort(404)
+    return checkout
+
+
+def link_state(checkout: Checkout) -> str:
+    """What the customer's page should say: open, expired, or the final state."""
+    if checkout.state in FINAL_STATES:
+        return checkout.state
+    if checkout.expires_at < utcnow():
+        return "expired"
+    if checkout.state == "creating":
+        return "failed"
+    return "open"
+
+
+@bp.get("/pay/<token>")
+@limiter.limit("60 per minute")
+def pay(token: str):
+    """The customer's summary page, then on to the provider."""
+    checkout = load_link(token)
+    return render_template("checkout/pay.html", checkout=checkout, order=checkout.order, status=link_state(checkout))
+
+
+@bp.post("/pay/<token>/go")
+@limiter.limit("30 per minute")
+def go(token: str):
+    """On to the provider: Oen and MyPay by redirect; O'Pay by creating the trade now and relaying the answer."""
+    checkout = load_link(token)
+    if link_state(checkout) != "open":
+        return redirect(url_for("checkout.pay", token=token))
+    if checkout.provider != "opay":
+        if not checkout.provider_url:
+            abort(404)
+        return redirect(checkout.provider_url, code=303)
+    provider = provider_for(checkout.merchant, "opay")
+    trade = checkout_request(checkout, request.remote_addr or "")
+    db.session.commit()
+    try:
+        page = provider.create_trade(trade)
+    except ProviderError as exc:
+        return render_template(
+            "checkout/pay.html", checkout=checkout, order=checkout.order, status="open", error=provider_message(exc)
+        ), 502
+    response = current_app.response_class(page.body, status=page.status, content_type=page.content_type)
+    # O'Pay's page runs in an opaque origin: its scripts can reach nothing of the portal's.
+    response.headers["Content-Security-Policy"] = (
+        "sandbox allow-scripts allow-forms allow-top-navigation allow-popups; frame-ancestors 'none'"
+    )
+    return response
+
+
+@bp.get("/pay/<token>/return")
+@limiter.limit("60 per minute")
+def returned(token: str):
+    """Where providers send the customer back: the state the portal knows, asking the provider while open."""
+    checkout = load_link(token)
+    if checkout.state in OPEN_STATES and checkout.state != "creating":
+        _changed, _error = refresh_checkout(checkout.id, source="return")
+        checkout = db.session.get(Checkout, checkout.id, populate_existing=True)
+    status = link_state(checkout)
+    return render_template(
+        "checkout/return.html", checkout=checkout, order=checkout.order, status=status, final=status != "open"
+    )

@@ -1,5 +1,49 @@
-"""Provider callbacks (no CSRF; verified by the provider layer)."""
+"""Provider callbacks (no CSRF: each is verified as PROVIDERS.md says) and the admins' list of them."""
 
-from flask import Blueprint
+from __future__ import annotations
+
+from flask import Blueprint, abort, render_template, request
+from flask_login import current_user
+
+from portal.extensions import csrf, db
+from portal.models import WebhookEvent
+from portal.payments import receive_callback
+from portal.providers.base import CallbackRequest
+from portal.security import admin_required
 
 bp = Blueprint("webhooks", __name__)
+
+PROVIDERS = ("oen", "mypay", "opay")
+
+
+@bp.post("/webhooks/<provider>")
+@csrf.exempt
+def receive(provider: str):
+    """Store the callback, verify it, apply it, and answer only after the commit."""
+    if provider not in PROVIDERS:
+        abort(404)
+    body = request.get_data(cache=True)
+    form = {}
+    if request.mimetype == "application/x-www-form-urlencoded":
+        form = {k: v for k, v in request.form.items()}
+    callback = CallbackRequest(
+        body=body,
+        headers={k: v for k, v in request.headers.items()},
+        form=form,
+        content_type=request.content_type or "",
+        remote_addr=request.remote_addr or "",
+    )
+    reply = receive_callback(provider, callback)
+    return reply.body, reply.status, {"Content-Type": "text/plain; charset=utf-8"}
+
+
+@bp.get("/callbacks")
+@admin_required
+def callbacks():
+    """Every callback this merchant received, refused ones first."""
+    status = request.args.get("status", "")
+    stmt = db.select(WebhookEvent).where(WebhookEvent.merchant_id == current_user.merchant_id)
+    if status in ("received", "applied", "recorded", "refused", "error"):
+        stmt = stmt.where(WebhookEvent.status == status)
+    events = db.session.execute(stmt.order_by(WebhookEvent.id.desc()).limit(200)).scalars().all()
+    return render_template("webhooks/callbacks.html", events=events, status=status)

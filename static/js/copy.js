@@ -1,0 +1,11 @@
+// Copy buttons: <button class="copy" data-copy="input-id">.
+document.addEventListener("click", function (event) {
+  var button = event.target.closest("button.copy");
+  if (!button) return;
+  var field = document.getElementById(button.getAttribute("data-copy"));
+  if (!field) return;
+  field.select();
+  var done = function () { button.classList.add("copied"); setTimeout(function () { button.classList.remove("copied"); }, 1500); };
+  if (navigator.clipboard) { navigator.clipboard.writeText(field.value).then(done, function () { document.execCommand("copy"); done(); }); }
+  else { document.execCommand("copy"); done(); }
+});
