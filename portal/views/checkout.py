@@ -23,7 +23,7 @@ from portal.payments import (
 )
 from portal.providers.base import ProviderError
 from portal.security import admin_required
-from portal.views.orders import get_order
+from portal.orders import get_order
 
 bp = Blueprint("checkout", __name__)
 
