@@ -92,9 +92,9 @@ def register_extensions(app: Flask) -> None:
 
 def register_blueprints(app: Flask) -> None:
     """One blueprint per feature; the sandbox only when PROVIDER_ENV is sandbox."""
-    from portal.views import auth, checkout, main, orders, refunds, settings_views, webhooks
+    from portal.views import auth, checkout, main, orders, refunds, settings_views, transactions, webhooks
 
-    for module in (main, auth, orders, checkout, webhooks, refunds, settings_views):
+    for module in (main, auth, orders, checkout, webhooks, transactions, refunds, settings_views):
         app.register_blueprint(module.bp)
     if app.config["PROVIDER_ENV"] == "sandbox":
         from portal.sandbox import bp as sandbox_bp
