@@ -574,14 +574,18 @@ def _callback_merchant(provider: str, request: CallbackRequest) -> Merchant | No
 def process_callback(event_id: int, request: CallbackRequest) -> CallbackReply:
     """Verify a stored callback and apply it; the reply is decided only after the commit."""
     found: dict = {}
-    merchant = _callback_merchant(provider := _event_provider(event_id), request)
+    provider = _event_provider(event_id)
+    merchant = None
     try:
-        if provider in ("opay", "oen") and merchant is None:
-            raise InvalidCallback(provider, "The callback names no merchant known to this portal.")
-        # MyPay callbacks are the agent's: any store; the lookup finds the attempt by its reference.
-        client = provider_for(merchant or Merchant(), provider)
-        lookup = _lookup_factory(provider, merchant.id if merchant else None, found)
-        event = client.parse_callback(request, lookup)
+        # Parsing writes (O'Pay's RqID store), so it runs in one short write transaction; no network inside.
+        with write_transaction():
+            merchant = _callback_merchant(provider, request)
+            if provider in ("opay", "oen") and merchant is None:
+                raise InvalidCallback(provider, "The callback names no merchant known to this portal.")
+            # MyPay callbacks are the agent's, for any store: the lookup finds the attempt by its reference.
+            client = provider_for(merchant or Merchant(), provider)
+            lookup = _lookup_factory(provider, merchant.id if merchant else None, found)
+            event = client.parse_callback(request, lookup)
     except InvalidCallback as exc:
         checkout = found.get("checkout")
         if found.get("not_ready"):

@@ -7,6 +7,7 @@ from datetime import timedelta
 
 from portal.extensions import db
 from portal.models import Checkout, Order, OrderItem, Voucher, utcnow
+from portal.payments import refresh_order
 
 
 def make_order(merchant_id: int, *, items=((500, 2),), shipping=60, vouchers=(), email="buyer@example.com") -> Order:
@@ -48,5 +49,7 @@ def make_checkout(order: Order, provider: str = "mypay", state: str = "awaiting_
         expires_at=utcnow() + timedelta(hours=1),
     )
     db.session.add(checkout)
+    db.session.flush()
+    refresh_order(order)
     db.session.commit()
     return checkout
