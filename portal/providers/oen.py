@@ -181,17 +181,18 @@ class OenProvider(Provider):
             if code in CODES and code != "S0000":
                 raise code_error(code) from exc
             raise
+        if response.status_code == 403:
+            # Oen's 403 carries no code: production only answers the IP addresses bound in its CRM.
+            raise ProviderError(
+                NAME,
+                "http_403",
+                "Oen Tech refused the call (HTTP 403): in production the portal's IP address must be on the "
+                "merchant's allow-list in the Oen CRM.",
+                "應援科技拒絕了呼叫（HTTP 403）：正式環境須在應援 CRM 綁定本系統的固定 IP。",
+            )
         try:
             payload = self.http.json(response)
         except ProviderError:
-            if response.status_code == 403:
-                raise ProviderError(
-                    NAME,
-                    "http_403",
-                    "Oen Tech refused the call (HTTP 403): in production the portal's IP address must be on the "
-                    "merchant's allow-list in the Oen CRM.",
-                    "應援科技拒絕了呼叫（HTTP 403）：正式環境須在應援 CRM 綁定本系統的固定 IP。",
-                ) from None
             if response.status_code != 200:
                 raise error("http_error", NAME, f"http_{response.status_code}", status=response.status_code) from None
             raise

@@ -71,7 +71,9 @@ MYPAY_SAMPLE = {
             "refund_return_type": "3",
         }
     ],
-    "voucher_free": [{"product_id": "F01", "serial_number": "F1635306439", "name": "VIP免費券", "cost": 50, "issuer": "1"}],
+    "voucher_free": [
+        {"product_id": "F01", "serial_number": "F1635306439", "name": "VIP免費券", "cost": 50, "issuer": "1"}
+    ],
     "voucher_invoice_type": "1",
 }
 SERVICE = {"service_name": "api", "cmd": "api/orders"}
