@@ -123,10 +123,8 @@ def code_error(code: str, provider_message: str = "", status: int | None = None)
     """The typed error for an Oen response code (or an unknown one)."""
     if code in CODES and code != "S0000":
         cls, en, zh = CODES[code]
-        err = cls(NAME, code, en, zh)
-        if code == "C026":
-            err.retryable = False  # Oen says the charge may have happened: query, never resend
-        return err
+        # C026 stays a retryable ProviderUnavailable: "outcome unknown, settle it by query", never "failed".
+        return cls(NAME, code, en, zh)
     detail = f" ({provider_message})" if provider_message else ""
     return ProviderError(
         NAME,
@@ -225,7 +223,12 @@ class OenProvider(Provider):
     def charge(self, ref: CheckoutRef, token: str, request: CheckoutRequest) -> ProviderTransaction:
         """Charge a stored card token once (never retried: Oen has no duplicate protection)."""
         if ref.reference != request.reference or ref.amount != request.amount:
-            raise ValueError("the checkout reference and the request describe different attempts")
+            raise ProviderRejected(
+                NAME,
+                "mismatch",
+                "The checkout and the charge disagree on reference or amount; nothing was charged.",
+                "結帳與扣款的編號或金額不一致，未進行扣款。",
+            )
         if not token:
             raise ProviderRejected(
                 NAME,

@@ -114,12 +114,22 @@ def test_every_documented_code_on_charge(oen, rsps, code, status, cls):
     assert len(rsps.calls) == 1  # a charge is never sent twice
 
 
-def test_c026_says_do_not_retry(oen, rsps):
+def test_c026_is_an_unknown_outcome_not_a_failure(oen, rsps):
     rsps.post(f"{API}/token/transactions", status=409, json={"code": "C026", "message": "", "retryable": False})
     request = checkout_request()
     with pytest.raises(ProviderUnavailable) as caught:
         oen.charge(ref_of(request), CARD_TOKEN, request)
-    assert caught.value.retryable is False
+    # The app reads retryable as "outcome unknown: settle by query"; the message tells the merchant not to resend.
+    assert caught.value.retryable is True
+    assert "Do not charge again" in caught.value.message_en
+    assert len(rsps.calls) == 1
+
+
+def test_charge_refuses_a_ref_and_request_that_disagree(oen, rsps):
+    request = checkout_request()
+    with pytest.raises(ProviderRejected):
+        oen.charge(ref_of(checkout_request(amount=999)), CARD_TOKEN, request)
+    assert len(rsps.calls) == 0
 
 
 def test_unknown_code_and_403_and_garbage(oen, rsps):
