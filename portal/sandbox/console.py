@@ -1,0 +1,107 @@
+"""The console at /sandbox: the journal, the callbacks, and the switches (faults, latency, Oen card numbers)."""
+
+from __future__ import annotations
+
+from flask import abort, flash, redirect, render_template, request, url_for
+
+from portal.extensions import db
+from portal.sandbox import bp, callbacks, faults, settings
+from portal.sandbox.common import as_int
+from portal.sandbox.models import (
+    SandboxCallback,
+    SandboxExchange,
+    SandboxMypayOrder,
+    SandboxOenCheckout,
+    SandboxOpayTrade,
+)
+
+FAULT_LABELS = {
+    "fail_next": "下一次 API 呼叫回 HTTP 500 (不處理)",
+    "fail_after_next": "下一次 API 呼叫照常處理後回 HTTP 500",
+    "hang_next": "下一次 API 呼叫拖過逾時再處理",
+    "drop_next_callback": "下一個回呼不送出",
+}
+
+
+@bp.get("")
+def console():
+    """Every request received and callback sent, newest first."""
+    provider = request.args.get("provider")
+    query = db.select(SandboxExchange).order_by(SandboxExchange.id.desc()).limit(200)
+    if provider in faults.PROVIDERS:
+        query = query.where(SandboxExchange.provider == provider)
+    exchanges = list(db.session.execute(query).scalars())
+    recent = db.select(SandboxCallback).order_by(SandboxCallback.id.desc()).limit(50)
+    return render_template(
+        "sandbox/console.html",
+        provider=provider,
+        providers=faults.PROVIDERS,
+        exchanges=exchanges,
+        callbacks=list(db.session.execute(recent).scalars()),
+        armed=faults.pending(),
+        fault_labels=FAULT_LABELS,
+        latency={name: settings.latency_ms(name) for name in faults.PROVIDERS},
+        full_card_number=settings.oen_full_card_number(),
+        oen_checkouts=_latest(SandboxOenCheckout, SandboxOenCheckout.created_at),
+        mypay_orders=_latest(SandboxMypayOrder, SandboxMypayOrder.uid),
+        opay_trades=_latest(SandboxOpayTrade, SandboxOpayTrade.id),
+    )
+
+
+def _latest(model, order_column, count: int = 20):
+    return list(db.session.execute(db.select(model).order_by(order_column.desc()).limit(count)).scalars())
+
+
+def _back():
+    return redirect(url_for("sandbox.console", provider=request.form.get("back") or None), 303)
+
+
+@bp.post("/console/fault")
+def console_fault():
+    """Arm or clear a fault switch."""
+    provider, kind = request.form.get("provider", ""), request.form.get("kind", "")
+    if provider not in faults.PROVIDERS:
+        abort(400)
+    if kind == "clear":
+        faults.clear(provider)
+        flash(f"{provider}: 所有故障開關已關閉")
+    elif kind in faults.KINDS:
+        count = as_int(request.form.get("count", "1")) or 1
+        faults.set(provider, kind, count)
+        flash(f"{provider}: {FAULT_LABELS[kind]} × {count}")
+    else:
+        abort(400)
+    return _back()
+
+
+@bp.post("/console/latency")
+def console_latency():
+    """Set a provider's latency in milliseconds (empty: back to the config)."""
+    provider = request.form.get("provider", "")
+    if provider not in faults.PROVIDERS:
+        abort(400)
+    raw = request.form.get("ms", "").strip()
+    ms = as_int(raw)
+    if raw and (ms is None or ms < 0):
+        abort(400)
+    settings.set_latency(provider, ms if raw else None)
+    flash(f"{provider}: latency {settings.latency_ms(provider)} ms")
+    return _back()
+
+
+@bp.post("/console/oen-card-number")
+def console_card_number():
+    """Whether Oen answers the whole card number in cardNum."""
+    settings.set_oen_full_card_number(request.form.get("on") == "1")
+    flash("Oen cardNum: " + ("完整卡號" if settings.oen_full_card_number() else "遮罩卡號"))
+    return _back()
+
+
+@bp.post("/console/callbacks/<int:callback_id>/resend")
+def console_resend(callback_id: int):
+    """Send a stored callback once more."""
+    if db.session.get(SandboxCallback, callback_id) is None:
+        abort(404)
+    callbacks.resend(callback_id)
+    flash(f"callback #{callback_id} resent")
+    return _back()
