@@ -9,7 +9,18 @@ from dataclasses import dataclass
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from werkzeug.datastructures import MultiDict
-from wtforms import EmailField, FieldList, Form, FormField, PasswordField, SelectField, StringField, TextAreaField
+from wtforms import (
+    BooleanField,
+    EmailField,
+    FieldList,
+    Form,
+    FormField,
+    PasswordField,
+    SelectChoice,
+    SelectField,
+    StringField,
+    TextAreaField,
+)
 from wtforms.validators import DataRequired, Email, Length, StopValidation
 
 from portal import money
@@ -200,7 +211,7 @@ class VoucherForm(RowForm):
 
     kind = SelectField(
         _l("Kind"),
-        choices=[("paid", _l("Paid voucher")), ("free", _l("Free voucher"))],
+        choices=[SelectChoice("paid", _l("Paid voucher")), SelectChoice("free", _l("Free voucher"))],
         default="paid",
         invalid_choice_message=_l("Choose paid or free."),
     )
@@ -362,3 +373,157 @@ def without_row(formdata: MultiDict, prefix: str, index: str) -> MultiDict:
     """The posted data less one row (PREFIX-INDEX-*), for the no-script "remove row" button."""
     start = f"{prefix}-{index}-"
     return MultiDict([(key, value) for key, value in formdata.items(multi=True) if not key.startswith(start)])
+
+
+# --- Settings: provider settings and users (admins) ---------------------------------------------------------------
+
+PROVIDER_ID_FIELDS = ("oen_merchant_id", "mypay_store_uid", "opay_merchant_id")
+PROVIDER_SECRET_FIELDS = ("oen_token", "opay_hash_key", "opay_hash_iv")
+ROLE_CHOICES = [("staff", _l("Staff")), ("admin", _l("Admin"))]
+MIN_PASSWORD_CHARS = 10
+# Browsers must neither fill in nor offer to remember a provider secret.
+_SECRET_INPUT = {"autocomplete": "new-password", "spellcheck": "false"}
+
+
+def _blank_stops(form, field):
+    """Validator: an empty field passes without further checks."""
+    if not field.data:
+        raise StopValidation()
+
+
+class Matches:
+    """Validator: the whole text matches the pattern."""
+
+    def __init__(self, pattern: str, message):
+        self.pattern = re.compile(pattern)
+        self.message = message
+
+    def __call__(self, form, field):
+        if not self.pattern.fullmatch(field.data or ""):
+            raise StopValidation(self.message)
+
+
+def _provider_id(max_chars: int) -> list:
+    return [
+        _blank_stops,
+        Length(max=max_chars, message=_l("At most %(max)s characters.")),
+        Matches(r"[A-Za-z0-9_-]+", _l("Use only letters, digits, - and _.")),
+    ]
+
+
+def _opay_cipher_secret() -> list:
+    return [
+        _blank_stops,
+        Length(min=16, max=16, message=_l("Exactly 16 characters.")),
+        Matches(r"[A-Za-z0-9]+", _l("Use only letters and digits.")),
+    ]
+
+
+class ProviderSettingsForm(FlaskForm):
+    """A merchant's provider settings; a secret left empty keeps its stored value, "remove" deletes it."""
+
+    oen_merchant_id = StringField(
+        _l("Oen merchant id"),
+        filters=[_strip],
+        validators=_provider_id(64),
+        description=_l("Your Oen sub-domain: ming for https://ming.oen.tw."),
+    )
+    oen_token = PasswordField(
+        _l("Oen CRM token"),
+        filters=[_strip],
+        validators=[
+            _blank_stops,
+            Length(min=8, max=4096, message=_l("Between %(min)s and %(max)s characters.")),
+            Matches(r"[!-~]+", _l("Use only letters, digits and punctuation, with no spaces.")),
+        ],
+        render_kw=_SECRET_INPUT,
+    )
+    clear_oen_token = BooleanField(_l("Remove the stored Oen CRM token"))
+    mypay_store_uid = StringField(
+        _l("MyPay store uid"),
+        filters=[_strip],
+        validators=_provider_id(32),
+        description=_l("The store (特約商店) uid MyPay gave you."),
+    )
+    opay_merchant_id = StringField(_l("O'Pay merchant id"), filters=[_strip], validators=_provider_id(32))
+    opay_hash_key = PasswordField(
+        _l("O'Pay HashKey"), filters=[_strip], validators=_opay_cipher_secret(), render_kw=_SECRET_INPUT
+    )
+    clear_opay_hash_key = BooleanField(_l("Remove the stored O'Pay HashKey"))
+    opay_hash_iv = PasswordField(
+        _l("O'Pay HashIV"), filters=[_strip], validators=_opay_cipher_secret(), render_kw=_SECRET_INPUT
+    )
+    clear_opay_hash_iv = BooleanField(_l("Remove the stored O'Pay HashIV"))
+
+    def __init__(self, *args, merchant_id: int, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.merchant_id = merchant_id
+
+    def validate(self, extra_validators=None):
+        """Field rules; then a secret cannot be both replaced and removed, and ids belong to one merchant only."""
+        ok = super().validate(extra_validators)
+        for name in PROVIDER_SECRET_FIELDS:
+            if self[name].data and self[f"clear_{name}"].data and not self[name].errors:
+                _add_error(self[name], _l("Either enter a new value or remove the stored one, not both."))
+                ok = False
+        for name in PROVIDER_ID_FIELDS:
+            if self[name].data and not self[name].errors and self._used_elsewhere(name, self[name].data):
+                # Callbacks find the merchant by these ids, so two merchants may not share one.
+                _add_error(self[name], _l("Another merchant on this portal already uses this id."))
+                ok = False
+        return ok
+
+    def _used_elsewhere(self, column: str, value: str) -> bool:
+        from portal.extensions import db
+        from portal.models import Merchant
+
+        stmt = db.select(Merchant.id).where(getattr(Merchant, column) == value, Merchant.id != self.merchant_id)
+        return db.session.execute(stmt.limit(1)).first() is not None
+
+
+def _lower(value):
+    return value.lower() if isinstance(value, str) else value
+
+
+def _email_in_use(email: str) -> bool:
+    from portal.extensions import db
+    from portal.models import User
+
+    return db.session.execute(db.select(User.id).filter_by(email=email).limit(1)).first() is not None
+
+
+class UserCreateForm(FlaskForm):
+    email = StringField(
+        _l("E-mail"),
+        filters=[_strip, _lower],
+        validators=[
+            Required(_l("Please enter an e-mail address.")),
+            PlainText(254),
+            Email(_l("Please enter a valid e-mail address.")),
+        ],
+        render_kw={"type": "email", "autocomplete": "off"},
+    )
+    role = SelectField(
+        _l("Role"), choices=ROLE_CHOICES, default="staff", invalid_choice_message=_l("Choose admin or staff.")
+    )
+    password = PasswordField(
+        _l("Initial password"),
+        validators=[
+            Required(_l("Please enter an initial password.")),
+            Length(min=MIN_PASSWORD_CHARS, max=1024, message=_l("Between %(min)s and %(max)s characters.")),
+        ],
+        render_kw={"autocomplete": "new-password"},
+        description=_l("At least %(min)s characters. Give it to the person privately.", min=MIN_PASSWORD_CHARS),
+    )
+
+    def validate_email(self, field):
+        if _email_in_use(field.data):
+            raise StopValidation(_l("This e-mail address is already in use."))
+
+
+class UserRoleForm(FlaskForm):
+    role = SelectField(_l("Role"), choices=ROLE_CHOICES, invalid_choice_message=_l("Choose admin or staff."))
+
+
+class UserStatusForm(FlaskForm):
+    """Deactivate or reactivate a user (the CSRF token is the only field)."""
