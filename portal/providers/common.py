@@ -7,10 +7,15 @@ import json
 from datetime import UTC, datetime, timedelta, timezone
 from urllib.parse import parse_qsl
 
-from .base import CallbackRequest, InvalidCallback
+from .base import CallbackRequest, InvalidCallback, ProviderRejected
 
 # Taiwan has kept UTC+8 without daylight saving since 1979, so a fixed offset needs no tz database.
 TAIPEI = timezone(timedelta(hours=8), "Asia/Taipei")
+
+
+def refuse(provider: str, code: str, message_en: str, message_zh: str) -> ProviderRejected:
+    """A refusal decided before anything is sent, so a caller handles it like any provider refusal."""
+    return ProviderRejected(provider, code, message_en, message_zh)
 
 
 def same_secret(expected: object, received: object) -> bool:

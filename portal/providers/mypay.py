@@ -23,7 +23,7 @@ from .base import (
     RefundResult,
     State,
 )
-from .common import callback_fields, last4, parse_taipei, same_secret, text_field, to_int
+from .common import callback_fields, last4, parse_taipei, refuse, same_secret, text_field, to_int
 from .crypto import CryptoError, mypay_decrypt_json, mypay_encrypt
 from .http import HttpClient, error
 
@@ -198,7 +198,9 @@ class MyPayProvider(Provider):
     def order_payload(self, request: CheckoutRequest) -> dict[str, object]:
         """The api/orders fields for a checkout; shipping travels as an item line so items add up to cost."""
         if len(request.reference.encode("utf-8")) > 50:
-            raise ValueError("MyPay order_id is at most 50 bytes")
+            raise refuse(
+                NAME, "order_id", "MyPay order numbers are at most 50 bytes.", "MyPay 訂單編號最長 50 位元組。"
+            )
         items = [
             {
                 "id": item.sku or str(n),
@@ -224,7 +226,12 @@ class MyPayProvider(Provider):
         voucher_total = sum(v.amount for v in request.vouchers)
         cost = sum(int(i["total"]) for i in items) - voucher_total
         if cost != request.amount:
-            raise ValueError(f"items + shipping − vouchers is {cost}, not the amount {request.amount}")
+            raise refuse(
+                NAME,
+                "amount_mismatch",
+                f"Items + shipping − vouchers come to {cost} TWD, not {request.amount}; nothing was sent to MyPay.",
+                f"品項加運費減折價券為 {cost} 元，不等於 {request.amount} 元，未送出至 MyPay。",
+            )
         if cost < self.min_amount:
             raise ProviderRejected(NAME, "amount", "MyPay needs at least 1 TWD.", "MyPay 金額至少 1 元。")
         data: dict[str, object] = {
@@ -365,12 +372,22 @@ class MyPayProvider(Provider):
         invoice_state = options.get("invoice_state")
         if invoice_state is not None:
             if str(invoice_state) not in ("4", "6"):
-                raise ValueError("invoice_state is 4 (void) or 6 (allowance)")
+                raise refuse(
+                    NAME,
+                    "invoice_state",
+                    "The e-invoice is either voided (4) or given an allowance (6).",
+                    "電子發票只能作廢（4）或折讓（6）。",
+                )
             data["invoice_state"] = int(invoice_state)
         items: list[LineItem] | None = options.get("items")
         if items:
             if sum(i.total for i in items) != amount:
-                raise ValueError("refund items must add up to the refund amount")
+                raise refuse(
+                    NAME,
+                    "refund_items",
+                    "The refunded items must add up to the refund amount.",
+                    "退款品項的總額必須等於退款金額。",
+                )
             data["items"] = [
                 {"id": i.sku, "name": i.name, "cost": i.unit_price, "amount": i.quantity, "total": i.total}
                 for i in items

@@ -24,7 +24,7 @@ from .base import (
     RefundResult,
     State,
 )
-from .common import callback_fields, last4, parse_iso, same_secret, text_field, to_int
+from .common import callback_fields, last4, parse_iso, refuse, same_secret, text_field, to_int
 from .http import HttpClient, error
 
 NAME = "oen"
@@ -434,7 +434,12 @@ def product_details(request: CheckoutRequest) -> list[dict[str, object]]:
             {"productionCode": "VOUCHER", "description": "折價券", "quantity": 1, "unit": "張", "unitPrice": -discount}
         )
     if sum(int(line["quantity"]) * int(line["unitPrice"]) for line in lines) != request.amount:
-        raise ValueError("items + shipping − vouchers must equal the amount charged")
+        raise refuse(
+            NAME,
+            "amount_mismatch",
+            "Items + shipping − vouchers do not add up to the amount; nothing was sent to Oen Tech.",
+            "品項加運費減折價券不等於金額，未送出至應援科技。",
+        )
     return lines
 
 

@@ -28,7 +28,7 @@ from .base import (
     RelayedPage,
     State,
 )
-from .common import TAIPEI, callback_fields, parse_taipei, same_secret, text_field, to_int
+from .common import TAIPEI, callback_fields, parse_taipei, refuse, same_secret, text_field, to_int
 from .crypto import CryptoError, compact_json, opay_decrypt_json, opay_encrypt, percent_encode
 from .http import HttpClient, error
 
@@ -151,7 +151,12 @@ class OPayProvider(Provider):
                 f"歐付寶每筆交易金額至少 {self.min_amount} 元（低於手續費）。",
             )
         if not request.notify_url or len(request.notify_url) > 200:
-            raise ValueError("O'Pay needs a ReturnURL of at most 200 characters")
+            raise refuse(
+                NAME,
+                "return_url",
+                "O'Pay needs a result-notice URL of at most 200 characters.",
+                "歐付寶需要長度不超過 200 字元的付款結果通知網址。",
+            )
         when = request.created_at or datetime.fromtimestamp(self.clock(), TAIPEI)
         if when.tzinfo is not None:
             when = when.astimezone(TAIPEI)

@@ -121,9 +121,9 @@ def test_create_order_with_vouchers(mypay, rsps):
 
 
 def test_create_order_checks_before_sending(mypay, rsps):
-    with pytest.raises(ValueError, match="amount"):
+    with pytest.raises(ProviderRejected, match="amount"):
         mypay.create_checkout(checkout_request(amount=999))
-    with pytest.raises(ValueError, match="50 bytes"):
+    with pytest.raises(ProviderRejected, match="50 bytes"):
         mypay.create_checkout(checkout_request(reference="A" * 51))
     long_id = voucher_request(vouchers=(voucher_request().vouchers[0].__class__("paid", "P" * 33, "S1", "券", 100),))
     with pytest.raises(ProviderRejected):
@@ -325,7 +325,7 @@ def test_refund_checks_before_sending(mypay, rsps):
         mypay.refund(ref_of(checkout_request()), 10, "")
     with pytest.raises(ProviderRejected):
         mypay.refund(ref_of(checkout_request(), uid="1", key=KEY), 1001, "")
-    with pytest.raises(ValueError):
+    with pytest.raises(ProviderRejected):
         mypay.refund(ref_of(checkout_request(), uid="1", key=KEY), 10, "", invoice_state=5)
     assert len(rsps.calls) == 0
 
@@ -464,3 +464,10 @@ def test_encrypted_callback_that_does_not_open_is_invalid(mypay, mangle):
 
 def test_provider_repr_hides_the_agent_keys(mypay):
     assert MYPAY_AGENT_KEY not in repr(mypay) and MYPAY_NEXT_KEY not in repr(mypay)
+
+
+def test_refund_items_must_add_up(mypay, rsps):
+    with pytest.raises(ProviderRejected) as caught:
+        mypay.refund(ref_of(checkout_request(), uid="1", key=KEY), 400, "", items=[LineItem("A", "a", 100, 1)])
+    assert caught.value.code == "refund_items"
+    assert len(rsps.calls) == 0

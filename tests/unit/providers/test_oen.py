@@ -465,3 +465,11 @@ def test_charge_webhook_needs_the_hid_the_charge_returned(oen):
 
 def test_provider_repr_hides_the_api_token(oen):
     assert TOKEN not in repr(oen)
+
+
+def test_charge_refuses_items_that_do_not_add_up(oen, rsps):
+    request = checkout_request(amount=999)
+    with pytest.raises(ProviderRejected) as caught:
+        oen.charge(ref_of(request), CARD_TOKEN, request)
+    assert caught.value.code == "amount_mismatch"
+    assert len(rsps.calls) == 0

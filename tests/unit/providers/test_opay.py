@@ -417,3 +417,11 @@ def test_notices_that_match_no_open_trade_are_invalid(opay, data):
 def test_provider_repr_hides_the_keys(platform):
     text = repr(platform)
     assert OPAY_KEY not in text and OPAY_IV not in text and OPAY_PLATFORM_KEY not in text
+
+
+@pytest.mark.parametrize("url", ["", "https://portal.example/" + "x" * 200])
+def test_create_trade_needs_a_short_return_url(opay, rsps, url):
+    with pytest.raises(ProviderRejected) as caught:
+        opay.create_trade(checkout_request(notify_url=url))
+    assert caught.value.code == "return_url"
+    assert len(rsps.calls) == 0
