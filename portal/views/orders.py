@@ -52,6 +52,8 @@ def detail(order_id: int):
     return render_template("orders/detail.html", order=order)
 
 
+# The builder reads the posted HTML form only: Flask-WTF would otherwise read a JSON body, and a JSON list or
+# string there raises inside WTForms (a 500).
 @bp.route("/orders/new", methods=["GET", "POST"])
 @login_required
 def new():
@@ -61,7 +63,7 @@ def new():
         if removing:
             formdata = without_row(request.form, REMOVE_BUTTONS[removing], request.form.get(removing, ""))
             return render_builder(OrderForm(formdata=formdata))
-    form = OrderForm()
+    form = OrderForm(formdata=request.form if request.method == "POST" else None)
     adding = next((name for name in ADD_BUTTONS if name in request.form), None) if request.method == "POST" else None
     if adding:
         if not form.add_row(form[ADD_BUTTONS[adding]]):
