@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from urllib.parse import urlencode
 
 import pytest
 import requests
 import responses
+from Crypto.Cipher import AES
+from Crypto.Util.Padding import pad
 from providers_support import (
     MYPAY_AGENT_KEY,
     MYPAY_AGENT_UID,
@@ -471,3 +474,22 @@ def test_refund_items_must_add_up(mypay, rsps):
         mypay.refund(ref_of(checkout_request(), uid="1", key=KEY), 400, "", items=[LineItem("A", "a", 100, 1)])
     assert caught.value.code == "refund_items"
     assert len(rsps.calls) == 0
+
+
+def sealed(plaintext: bytes, *, padded: bool = True) -> str:
+    """Raw AES-256-CBC under the agent key, for plaintexts the envelope helper would never produce."""
+    iv = bytes(16)
+    body = pad(plaintext, 16) if padded else plaintext
+    return base64.b64encode(iv + AES.new(MYPAY_AGENT_KEY.encode(), AES.MODE_CBC, iv).encrypt(body)).decode()
+
+
+@pytest.mark.parametrize(
+    "encry_data",
+    [sealed(b"C" * 32, padded=False), sealed(b"\xff\xfe\xfd"), sealed(b"[1, 2]"), sealed(b"not json")],
+    ids=["bad padding", "non-UTF-8", "not an object", "not JSON"],
+)
+def test_encrypted_callback_with_bad_plaintext_is_invalid(mypay, encry_data):
+    with pytest.raises(InvalidCallback):
+        mypay.parse_callback(
+            CallbackRequest(body=b"", form={"agent_uid": MYPAY_AGENT_UID, "encry_data": encry_data}), lookup
+        )
