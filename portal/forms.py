@@ -379,7 +379,7 @@ def without_row(formdata: MultiDict, prefix: str, index: str) -> MultiDict:
 
 PROVIDER_ID_FIELDS = ("oen_merchant_id", "mypay_store_uid", "opay_merchant_id")
 PROVIDER_SECRET_FIELDS = ("oen_token", "opay_hash_key", "opay_hash_iv")
-ROLE_CHOICES = [("staff", _l("Staff")), ("admin", _l("Admin"))]
+ROLE_CHOICES = [SelectChoice("staff", _l("Staff")), SelectChoice("admin", _l("Admin"))]
 MIN_PASSWORD_CHARS = 10
 # Browsers must neither fill in nor offer to remember a provider secret.
 _SECRET_INPUT = {"autocomplete": "new-password", "spellcheck": "false"}
