@@ -1,0 +1,197 @@
+"""The audit page: admins only, own merchant only, newest first, filtered, paged, and read only."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta
+from html.parser import HTMLParser
+
+from portal.extensions import db
+from portal.models import AuditEvent, User
+
+WRITE_METHODS = ("post", "put", "patch", "delete")
+
+
+def add_events(app, merchant_id, count, action="order_created", start=datetime(2024, 1, 1), **detail):
+    """count audit entries, one minute apart from start (UTC)."""
+    with app.app_context():
+        for i in range(count):
+            db.session.add(
+                AuditEvent(
+                    merchant_id=merchant_id,
+                    action=action,
+                    detail={"n": i, **detail},
+                    created_at=start + timedelta(minutes=i),
+                )
+            )
+        db.session.commit()
+
+
+def rows(body: str) -> list[str]:
+    """The action codes of the table rows, top to bottom."""
+    return re.findall(r'<tr data-action="([^"]+)">', body)
+
+
+class FormCollector(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.forms: list[dict] = []
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "form":
+            self.forms.append(dict(attrs))
+
+
+def forms_of(body: str) -> list[dict]:
+    parser = FormCollector()
+    parser.feed(body)
+    return parser.forms
+
+
+def test_staff_get_403(client, auth, seed):
+    auth.login(seed.staff)
+    assert client.get("/settings/audit").status_code == 403
+    assert client.get("/settings/audit?action=login").status_code == 403
+
+
+def test_no_route_writes_to_the_audit_trail(app, client, auth, seed):
+    audit_rules = [rule for rule in app.url_map.iter_rules() if rule.rule.startswith("/settings/audit")]
+    assert [rule.endpoint for rule in audit_rules] == ["settings.audit"]
+    for rule in audit_rules:
+        assert rule.methods <= {"GET", "HEAD", "OPTIONS"}, rule
+    # Nothing anywhere in the app deletes or edits an AuditEvent through a route named for it.
+    for rule in app.url_map.iter_rules():
+        if "audit" in rule.rule:
+            assert rule.methods <= {"GET", "HEAD", "OPTIONS"}, rule
+
+    add_events(app, seed.merchant_id, 1)
+    with app.app_context():
+        event_id = db.session.execute(db.select(AuditEvent.id)).scalars().first()
+    auth.login(seed.admin)
+    for method in WRITE_METHODS:
+        assert getattr(client, method)("/settings/audit").status_code == 405
+        for path in (f"/settings/audit/{event_id}", f"/settings/audit/{event_id}/delete"):
+            assert getattr(client, method)(path).status_code == 404
+    with app.app_context():
+        assert db.session.get(AuditEvent, event_id) is not None
+
+
+def test_audit_page_has_no_form_that_changes_anything(app, client, auth, seed):
+    add_events(app, seed.merchant_id, 3)
+    auth.login(seed.admin)
+    body = client.get("/settings/audit").get_data(as_text=True)
+    forms = forms_of(body)
+    posting = [form for form in forms if (form.get("method") or "get").lower() != "get"]
+    # The only non-GET form is the log-out button in the page header.
+    assert [form.get("action") for form in posting] == ["/logout"]
+    assert any(form.get("action") == "/settings/audit" for form in forms)
+
+
+def test_entries_newest_first_with_who_when_and_detail(app, client, auth, seed):
+    with app.app_context():
+        admin_id = db.session.execute(db.select(User.id).filter_by(email=seed.admin)).scalar_one()
+        db.session.add_all(
+            [
+                AuditEvent(
+                    merchant_id=seed.merchant_id,
+                    user_id=admin_id,
+                    action="settings_changed",
+                    detail={"fields": ["oen_merchant_id", "oen_token"]},
+                    created_at=datetime(2024, 3, 1, 16, 30, 5),  # UTC: 2024-03-02 00:30:05 in Taipei
+                ),
+                AuditEvent(
+                    merchant_id=seed.merchant_id,
+                    action="order_created",
+                    detail={"number": "A-1"},
+                    created_at=datetime(2024, 3, 1, 10, 0, 0),
+                ),
+            ]
+        )
+        db.session.commit()
+    auth.login(seed.admin)  # the login itself is audited, now: the newest entry
+    body = client.get("/settings/audit").get_data(as_text=True)
+    assert rows(body) == ["login", "settings_changed", "order_created"]
+    assert "2024-03-02 00:30:05" in body
+    assert "2024-03-01 18:00:00" in body
+    assert "oen_merchant_id, oen_token" in body
+    assert "Provider settings changed" in body
+    assert seed.admin in body
+
+
+def test_other_merchants_entries_are_never_shown(app, client, auth, seed):
+    add_events(app, seed.merchant_id, 2, marker="only-for-shop-a")
+    add_events(app, seed.other_merchant_id, 2, action="callback_refused", marker="only-for-shop-b")
+    add_events(app, None, 1, action="login_failed", marker="no-merchant")
+    auth.login(seed.other_admin)
+    body = client.get("/settings/audit").get_data(as_text=True)
+    assert "only-for-shop-b" in body
+    assert "only-for-shop-a" not in body
+    assert "no-merchant" not in body
+    assert "order_created" not in body  # not even in the action filter
+    body = client.get("/settings/audit?action=order_created").get_data(as_text=True)
+    assert rows(body) == []
+
+
+def test_filter_by_action(app, client, auth, seed):
+    add_events(app, seed.merchant_id, 3, action="order_created")
+    add_events(app, seed.merchant_id, 2, action="card_token_read")
+    auth.login(seed.admin)
+    body = client.get("/settings/audit?action=card_token_read").get_data(as_text=True)
+    assert rows(body) == ["card_token_read", "card_token_read"]
+    assert '<option value="card_token_read" selected>' in body
+    assert rows(client.get("/settings/audit?action=nothing-like-this").get_data(as_text=True)) == []
+
+
+def test_one_hundred_a_page(app, client, auth, seed):
+    add_events(app, seed.merchant_id, 150)
+    auth.login(seed.admin)  # one more: 151 entries
+    first = client.get("/settings/audit").get_data(as_text=True)
+    assert len(rows(first)) == 100
+    assert 'rel="next" href="/settings/audit?page=2"' in first
+    second = client.get("/settings/audit?page=2").get_data(as_text=True)
+    assert len(rows(second)) == 51
+    assert "2024-01-01 08:00:00" in second  # the oldest entry, last
+    assert 'rel="prev"' in second
+    filtered = client.get("/settings/audit?action=order_created&page=2").get_data(as_text=True)
+    assert len(rows(filtered)) == 50
+
+
+def test_odd_page_and_filter_values_never_fail(app, client, auth, seed):
+    auth.login(seed.admin)
+    for query in ("page=abc", "page=-3", "page=0", "page=99999999999999999999999", "action=" + "x" * 500, "action=%00"):
+        assert client.get(f"/settings/audit?{query}").status_code == 200, query
+
+
+def test_detail_is_escaped_and_card_numbers_masked(app, client, auth, seed):
+    add_events(app, seed.merchant_id, 1, note="<script>alert(1)</script>", card="4111 1111 1111 1111")
+    auth.login(seed.admin)
+    body = client.get("/settings/audit").get_data(as_text=True)
+    assert "<script>alert(1)</script>" not in body
+    assert "&lt;script&gt;" in body
+    assert "4111 1111 1111 1111" not in body
+    assert "1111" in body
+
+
+def test_settings_and_user_changes_appear_in_the_trail(app, client, auth, seed):
+    auth.login(seed.admin)
+    client.post(
+        "/settings",
+        data={
+            "oen_merchant_id": "shopa",
+            "mypay_store_uid": "289151880002",
+            "opay_merchant_id": "2000132",
+            "oen_token": "rotated-oen-token-1",
+        },
+    )
+    client.post("/settings/users", data={"email": "clerk@a.example", "role": "staff", "password": "clerk-password-1"})
+    with app.app_context():
+        clerk_id = db.session.execute(db.select(User.id).filter_by(email="clerk@a.example")).scalar_one()
+    client.post(f"/settings/users/{clerk_id}/role", data={"role": "admin"})
+    client.post(f"/settings/users/{clerk_id}/deactivate")
+    body = client.get("/settings/audit").get_data(as_text=True)
+    assert rows(body) == ["user_changed", "user_changed", "user_created", "settings_changed", "login"]
+    assert "clerk@a.example" in body
+    assert "deactivated" in body
+    assert "oen_token" in body
+    assert "rotated-oen-token-1" not in body
+    assert "clerk-password-1" not in body
