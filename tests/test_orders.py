@@ -460,3 +460,16 @@ def test_pages_speak_chinese_by_default(app, seed, client, auth):
     auth.login(email="staff@a.example")
     assert client.get("/orders").status_code == 200
     assert client.get("/orders/new").status_code == 200
+
+
+def test_a_number_taken_at_the_same_moment_is_retried(app, seed, staff, monkeypatch):
+    import portal.orders as orders_service
+
+    make_orders(app, seed.merchant_id, 1, number="TAKEN")
+    numbers = iter(["TAKEN", "FRESH"])
+    monkeypatch.setattr(orders_service, "next_order_number", lambda merchant_id: next(numbers))
+    assert staff.post("/orders/new", data=order_post()).status_code == 302
+    with app.app_context():
+        order = db.session.execute(db.select(Order).filter_by(number="FRESH")).scalar_one()
+        assert len(order.items) == 2
+        assert order_count(app) == 2
