@@ -1,0 +1,216 @@
+"""Order → link → pay → callback → paid, for each provider, over real HTTP through the sandbox."""
+
+from __future__ import annotations
+
+import re
+import threading
+
+import pytest
+import requests
+
+from portal.extensions import db
+from portal.models import Checkout, CheckoutEvent, Order, WebhookEvent
+from portal.payments import reconcile_open_checkouts
+from portal.sandbox import faults
+from portal.sandbox.models import SandboxCallback
+from tests.flow.browser import STATE_RE, Browser
+
+
+@pytest.fixture
+def browser(live_server):
+    b = Browser(live_server.url)
+    b.login()
+    return b
+
+
+def test_oen_card_payment_ends_paid(live_server, browser):
+    order_id = browser.new_order(items=((800, 2),), shipping=100, vouchers=(("paid", 200), ("free", 100)))
+    link = browser.create_link(order_id, "oen")
+    result = browser.pay_oen(link)
+    assert "/pay/" in result.url and result.url.endswith("/return")
+    browser.wait_for_state(order_id, "paid")
+    with live_server.app.app_context():
+        checkout = db.session.execute(db.select(Checkout).filter_by(order_id=order_id)).scalar_one()
+        assert checkout.paid_amount == 1400 and checkout.provider_transaction_id.startswith("P")
+        assert checkout.card_token_enc and "token" not in checkout.card_token_enc
+    # the customer's return page shows the result too
+    assert STATE_RE.search(browser.get(link + "/return").text).group(1) == "paid"
+
+
+def test_oen_3d_secure_card_ends_paid(live_server, browser):
+    order_id = browser.new_order(items=((500, 1),))
+    browser.pay_oen(browser.create_link(order_id, "oen"), card="4000 0000 0000 2503")
+    browser.wait_for_state(order_id, "paid")
+
+
+def test_oen_failing_card_ends_failed_and_a_new_link_can_follow(live_server, browser):
+    order_id = browser.new_order(items=((500, 1),))
+    browser.pay_oen(browser.create_link(order_id, "oen"), card="4012 8888 1888 8333")
+    browser.wait_for_state(order_id, "failed")
+    browser.pay_oen(browser.create_link(order_id, "oen"))
+    browser.wait_for_state(order_id, "paid")
+    with live_server.app.app_context():
+        refs = db.session.execute(db.select(Checkout.reference).filter_by(order_id=order_id)).scalars().all()
+        assert len(set(refs)) == 2  # a retry never reuses a reference
+
+
+def test_oen_charge_under_100_fails_by_the_testing_rule(live_server, browser):
+    order_id = browser.new_order(items=((60, 1),))
+    browser.pay_oen(browser.create_link(order_id, "oen"))
+    browser.wait_for_state(order_id, "failed")
+
+
+def test_mypay_card_payment_with_vouchers_ends_paid(live_server, browser):
+    order_id = browser.new_order(items=((1000, 1),), vouchers=(("paid", 50), ("free", 50)))
+    link = browser.create_link(order_id, "mypay")
+    result = browser.pay_mypay(link)
+    assert result.url.endswith("/return")
+    browser.wait_for_state(order_id, "paid")
+    with live_server.app.app_context():
+        checkout = db.session.execute(db.select(Checkout).filter_by(order_id=order_id)).scalar_one()
+        assert checkout.paid_amount == 900
+
+
+def test_mypay_failing_card_ends_failed(live_server, browser):
+    order_id = browser.new_order(items=((1000, 1),))
+    browser.pay_mypay(browser.create_link(order_id, "mypay"), card="5204247750001471", expiry="1122", cvc="111")
+    state = browser.wait_for_state(order_id, "failed")
+    assert state == "failed"
+
+
+def test_opay_wechat_payment_ends_paid(live_server, browser):
+    order_id = browser.new_order(items=((300, 1),))
+    link = browser.create_link(order_id, "opay")
+    browser.pay_opay(link)
+    browser.wait_for_state(order_id, "paid")
+
+
+def test_opay_failed_payment_ends_failed(live_server, browser):
+    order_id = browser.new_order(items=((300, 1),))
+    browser.pay_opay(browser.create_link(order_id, "opay"), action="fail")
+    browser.wait_for_state(order_id, "failed")
+
+
+def test_opay_is_not_offered_under_its_minimum(live_server, browser):
+    order_id = browser.new_order(items=((5, 1),))
+    page = browser.get(f"/orders/{order_id}").text
+    assert re.search(r'value="opay"[^>]*disabled', page)
+    response = browser.post(f"/orders/{order_id}/checkout", {"provider": "opay"})
+    assert "/pay/" not in response.text
+    with live_server.app.app_context():
+        assert db.session.execute(db.select(Checkout).filter_by(order_id=order_id)).first() is None
+
+
+def test_provider_down_while_creating_keeps_the_order_and_a_retry_works(live_server, browser):
+    order_id = browser.new_order(items=((1000, 1),))
+    with live_server.app.app_context():
+        faults.set("mypay", "fail_next")
+    page = browser.post(f"/orders/{order_id}/checkout", {"provider": "mypay"}).text
+    assert "flash-error" in page and "/pay/" not in page
+    link = browser.create_link(order_id, "mypay")
+    browser.pay_mypay(link)
+    browser.wait_for_state(order_id, "paid")
+    with live_server.app.app_context():
+        states = db.session.execute(
+            db.select(Checkout.state).filter_by(order_id=order_id).order_by(Checkout.id)
+        ).scalars().all()
+        assert states == ["failed", "paid"]
+
+
+def test_dropped_callbacks_are_settled_by_reconcile(live_server, browser):
+    paid = []
+    for provider, pay in (("mypay", browser.pay_mypay), ("opay", browser.pay_opay)):
+        with live_server.app.app_context():
+            faults.set(provider, "drop_next_callback", count=5)
+        order_id = browser.new_order(items=((1000, 1),))
+        link = browser.create_link(order_id, provider)
+        pay(link, back=False)  # the customer closes the tab instead of coming back
+        paid.append(order_id)
+    with live_server.app.app_context():
+        assert {db.session.get(Order, i).state for i in paid} == {"awaiting_payment"}
+        summary = reconcile_open_checkouts()
+        assert summary.changed == 2 and summary.errors == 0
+        assert {db.session.get(Order, i).state for i in paid} == {"paid"}
+
+
+def test_reconcile_command(live_server, browser):
+    with live_server.app.app_context():
+        faults.set("opay", "drop_next_callback")
+    order_id = browser.new_order(items=((1000, 1),))
+    browser.pay_opay(browser.create_link(order_id, "opay"), back=False)
+    result = live_server.app.test_cli_runner().invoke(args=["reconcile"])
+    assert result.exit_code == 0 and "changed 1" in result.output
+    assert browser.order_state(order_id) == "paid"
+
+
+def test_refresh_button_asks_the_provider(live_server, browser):
+    with live_server.app.app_context():
+        faults.set("mypay", "drop_next_callback", count=5)
+    order_id = browser.new_order(items=((1000, 1),))
+    browser.pay_mypay(browser.create_link(order_id, "mypay"), back=False)
+    assert browser.order_state(order_id) == "awaiting_payment"
+    browser.post(f"/orders/{order_id}/refresh")
+    assert browser.order_state(order_id) == "paid"
+
+
+def test_customer_return_page_asks_the_provider_while_open(live_server, browser):
+    with live_server.app.app_context():
+        faults.set("mypay", "drop_next_callback", count=5)
+    order_id = browser.new_order(items=((1000, 1),))
+    link = browser.create_link(order_id, "mypay")
+    result = browser.pay_mypay(link, back=False)
+    customer = Browser(live_server.url)  # no login
+    page = customer.get(link + "/return?prc=300&status=failed").text  # the query string is never trusted
+    assert STATE_RE.search(page).group(1) == "paid"
+    assert result.status_code == 302
+
+
+def test_one_oen_token_callback_twenty_times_at_once_charges_once(live_server, browser):
+    with live_server.app.app_context():
+        faults.set("oen", "drop_next_callback")
+    order_id = browser.new_order(items=((1000, 1),))
+    browser.pay_oen(browser.create_link(order_id, "oen"))
+    with live_server.app.app_context():
+        callback = db.session.execute(db.select(SandboxCallback).filter_by(provider="oen")).scalars().all()[-1]
+        payload = callback.payload
+    url = live_server.url + "/webhooks/oen"
+    replies = []
+
+    def send():
+        replies.append(requests.post(url, json=payload, timeout=30).status_code)
+
+    threads = [threading.Thread(target=send) for _ in range(20)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    assert replies == [200] * 20
+    for _ in range(30):
+        replies.append(requests.post(url, json=payload, timeout=30).status_code)
+    assert set(replies) == {200}
+    assert browser.order_state(order_id) == "paid"
+    with live_server.app.app_context():
+        from portal.sandbox.models import SandboxOenTransaction
+
+        charges = db.session.execute(db.select(SandboxOenTransaction)).scalars().all()
+        assert len(charges) == 1
+        checkout = db.session.execute(db.select(Checkout).filter_by(order_id=order_id)).scalar_one()
+        moves = db.session.execute(
+            db.select(CheckoutEvent).filter_by(checkout_id=checkout.id, applied=True, to_state="paid")
+        ).scalars().all()
+        assert len(moves) == 1
+        assert db.session.execute(db.select(WebhookEvent).filter_by(provider="oen")).scalar_one().attempts == 50
+
+
+def test_unknown_link_is_404_and_expired_link_is_clear(live_server, browser):
+    customer = Browser(live_server.url)
+    assert customer.get("/pay/not-a-real-token").status_code == 404
+    order_id = browser.new_order(items=((1000, 1),))
+    link = browser.create_link(order_id, "mypay")
+    with live_server.app.app_context():
+        checkout = db.session.execute(db.select(Checkout).filter_by(order_id=order_id)).scalar_one()
+        from datetime import timedelta
+
+        checkout.expires_at = checkout.expires_at - timedelta(days=30)
+        db.session.commit()
+    page = customer.get(link)
+    assert page.status_code == 200 and 'data-order-state="expired"' in page.text
+    assert "/sandbox/mypay" not in customer.post(link + "/go").url
