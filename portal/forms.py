@@ -6,8 +6,10 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
+from flask import request
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
+from flask_wtf.form import _Auto
 from werkzeug.datastructures import MultiDict
 from wtforms import (
     BooleanField,
@@ -26,7 +28,17 @@ from wtforms.validators import DataRequired, Email, Length, StopValidation
 from portal import money
 
 
-class LoginForm(FlaskForm):
+class PortalForm(FlaskForm):
+    """The base of every portal form: reads only form fields, never a JSON body (which WTForms cannot take)."""
+
+    class Meta:
+        def wrap_formdata(self, form, formdata):
+            if formdata is _Auto and request.method in ("POST", "PUT", "PATCH", "DELETE"):
+                return request.form
+            return FlaskForm.Meta.wrap_formdata(self, form, formdata)
+
+
+class LoginForm(PortalForm):
     email = EmailField(_l("E-mail"), validators=[DataRequired(_l("Please enter your e-mail.")), Length(max=254)])
     password = PasswordField(
         _l("Password"), validators=[DataRequired(_l("Please enter your password.")), Length(max=1024)]
@@ -258,7 +270,7 @@ class OrderDraft:
     vouchers: tuple[VoucherDraft, ...]
 
 
-class OrderForm(FlaskForm):
+class OrderForm(PortalForm):
     customer_name = StringField(_l("Customer name"), filters=[_strip], validators=_name_validators())
     customer_email = StringField(
         _l("Customer e-mail"),
@@ -419,7 +431,7 @@ def _opay_cipher_secret() -> list:
     ]
 
 
-class ProviderSettingsForm(FlaskForm):
+class ProviderSettingsForm(PortalForm):
     """A merchant's provider settings; a secret left empty keeps its stored value, "remove" deletes it."""
 
     oen_merchant_id = StringField(
@@ -492,7 +504,7 @@ def _email_in_use(email: str) -> bool:
     return db.session.execute(db.select(User.id).filter_by(email=email).limit(1)).first() is not None
 
 
-class UserCreateForm(FlaskForm):
+class UserCreateForm(PortalForm):
     email = StringField(
         _l("E-mail"),
         filters=[_strip, _lower],
@@ -521,11 +533,11 @@ class UserCreateForm(FlaskForm):
             raise StopValidation(_l("This e-mail address is already in use."))
 
 
-class UserRoleForm(FlaskForm):
+class UserRoleForm(PortalForm):
     role = SelectField(_l("Role"), choices=ROLE_CHOICES, invalid_choice_message=_l("Choose admin or staff."))
 
 
-class UserStatusForm(FlaskForm):
+class UserStatusForm(PortalForm):
     """Deactivate or reactivate a user (the CSRF token is the only field)."""
 
 
@@ -535,7 +547,7 @@ REFUND_REASON_MAX_CHARS = 500
 _HIDDEN = {"type": "hidden"}
 
 
-class RefundForm(FlaskForm):
+class RefundForm(PortalForm):
     """A refund: amount and reason, MyPay's e-invoice choice, O'Pay's back-office reference, the confirmation key."""
 
     checkout_id = StringField(render_kw=_HIDDEN)

@@ -172,3 +172,10 @@ class TestCsrf:
                 assert db.session.query(AuditEvent).count() == before
             checked += 1
         assert checked >= 2
+
+
+@pytest.mark.parametrize("body", ['"abc"', "[1, 2]", "{}", '{"email": ["x"]}', "not json"])
+def test_json_bodies_to_login_are_refused_without_a_500(client, seed, body):
+    response = client.post("/login", data=body, content_type="application/json")
+    assert response.status_code == 200
+    assert client.get("/orders").status_code == 302
