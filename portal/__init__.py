@@ -58,14 +58,26 @@ def load_config(app: Flask, test_config: dict | None) -> None:
     app.config["BABEL_DEFAULT_LOCALE"] = "zh_TW"
     app.config["BABEL_TRANSLATION_DIRECTORIES"] = "translations"
     app.config["RATELIMIT_HEADERS_ENABLED"] = False
-    app.config["SESSION_COOKIE_HTTPONLY"] = True
-    app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
-    app.config["PERMANENT_SESSION_LIFETIME"] = timedelta(hours=app.config["SESSION_ABSOLUTE_HOURS"])
-    if app.config["PORTAL_BASE_URL"].startswith("https://"):
-        app.config["SESSION_COOKIE_SECURE"] = True
-        app.config["SESSION_COOKIE_NAME"] = "__Host-session"
-        app.config["REMEMBER_COOKIE_SECURE"] = True
+    load_cookie_config(app)
     app.config["MAX_CONTENT_LENGTH"] = 1024 * 1024
+
+
+def load_cookie_config(app: Flask) -> None:
+    """The session cookie and Flask-Login's remember cookie: HttpOnly, SameSite; Secure and __Host- on HTTPS."""
+    # The portal never sets a remember cookie; it is locked down too in case one ever is. __Host- needs path / and
+    # no domain, so neither a subdomain nor a plain-HTTP page can plant a cookie the portal would trust.
+    app.config["PERMANENT_SESSION_LIFETIME"] = timedelta(hours=app.config["SESSION_ABSOLUTE_HOURS"])
+    app.config["REMEMBER_COOKIE_DURATION"] = timedelta(hours=app.config["SESSION_ABSOLUTE_HOURS"])
+    https = app.config["PORTAL_BASE_URL"].startswith("https://")
+    for kind in ("SESSION", "REMEMBER"):
+        app.config[f"{kind}_COOKIE_HTTPONLY"] = True
+        app.config[f"{kind}_COOKIE_SAMESITE"] = "Lax"
+        app.config[f"{kind}_COOKIE_PATH"] = "/"
+        app.config[f"{kind}_COOKIE_DOMAIN"] = None
+        if https:
+            app.config[f"{kind}_COOKIE_SECURE"] = True
+    app.config["SESSION_COOKIE_NAME"] = "__Host-session" if https else "session"
+    app.config["REMEMBER_COOKIE_NAME"] = "__Host-remember_token" if https else "remember_token"
 
 
 def select_locale() -> str:
