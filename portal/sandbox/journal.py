@@ -20,6 +20,8 @@ from portal.sandbox.models import SandboxExchange
 SECRET_KEYS = {"token", "key", "authorization", "hashkey", "hashiv", "cvc", "cvv", "password", "csrf_token"}
 CARD_KEYS = {"cardnum", "cardno", "card_number"}
 _CARD_RUN = re.compile(r"(?<!\d)([3-6]\d{12,18})(?!\d)")
+# Oen's documented failure card fails the Luhn check, so it is masked by name.
+DOCUMENTED_CARDS = {"4012888818888333"}
 
 
 def luhn_ok(number: str) -> bool:
@@ -41,7 +43,12 @@ def last4(number: str) -> str:
 
 def mask_cards(text: str) -> str:
     """Every run of digits that is a valid card number, cut to its last four."""
-    return _CARD_RUN.sub(lambda m: last4(m.group(1)) if luhn_ok(m.group(1)) else m.group(1), text)
+
+    def cut(match):
+        number = match.group(1)
+        return last4(number) if luhn_ok(number) or number in DOCUMENTED_CARDS else number
+
+    return _CARD_RUN.sub(cut, text)
 
 
 def mask_secret(value: str) -> str:

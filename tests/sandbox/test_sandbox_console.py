@@ -1,0 +1,163 @@
+"""Fault switches, latency, the console (masked, readable) and the sandbox mounted in the portal."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import requests
+
+from portal.extensions import db
+from portal.sandbox import faults, settings
+from portal.sandbox.models import SandboxOenCheckout
+
+BODY = {"merchantId": "shopa", "successUrl": "https://shop.example/ok", "failureUrl": "https://shop.example/ko"}
+HEADERS = {"Authorization": "Bearer oen-token-a"}
+
+
+def checkout_token(sandbox, timeout=10):
+    return requests.post(f"{sandbox.url}/sandbox/oen/api/checkout-token", json=BODY, headers=HEADERS, timeout=timeout)
+
+
+def checkouts(sandbox) -> int:
+    with sandbox.ctx():
+        return db.session.query(SandboxOenCheckout).count()
+
+
+class TestFaults:
+    def test_fail_next_answers_500_and_does_nothing_once(self, sandbox):
+        with sandbox.ctx():
+            faults.set("oen", "fail_next")
+            assert faults.pending() == {"oen": {"fail_next": 1}}
+        failed = checkout_token(sandbox)
+        assert failed.status_code == 500 and failed.json()["code"] == "F0001"
+        assert checkouts(sandbox) == 0
+        assert checkout_token(sandbox).status_code == 200
+        with sandbox.ctx():
+            assert faults.pending() == {}
+
+    def test_fail_after_next_carries_the_call_out(self, sandbox):
+        with sandbox.ctx():
+            faults.set("oen", "fail_after_next")
+        assert checkout_token(sandbox).status_code == 500
+        assert checkouts(sandbox) == 1
+
+    def test_hang_next_outlasts_the_portal_timeout(self, sandbox):
+        with sandbox.ctx():
+            faults.set("oen", "hang_next")
+        with pytest.raises(requests.Timeout):
+            checkout_token(sandbox, timeout=1)
+        deadline = time.monotonic() + 5
+        while checkouts(sandbox) == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert checkouts(sandbox) == 1  # carried out after the client gave up
+
+    def test_faults_are_per_provider_and_clear(self, sandbox, wire):
+        with sandbox.ctx():
+            faults.set("mypay", "fail_next", count=2)
+            faults.set("opay", "drop_next_callback")
+        assert checkout_token(sandbox).status_code == 200
+        answer = wire.mypay_post(sandbox.url, "api/queryorder", {"uid": 1, "key": "x"})
+        assert answer.status_code == 500 and "text/html" in answer.headers["Content-Type"]
+        with sandbox.ctx():
+            assert faults.pending() == {"mypay": {"fail_next": 1}, "opay": {"drop_next_callback": 1}}
+            faults.clear("mypay")
+            assert faults.pending() == {"opay": {"drop_next_callback": 1}}
+            faults.clear()
+            assert faults.pending() == {}
+            with pytest.raises(ValueError):
+                faults.set("stripe", "fail_next")
+
+    def test_latency_per_provider(self, sandbox_factory, wire):
+        sandbox = sandbox_factory(SANDBOX_LATENCY_MS=0, SANDBOX_LATENCY_MS_OEN=300)
+        started = time.monotonic()
+        checkout_token(sandbox)
+        assert time.monotonic() - started >= 0.3
+        with sandbox.ctx():
+            assert settings.latency_ms("mypay") == 0
+            settings.set_latency("mypay", 250)
+            assert settings.latency_ms("mypay") == 250
+        started = time.monotonic()
+        wire.mypay_post(sandbox.url, "api/queryorder", {"uid": 1, "key": "x"})
+        assert time.monotonic() - started >= 0.25
+        with sandbox.ctx():
+            settings.set_latency("oen", None)
+            assert settings.latency_ms("oen") == 300
+
+
+class TestConsole:
+    def test_shows_requests_and_callbacks_decrypted_with_secrets_masked(self, sandbox, wire):
+        session = requests.Session()
+        body = {**BODY, "successUrl": f"{sandbox.url}/ok", "failureUrl": f"{sandbox.url}/ko"}
+        checkout_id = requests.post(
+            f"{sandbox.url}/sandbox/oen/api/checkout-token", json=body, headers=HEADERS, timeout=10
+        ).json()["data"]["id"]
+        page_url = f"{sandbox.url}/sandbox/oen/checkout/shopa/subscription/create/{checkout_id}"
+        page = session.get(page_url)
+        form = {"csrf_token": wire.csrf_token(page.text), "card_number": "4012888818888333", "expiry": "12/39"}
+        session.post(page_url, data={**form, "cvc": "123"}, allow_redirects=False)
+        page = session.get(page_url.replace(checkout_id, checkout_token(sandbox).json()["data"]["id"]))
+        form = {"csrf_token": wire.csrf_token(page.text), "card_number": "4242424242424242", "expiry": "12/39"}
+        session.post(page.url, data={**form, "cvc": "123"}, allow_redirects=False)
+        wire.mypay_post(sandbox.url, "api/queryorder", {"uid": 95201, "key": "k" * 32})
+        with sandbox.ctx():
+            token = db.session.execute(db.select(SandboxOenCheckout.token).where(SandboxOenCheckout.token.is_not(None)))
+            token = token.scalar_one()
+        console = requests.get(f"{sandbox.url}/sandbox", timeout=10).text
+        for secret in ("4242424242424242", "4012888818888333", "oen-token-a", token, "k" * 32):
+            assert secret not in console
+        assert "••••••••••••4242" in console and "••••••••••••8333" in console
+        assert "api/queryorder" in console  # the MyPay service field, decrypted
+        assert "purpose" in console and "Bearer oen-" in console
+        oen_only = requests.get(f"{sandbox.url}/sandbox?provider=oen", timeout=10).text
+        assert "api/queryorder" not in oen_only
+
+    def test_buttons_need_csrf_and_work(self, sandbox, wire):
+        session = requests.Session()
+        console = session.get(f"{sandbox.url}/sandbox", timeout=10)
+        token = wire.csrf_token(console.text)
+        assert (
+            session.post(
+                f"{sandbox.url}/sandbox/console/fault", data={"provider": "oen", "kind": "fail_next"}
+            ).status_code
+            == 400
+        )
+        done = session.post(
+            f"{sandbox.url}/sandbox/console/fault", data={"csrf_token": token, "provider": "oen", "kind": "hang_next"}
+        )
+        assert done.status_code == 200 and "hang_next × 1" in done.text
+        session.post(
+            f"{sandbox.url}/sandbox/console/latency", data={"csrf_token": token, "provider": "opay", "ms": "40"}
+        )
+        session.post(f"{sandbox.url}/sandbox/console/oen-card-number", data={"csrf_token": token, "on": "0"})
+        with sandbox.ctx():
+            assert faults.pending() == {"oen": {"hang_next": 1}}
+            assert settings.latency_ms("opay") == 40
+            assert settings.oen_full_card_number() is False
+
+    def test_resend_button(self, sandbox, wire):
+        with sandbox.ctx():
+            faults.set("oen", "drop_next_callback")
+        body = {**BODY, "successUrl": f"{sandbox.url}/ok", "failureUrl": f"{sandbox.url}/ko"}
+        answer = requests.post(f"{sandbox.url}/sandbox/oen/api/checkout-token", json=body, headers=HEADERS, timeout=10)
+        page_url = f"{sandbox.url}/sandbox/oen/checkout/shopa/subscription/create/{answer.json()['data']['id']}"
+        session = requests.Session()
+        form = {"csrf_token": wire.csrf_token(session.get(page_url).text), "card_number": "4242424242424242"}
+        session.post(page_url, data={**form, "expiry": "12/39", "cvc": "123"}, allow_redirects=False)
+        assert sandbox.receiver.of("oen") == []
+        console = session.get(f"{sandbox.url}/sandbox", timeout=10)
+        assert "dropped" in console.text
+        session.post(
+            f"{sandbox.url}/sandbox/console/callbacks/1/resend", data={"csrf_token": wire.csrf_token(console.text)}
+        )
+        (hook,) = sandbox.receiver.of("oen")
+        assert hook.json["success"] is True and hook.json["token"]
+
+
+def test_mounted_in_the_portal_under_sandbox_env(app):
+    """The portal's factory registers the blueprint under PROVIDER_ENV=sandbox; the sandbox's pages render there."""
+    client = app.test_client()
+    assert client.get("/sandbox").status_code == 200
+    answer = client.post("/sandbox/oen/api/checkout-token", json=BODY, headers={"Authorization": "Bearer nobody"})
+    assert answer.status_code == 401 and answer.get_json()["code"] == "A0001"
+    assert "form-action 'self' http: https:" in client.get("/sandbox").headers["Content-Security-Policy"]
