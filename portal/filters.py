@@ -34,6 +34,7 @@ def register(app: Flask) -> None:
     app.jinja_env.filters["taipei"] = taipei
     app.jinja_env.filters["mask_cards"] = mask_cards
     app.jinja_env.globals["state_label"] = state_label
+    app.jinja_env.filters["state_label"] = state_label
     app.jinja_env.globals["source_label"] = source_label
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
-from flask_babel import lazy_gettext as _l
 from flask_login import current_user, login_required
 
 from portal.forms import ItemForm, OrderForm, VoucherForm, without_row
@@ -13,26 +12,10 @@ from portal.orders import OrderFilter, create_order, get_order, list_orders
 
 bp = Blueprint("orders", __name__)
 
-ORDER_STATE_LABELS = {
-    "draft": _l("Draft"),
-    "awaiting_payment": _l("Awaiting payment"),
-    "paid": _l("Paid"),
-    "failed": _l("Failed"),
-    "expired": _l("Expired"),
-    "cancelled": _l("Cancelled"),
-    "partially_refunded": _l("Partially refunded"),
-    "refunded": _l("Refunded"),
-}
 
 # The no-script row buttons: submit name -> the form's row list.
 ADD_BUTTONS = {"add_item": "items", "add_voucher": "vouchers"}
 REMOVE_BUTTONS = {"remove_item": "items", "remove_voucher": "vouchers"}
-
-
-@bp.app_template_filter("order_state_label")
-def order_state_label(state: str) -> str:
-    """The order state as a person reads it, in the interface language."""
-    return str(ORDER_STATE_LABELS.get(state, state))
 
 
 @bp.get("/orders")
