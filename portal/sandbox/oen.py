@@ -243,14 +243,18 @@ def _after_id(token: str) -> int | None:
 @bp.get("/oen/api/order/<order_id>/transactions")
 @provider_api("oen")
 def oen_order_transactions(order_id: str):
-    """The transactions of an order, 50 a page; the next page needs the previous answer's pageToken."""
+    """The transactions of an order, 50 a page; the next page needs the previous answer's page token.
+
+    The reference names neither the token's field nor its parameter: the sandbox answers it as both data.page and
+    data.pageToken and takes it back as ?page= or ?pageToken=.
+    """
     merchants, _body, error = authorise(require_merchant_id=False)
     if error:
         return error
     query = db.select(SandboxOenTransaction).where(
         SandboxOenTransaction.order_id == order_id, SandboxOenTransaction.merchant_id.in_(merchants)
     )
-    token = request.args.get("pageToken") or request.args.get("page_token")
+    token = request.args.get("pageToken") or request.args.get("page")
     if token:
         after = _after_id(token)
         if after is None:
@@ -259,7 +263,7 @@ def oen_order_transactions(order_id: str):
     rows = list(db.session.execute(query.order_by(SandboxOenTransaction.id).limit(PAGE_SIZE + 1)).scalars())
     data: dict = {"transactions": [transaction_json(txn) for txn in rows[:PAGE_SIZE]]}
     if len(rows) > PAGE_SIZE:
-        data["pageToken"] = _page_token(rows[PAGE_SIZE - 1].id)
+        data["page"] = data["pageToken"] = _page_token(rows[PAGE_SIZE - 1].id)
     return answer("S0000", data)
 
 

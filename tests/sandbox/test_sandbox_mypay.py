@@ -346,3 +346,14 @@ class TestQueryAndRefund:
         assert refund(sandbox, wire, created, 900, created["paid_vouchers"])["code"] == "B500"
         created["key"] = "f" * 32
         assert refund(sandbox, wire, created, 900, created["paid_vouchers"])["code"] == "B500"
+
+
+def test_a_voucher_spent_on_a_paid_order_cannot_be_used_again(sandbox, wire):
+    first = doc_order(sandbox)
+    created = create(sandbox, wire, first)
+    PayPage(sandbox, wire, created).card("4761120010000492", "1122", "533")
+    again = create(sandbox, wire, doc_order(sandbox, voucher_paid=first["voucher_paid"]))
+    assert again["code"] == "100" and "已於訂單" in again["msg"]
+    unpaid = doc_order(sandbox)
+    assert create(sandbox, wire, unpaid)["code"] == "200"
+    assert create(sandbox, wire, doc_order(sandbox, voucher_paid=unpaid["voucher_paid"]))["code"] == "200"

@@ -202,7 +202,7 @@ class TestCharges:
             "cardName": "王小明",
         }
         assert txn["createdAt"].endswith("Z") and "refundedAt" not in txn and txn["refundAmount"] == 0
-        assert "pageToken" not in answer.json()["data"]
+        assert "pageToken" not in answer.json()["data"] and "page" not in answer.json()["data"]
         with sandbox.ctx():
             settings.set_oen_full_card_number(False)
         txn = api(sandbox, "GET", "/order/ORDER00001/transactions").json()["data"]["transactions"][0]
@@ -224,6 +224,9 @@ class TestCharges:
             if not page_token:
                 break
         assert pages == 3 and seen == hids
+        first = api(sandbox, "GET", "/order/BIG/transactions").json()["data"]
+        second = api(sandbox, "GET", "/order/BIG/transactions", params={"page": first["page"]}).json()["data"]
+        assert first["page"] == first["pageToken"] and second["transactions"][0]["id"] == hids[50]
         bad = api(sandbox, "GET", "/order/BIG/transactions", params={"pageToken": "garbage!"})
         assert bad.json()["code"] == "V0001"
 
