@@ -5,10 +5,11 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-from flask import Flask, g, render_template, request, session
+from flask import Flask, abort, g, render_template, request, session
 from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
+from werkzeug.datastructures import ImmutableMultiDict
 
 from portal import config as settings
 from portal.extensions import babel, csrf, db, limiter, login_manager, migrate
@@ -156,6 +157,20 @@ def register_errorhandlers(app: Flask) -> None:
 
 def register_security_headers(app: Flask) -> None:
     """Headers on every response: CSP without unsafe-inline, no framing, no sniffing, HSTS on HTTPS."""
+
+    @app.before_request
+    def refuse_nul_bytes():
+        # PostgreSQL refuses NUL in any text value (a 500 wherever one reached a query) and no input has a use for it:
+        # dropped from query parameters (filters and paging, where odd values are ignored), refused in paths. Forms
+        # refuse control characters field by field (portal.forms). Callbacks are stored as received (NUL replaced).
+        if request.endpoint == "webhooks.receive" or request.blueprint == "sandbox":
+            return None
+        args = list(request.args.items(multi=True))
+        if any("\x00" in key + value for key, value in args):
+            request.args = ImmutableMultiDict([(k.replace("\x00", ""), v.replace("\x00", "")) for k, v in args])
+        if any("\x00" in str(value) for value in (request.view_args or {}).values()):
+            abort(400)
+        return None
 
     @app.after_request
     def set_headers(response):

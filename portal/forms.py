@@ -23,7 +23,7 @@ from wtforms import (
     StringField,
     TextAreaField,
 )
-from wtforms.validators import DataRequired, Email, Length, StopValidation
+from wtforms.validators import DataRequired, Email, Length, Regexp, StopValidation
 
 from portal import money
 
@@ -39,7 +39,18 @@ class PortalForm(FlaskForm):
 
 
 class LoginForm(PortalForm):
-    email = EmailField(_l("E-mail"), validators=[DataRequired(_l("Please enter your e-mail.")), Length(max=254)])
+    email = EmailField(
+        _l("E-mail"),
+        validators=[
+            DataRequired(_l("Please enter your e-mail.")),
+            Length(max=254),
+            # never a control character into the query (PostgreSQL refuses NUL with a server error)
+            Regexp(
+                r"^[^\x00-\x1f\x7f]*\Z",
+                message=_l("Remove the control characters (invisible characters) from this text."),
+            ),
+        ],
+    )
     password = PasswordField(
         _l("Password"), validators=[DataRequired(_l("Please enter your password.")), Length(max=1024)]
     )

@@ -225,6 +225,16 @@ def start_checkout(order: Order, provider: str, user_id: int | None, customer_ip
     return checkout
 
 
+def remember_provider_page(checkout_id: int, body: bytes, content_type: str) -> None:
+    """Keep the provider's answer to a deferred create (O'Pay), so a second visit shows it instead of creating again."""
+    with write_transaction():
+        checkout = locked_checkout(checkout_id)
+        if checkout.provider_page is None:
+            checkout.provider_page = body.decode("utf-8", errors="replace")
+            checkout.provider_page_type = content_type[:100]
+            record(checkout, "create", checkout.state, checkout.state, _detail(provider_page="received"), applied=False)
+
+
 def _fail_creation(checkout_id: int, exc: ProviderError) -> None:
     """The provider refused or did not answer: keep the attempt, closed, with the reason."""
     with write_transaction():
@@ -451,7 +461,8 @@ REDACTED = "[encrypted]"
 
 def _redact(provider: str, body: bytes) -> tuple[str, str | None]:
     """The body to store (secrets removed) and the removed secret, encrypted."""
-    text_body = body.decode("utf-8", errors="replace")
+    # PostgreSQL text cannot hold NUL: it is kept as U+FFFD, like any other byte that is not UTF-8.
+    text_body = body.decode("utf-8", errors="replace").replace("\x00", "\ufffd")
     if provider != "oen":
         return text_body, None
     try:

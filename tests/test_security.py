@@ -285,3 +285,41 @@ def test_timeouts_have_sane_defaults(app):
     assert 0 < app.config["SESSION_IDLE_MINUTES"] <= 240
     assert 0 < app.config["SESSION_ABSOLUTE_HOURS"] <= 24
     assert app.config["SESSION_IDLE_MINUTES"] < app.config["SESSION_ABSOLUTE_HOURS"] * 60
+
+
+# ---------------------------------------------------------------- NUL bytes (PostgreSQL refuses them in text)
+
+
+@pytest.mark.parametrize("path", ["/pay/%00", "/pay/%00/return", "/lang/%00", "/orders/1%00"])
+def test_nul_bytes_in_paths_are_refused(client, seed, path):
+    login(client)
+    response = client.get(path)
+    assert response.status_code in (400, 404)
+    assert_secure_headers(response)
+
+
+@pytest.mark.parametrize(
+    ("path", "data"),
+    [
+        ("/login", {"email": "admin@a.example\x00", "password": "x"}),
+        ("/orders/new", {"customer_name": "王\x00", "customer_email": "a@b.example", "shipping_fee": "0"}),
+        ("/settings/users", {"email": "x\x00@a.example", "role": "staff", "password": "p" * 12}),
+        ("/settings", {"oen_merchant_id": "a\x00", "oen_token": "t\x00"}),
+    ],
+)
+def test_nul_bytes_in_forms_are_refused_on_the_field_never_a_server_error(client, seed, path, data):
+    if path != "/login":
+        login(client)
+    response = client.post(path, data=data)
+    assert response.status_code in (200, 400)
+    assert_secure_headers(response)
+
+
+@pytest.mark.parametrize(
+    "path", ["/orders?q=%00", "/orders?q=a%00&state=%00", "/settings/audit?action=%00", "/callbacks?status=%00"]
+)
+def test_nul_bytes_in_query_parameters_are_dropped(client, seed, path):
+    login(client)
+    response = client.get(path)
+    assert response.status_code == 200
+    assert "\x00" not in response.get_data(as_text=True)
