@@ -177,6 +177,9 @@ class Checkout(db.Model):
     state: Mapped[str] = mapped_column(String(24), default="creating", index=True)
     expires_at: Mapped[datetime]
     provider_url: Mapped[str | None] = mapped_column(Text)
+    # O'Pay: its Create answer, shown again when the customer comes back (a second Create would repeat the trade no).
+    provider_page: Mapped[str | None] = mapped_column(Text)
+    provider_page_type: Mapped[str | None] = mapped_column(String(100))
     provider_checkout_id: Mapped[str | None] = mapped_column(String(128), index=True)
     provider_secret_enc: Mapped[str | None] = mapped_column(Text)  # MyPay key
     provider_transaction_id: Mapped[str | None] = mapped_column(String(128))  # Oen HID, O'Pay TradeNo

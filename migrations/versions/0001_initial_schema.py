@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-22 02:23:11.406639
+Create Date: 2026-11-22 02:32:40.026065
 
 """
 from alembic import op
@@ -307,6 +307,8 @@ def upgrade():
     sa.Column('state', sa.String(length=24), nullable=False),
     sa.Column('expires_at', sa.DateTime(), nullable=False),
     sa.Column('provider_url', sa.Text(), nullable=True),
+    sa.Column('provider_page', sa.Text(), nullable=True),
+    sa.Column('provider_page_type', sa.String(length=100), nullable=True),
     sa.Column('provider_checkout_id', sa.String(length=128), nullable=True),
     sa.Column('provider_secret_enc', sa.Text(), nullable=True),
     sa.Column('provider_transaction_id', sa.String(length=128), nullable=True),

@@ -10,6 +10,7 @@ from flask_login import current_user, login_required
 from portal.extensions import db, limiter
 from portal.gateways import provider_for
 from portal.models import Checkout, utcnow
+from portal.orders import get_order
 from portal.payments import (
     OPEN_STATES,
     CheckoutError,
@@ -19,11 +20,11 @@ from portal.payments import (
     provider_choices,
     provider_message,
     refresh_checkout,
+    remember_provider_page,
     start_checkout,
 )
 from portal.providers.base import ProviderError
 from portal.security import admin_required
-from portal.orders import get_order
 
 bp = Blueprint("checkout", __name__)
 
@@ -177,20 +178,34 @@ def go(token: str):
         if not checkout.provider_url:
             abort(404)
         return redirect(checkout.provider_url, code=303)
-    provider = provider_for(checkout.merchant, "opay")
-    trade = checkout_request(checkout, request.remote_addr or "")
-    db.session.commit()
-    try:
-        page = provider.create_trade(trade)
-    except ProviderError as exc:
-        return render_template(
-            "checkout/pay.html", checkout=checkout, order=checkout.order, status="open", error=provider_message(exc)
-        ), 502
-    response = current_app.response_class(page.body, status=page.status, content_type=page.content_type)
+    if checkout.provider_page is None:
+        provider = provider_for(checkout.merchant, "opay")
+        trade = checkout_request(checkout, request.remote_addr or "")
+        db.session.commit()  # no transaction is held across the provider call
+        try:
+            page = provider.create_trade(trade)
+        except ProviderError as exc:
+            return render_template(
+                "checkout/pay.html", checkout=checkout, order=checkout.order, status="open", error=provider_message(exc)
+            ), 502
+        if page.status != 200:
+            return render_template(
+                "checkout/pay.html",
+                checkout=checkout,
+                order=checkout.order,
+                status="open",
+                error=_("The payment provider did not answer as expected. Please try again in a moment."),
+            ), 502
+        remember_provider_page(checkout.id, page.body, page.content_type)
+        checkout = db.session.get(Checkout, checkout.id, populate_existing=True)
+    response = current_app.response_class(
+        checkout.provider_page, status=200, content_type=checkout.provider_page_type or "text/html; charset=utf-8"
+    )
     # O'Pay's page runs in an opaque origin: its scripts can reach nothing of the portal's.
     response.headers["Content-Security-Policy"] = (
         "sandbox allow-scripts allow-forms allow-top-navigation allow-popups; frame-ancestors 'none'"
     )
+    response.headers["Cache-Control"] = "no-store"
     return response
 
 

@@ -214,3 +214,19 @@ def test_unknown_link_is_404_and_expired_link_is_clear(live_server, browser):
     page = customer.get(link)
     assert page.status_code == 200 and 'data-order-state="expired"' in page.text
     assert "/sandbox/mypay" not in customer.post(link + "/go").url
+
+
+def test_opay_link_opened_twice_shows_the_same_trade_and_pays(live_server, browser):
+    order_id = browser.new_order(items=((300, 1),))
+    link = browser.create_link(order_id, "opay")
+    first = browser.open_provider(link)
+    second = browser.open_provider(link)  # the customer comes back and presses pay again
+    assert first.status_code == second.status_code == 200
+    assert first.text == second.text  # the same O'Pay trade, not a second Create with the same trade number
+    assert "sandbox" in second.headers["Content-Security-Policy"]
+    browser.pay_opay(link)
+    browser.wait_for_state(order_id, "paid")
+    with live_server.app.app_context():
+        from portal.sandbox.models import SandboxOpayTrade
+
+        assert db.session.query(SandboxOpayTrade).count() == 1
