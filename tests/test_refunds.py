@@ -1,0 +1,251 @@
+"""Refunds with the provider mocked (responses): rules, one call per confirmation, unknown outcomes, audit."""
+
+from __future__ import annotations
+
+import json
+import re
+from html import unescape
+
+import pytest
+import requests
+import responses
+
+from portal import refunds as refund_service
+from portal.extensions import db
+from portal.models import AuditEvent, Checkout, Order, Refund
+from portal.payments import refresh_order
+from portal.security import encrypt_secret
+from tests.factories import make_checkout, make_order
+
+HID = "P20250301ABCDEFGH"
+KEY_RE = re.compile(r'name="idempotency_key" value="([^"]+)"')
+
+
+def paid(app, seed, provider="oen", *, items=((1000, 1),), vouchers=(), merchant_id=None):
+    """A paid checkout of a new order; returns (order id, checkout id, reference)."""
+    with app.app_context():
+        order = make_order(merchant_id or seed.merchant_id, items=items, shipping=0, vouchers=vouchers)
+        checkout = make_checkout(order, provider, state="paid")
+        checkout.paid_amount = checkout.amount
+        if provider == "oen":
+            checkout.provider_checkout_id, checkout.provider_transaction_id = "2ck", HID
+        elif provider == "mypay":
+            checkout.provider_checkout_id, checkout.provider_secret_enc = "95201", encrypt_secret("k" * 32)
+        else:
+            checkout.provider_transaction_id = "25030112000012345678"
+        refresh_order(order)
+        db.session.commit()
+        return order.id, checkout.id, checkout.reference
+
+
+def oen_url(app, path: str) -> str:
+    return app.config["OEN_API_URL"] + path
+
+
+def oen_query(app, rsps, reference, *, method="card", status="charged", refunded=0):
+    row = {"id": HID, "amount": 1000, "fee": 30, "status": status, "orderId": reference, "refundAmount": refunded,
+           "paymentInfo": {"cardType": "VISA", "cardNum": "4242424242424242", "method": method},
+           "createdAt": "2025-03-01T04:00:00.000Z"}  # fmt: skip
+    rsps.get(oen_url(app, f"/order/{reference}/transactions"), json={"code": "S0000", "data": {"transactions": [row]}})
+
+
+def oen_refund_ok(app, rsps, amount):
+    data = {"id": HID, "status": "refunded", "refundAmount": amount, "refundedAt": "2025-03-01T05:00:00.000Z"}
+    return rsps.post(oen_url(app, f"/refunds/{HID}"), json={"code": "S0000", "data": data})
+
+
+def review(client, order_id, amount, reason="退貨", **extra):
+    return client.post(f"/orders/{order_id}/refunds", data={"amount": str(amount), "reason": reason, **extra})
+
+
+def confirm(client, order_id, amount, **extra):
+    page = review(client, order_id, amount, **extra)
+    key = KEY_RE.search(page.get_data(as_text=True))
+    assert key, page.get_data(as_text=True)[:3000]
+    fields = {"amount": str(amount), "reason": "退貨", "idempotency_key": key.group(1), **extra}
+    return fields, client.post(f"/orders/{order_id}/refunds", data=fields)
+
+
+def page_text(response) -> str:
+    return unescape(response.get_data(as_text=True))
+
+
+def refunds(app, order_id) -> list[tuple[str, int]]:
+    with app.app_context():
+        rows = db.session.execute(db.select(Refund).filter_by(order_id=order_id).order_by(Refund.id)).scalars()
+        return [(r.state, r.amount) for r in rows]
+
+
+def order_state(app, order_id) -> tuple[str, int]:
+    with app.app_context():
+        order = db.session.get(Order, order_id)
+        return order.state, order.refunded_amount
+
+
+@pytest.fixture
+def admin(client, auth):
+    auth.login()
+    return client
+
+
+def test_oen_refund_is_confirmed_then_sent_once_and_applied(app, seed, admin):
+    order_id, _checkout_id, ref = paid(app, seed)
+    with responses.RequestsMock() as rsps:
+        oen_query(app, rsps, ref)
+        page = review(admin, order_id, 400)
+        text = page_text(page)
+        assert f"POST /refunds/{HID}" in text and 'data-refund-amount="400"' in text
+        assert "(partial: paid NT$1,000)" in text
+        assert not [c for c in rsps.calls if c.request.method == "POST"]  # the confirmation sends nothing
+        refund_call = oen_refund_ok(app, rsps, 400)
+        key = KEY_RE.search(page.get_data(as_text=True)).group(1)
+        fields = {"amount": "400", "reason": "退貨", "idempotency_key": key, "checkout_id": ""}
+        done = admin.post(f"/orders/{order_id}/refunds", data=fields)
+        assert done.status_code == 302
+        again = admin.post(f"/orders/{order_id}/refunds", data=fields, follow_redirects=True)
+        assert "submitted already" in page_text(again)
+        assert refund_call.call_count == 1
+        assert json.loads(refund_call.calls[0].request.body) == {"merchantId": "shopa", "amount": 400, "reason": "退貨"}
+    assert refunds(app, order_id) == [("succeeded", 400)]
+    assert order_state(app, order_id) == ("partially_refunded", 400)
+    with app.app_context():
+        actions = db.session.execute(db.select(AuditEvent.action).order_by(AuditEvent.id)).scalars().all()
+        assert actions[-2:] == ["refund_requested", "refund_succeeded"]
+        checkout = db.session.execute(db.select(Checkout).filter_by(order_id=order_id)).scalar_one()
+        assert checkout.events[-1].source == "refund"
+
+
+def test_oen_non_card_payment_is_refused_with_crm_advice(app, seed, admin):
+    order_id, _c, ref = paid(app, seed)
+    with responses.RequestsMock() as rsps:
+        oen_query(app, rsps, ref, method="atm")
+        page = review(admin, order_id, 100)
+    assert page.status_code == 409 and "refund it in Oen Tech's CRM" in page_text(page)
+    assert refunds(app, order_id) == []
+
+
+def test_oen_refund_already_shown_at_oen_is_refused(app, seed, admin):
+    order_id, _c, ref = paid(app, seed)
+    with responses.RequestsMock() as rsps:
+        oen_query(app, rsps, ref, status="refunded", refunded=1000)
+        page = review(admin, order_id, 100)
+    assert page.status_code == 409 and "allows only one" in page_text(page)
+
+
+def test_oen_query_failure_refuses_without_sending(app, seed, admin):
+    order_id, _c, ref = paid(app, seed)
+    app.config["PROVIDER_TIMEOUT_S"] = 1
+    with responses.RequestsMock() as rsps:
+        rsps.get(oen_url(app, f"/order/{ref}/transactions"), body=requests.ConnectionError("down"))
+        page = review(admin, order_id, 100)
+    assert page.status_code == 409 and "nothing was sent" in page_text(page)
+
+
+def test_timeout_leaves_the_refund_unknown_never_resent_until_a_query_settles_it(app, seed, admin):
+    order_id, _c, ref = paid(app, seed)
+    with responses.RequestsMock() as rsps:
+        oen_query(app, rsps, ref)
+        refund_call = rsps.post(oen_url(app, f"/refunds/{HID}"), body=requests.ReadTimeout("slow"))
+        fields, done = confirm(admin, order_id, 1000)
+        assert done.status_code == 302
+        assert "will not be sent again" in page_text(admin.get(f"/orders/{order_id}/refunds"))
+        admin.post(f"/orders/{order_id}/refunds", data=fields)  # the same confirmation again
+        other = review(admin, order_id, 1000)  # a new one
+        assert other.status_code == 409
+        assert refund_call.call_count == 1
+    assert refunds(app, order_id) == [("unknown", 1000)]
+    assert order_state(app, order_id) == ("paid", 0)
+    with app.app_context():
+        refund_id = db.session.execute(db.select(Refund.id).filter_by(order_id=order_id)).scalar_one()
+    # a query that does not show it yet: still unknown (it may still be under way at the provider)
+    with responses.RequestsMock() as rsps:
+        oen_query(app, rsps, ref)
+        admin.post(f"/orders/{order_id}/refunds/{refund_id}/check")
+    assert refunds(app, order_id) == [("unknown", 1000)]
+    # the provider shows it: succeeded, and the order follows
+    with responses.RequestsMock() as rsps:
+        oen_query(app, rsps, ref, status="refunded", refunded=1000)
+        checked = admin.post(f"/orders/{order_id}/refunds/{refund_id}/check", follow_redirects=True)
+    assert "it is made" in page_text(checked)
+    assert refunds(app, order_id) == [("succeeded", 1000)]
+    assert order_state(app, order_id) == ("refunded", 1000)
+
+
+def test_a_refused_refund_is_failed_and_frees_the_amount(app, seed, admin):
+    order_id, _c, ref = paid(app, seed, "mypay")
+    with responses.RequestsMock() as rsps:
+        rsps.post(app.config["MYPAY_API_URL"], json={"code": "B500", "msg": "執行失敗"})
+        _fields, done = confirm(admin, order_id, 500, invoice_state="6")
+        assert "MyPay 拒絕了退款" in page_text(admin.get(f"/orders/{order_id}/refunds"))
+    assert done.status_code == 302 and refunds(app, order_id) == [("failed", 500)]
+    with app.app_context():
+        assert db.session.execute(db.select(Refund.options)).scalar_one() == {"invoice_state": "6"}
+        checkout = db.session.execute(db.select(Checkout).filter_by(order_id=order_id)).scalar_one()
+        assert refund_service.terms_for(checkout).refundable == 1000
+
+
+def test_mypay_voucher_orders_refund_in_full_only(app, seed, admin):
+    order_id, _c, _ref = paid(app, seed, "mypay", vouchers=(("paid", 100), ("free", 50)))
+    page = review(admin, order_id, 100)
+    assert page.status_code == 409 and "only be refunded in full at MyPay: NT$850" in page_text(page)
+    full = review(admin, order_id, 850)
+    assert full.status_code == 200 and 'data-voucher="SN0"' in full.get_data(as_text=True)
+    assert 'data-voucher="SN1"' not in full.get_data(as_text=True)  # the free voucher is not listed
+
+
+def test_opay_needs_the_back_office_reference_and_calls_nothing(app, seed, admin):
+    order_id, _c, _ref = paid(app, seed, "opay")
+    with responses.RequestsMock():  # any HTTP call would fail the test
+        missing = review(admin, order_id, 100)
+        assert missing.status_code == 409 and "Enter the reference" in page_text(missing)
+        _fields, done = confirm(admin, order_id, 1000, manual_reference="OPAYRF1")
+    assert done.status_code == 302
+    assert refunds(app, order_id) == [("succeeded", 1000)]
+    assert order_state(app, order_id) == ("refunded", 1000)
+    with app.app_context():
+        event = db.session.execute(db.select(AuditEvent).filter_by(action="refund_recorded")).scalar_one()
+        assert event.detail["manual_reference"] == "OPAYRF1" and event.detail["amount"] == 1000
+
+
+def test_reason_and_amount_are_required(app, seed, admin):
+    order_id, _c, _ref = paid(app, seed, "opay")
+    for amount, reason, message in (("", "x", "Please enter a whole number"), ("10", "", "Please say why")):
+        page = review(admin, order_id, amount, reason=reason, manual_reference="R")
+        assert page.status_code == 400 and message in page_text(page)
+
+
+def test_nothing_to_refund_on_an_unpaid_order(app, seed, admin):
+    with app.app_context():
+        order = make_order(seed.merchant_id)
+        make_checkout(order, "mypay", state="awaiting_payment")
+        order_id = order.id
+    assert "no paid payment to refund" in page_text(admin.get(f"/orders/{order_id}/refunds"))
+    assert review(admin, order_id, 10).status_code == 409
+
+
+def test_staff_get_403_and_other_merchants_404(app, seed, client, auth):
+    order_id, _c, _ref = paid(app, seed, "opay")
+    other_id, _c2, _r2 = paid(app, seed, "opay", merchant_id=seed.other_merchant_id)
+    auth.login("staff@a.example")
+    assert client.get(f"/orders/{order_id}/refunds").status_code == 403
+    assert client.post(f"/orders/{order_id}/refunds", data={"amount": "1", "reason": "x"}).status_code == 403
+    auth.logout()
+    auth.login()
+    assert client.get(f"/orders/{other_id}/refunds").status_code == 404
+    assert client.post(f"/orders/{other_id}/refunds/1/check").status_code == 404
+
+
+def test_the_confirmation_carries_a_csrf_token(csrf_app):
+    from tests.conftest import PASSWORD, seed_merchants
+
+    seed = seed_merchants(csrf_app)
+    order_id, _c, _ref = paid(csrf_app, seed, "opay")
+    client = csrf_app.test_client()
+    login = client.get("/login").get_data(as_text=True)
+    token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', login).group(1)
+    client.post("/login", data={"email": seed.admin, "password": PASSWORD, "csrf_token": token})
+    assert review(client, order_id, 100, manual_reference="R").status_code == 400  # no token: refused
+    form = client.get(f"/orders/{order_id}/refunds").get_data(as_text=True)
+    token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', form).group(1)
+    page = review(client, order_id, 100, manual_reference="R", csrf_token=token)
+    assert page.status_code == 200 and 'name="csrf_token"' in page.get_data(as_text=True)
