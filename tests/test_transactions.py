@@ -1,0 +1,181 @@
+"""Live transaction pages with the providers mocked (responses): concurrency, deadline, cache, masking, errors."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from html import unescape
+
+import pytest
+import responses
+
+from portal.extensions import db
+from portal.filters import luhn_ok
+from portal.models import Checkout, Refund
+from portal.payments import refresh_order
+from portal.providers.base import ProviderTransaction, State
+from portal.security import encrypt_secret
+from portal.views import transactions as live
+from tests.factories import make_checkout, make_order
+
+CARD_RUN = re.compile(r"(?<!\d)(?:\d[ -]?){12,18}\d(?!\d)")
+
+
+def mypay_checkouts(app, seed, n: int, state="awaiting_payment") -> list[int]:
+    """n MyPay checkouts with uid/key, as if their orders reached MyPay."""
+    ids = []
+    with app.app_context():
+        for i in range(n):
+            checkout = make_checkout(make_order(seed.merchant_id, items=((1000, 1),), shipping=0), "mypay", state)
+            checkout.provider_checkout_id = str(95201 + i)
+            checkout.provider_secret_enc = encrypt_secret("k" * 32)
+            ids.append(checkout.id)
+        db.session.commit()
+    return ids
+
+
+def mypay_answer(prc="200", **extra) -> dict:
+    return {"prc": prc, "uid": "95201", "cost": 1000, "pfn": "CREDITCARD", "retmsg": "", "card_type": "1",
+            "finishtime": "20250301120000", "cardno": "4938170130000003", "refund_order": [], "cancel_order": [],
+            **extra}  # fmt: skip
+
+
+def page_text(response) -> str:
+    return unescape(response.get_data(as_text=True))
+
+
+def assert_no_card_numbers(html: str) -> None:
+    for match in CARD_RUN.finditer(html):
+        digits = re.sub(r"\D", "", match.group(0))
+        assert not (13 <= len(digits) <= 19 and luhn_ok(digits)), match.group(0)
+
+
+@pytest.fixture
+def admin(client, auth):
+    auth.login()
+    return client
+
+
+@pytest.fixture(autouse=True)
+def fresh_cache(app):
+    live.live_cache(app).forget()
+
+
+def test_overview_asks_the_providers_concurrently(app, seed, admin):
+    mypay_checkouts(app, seed, 20)
+
+    def slow(_request):
+        time.sleep(0.3)
+        return 200, {}, json.dumps(mypay_answer())
+
+    with responses.RequestsMock() as rsps:
+        rsps.add_callback(responses.POST, app.config["MYPAY_API_URL"], callback=slow)
+        started = time.monotonic()
+        page = admin.get("/transactions")
+        elapsed = time.monotonic() - started
+        assert len(rsps.calls) == 20
+    assert page.status_code == 200 and elapsed < 0.3 * 20 / 3, elapsed  # far from one after the other
+    assert page.get_data(as_text=True).count('data-status="ok"') == 20
+
+
+def test_a_provider_past_the_deadline_leaves_its_rows_unknown(app, seed, admin, monkeypatch):
+    monkeypatch.setattr(live, "OVERVIEW_DEADLINE_S", 0.5)
+    mypay_checkouts(app, seed, 2)
+    with app.app_context():
+        opay = make_checkout(make_order(seed.merchant_id), "opay", "awaiting_payment").id
+    release = threading.Event()
+
+    def hang(_request):
+        release.wait(5)
+        return 200, {}, '{"RtnCode": 0}'
+
+    with responses.RequestsMock() as rsps:
+        rsps.post(app.config["MYPAY_API_URL"], json=mypay_answer())
+        rsps.add_callback(responses.POST, app.config["OPAY_API_URL"] + "/WxAPI/QueryTradeInfo", callback=hang)
+        started = time.monotonic()
+        page = admin.get("/transactions")
+        elapsed = time.monotonic() - started
+        release.set()
+        time.sleep(0.2)  # let the straggler finish while the mock is still there
+    html = page.get_data(as_text=True)
+    assert page.status_code == 200 and elapsed < 1.5, elapsed
+    assert f'data-checkout-id="{opay}" data-status="unknown"' in html
+    assert html.count('data-status="ok"') == 2 and "did not answer within 0.5 seconds" in page_text(page)
+
+
+def test_answers_are_cached_with_their_time(app, seed, admin):
+    [checkout_id] = mypay_checkouts(app, seed, 1)
+    with responses.RequestsMock() as rsps:
+        rsps.post(app.config["MYPAY_API_URL"], json=mypay_answer())
+        first = admin.get("/transactions").get_data(as_text=True)
+        second = admin.get("/transactions").get_data(as_text=True)
+        assert len(rsps.calls) == 1
+        assert "(cached)" not in first and "(cached)" in second
+        assert re.search(r'<time datetime="[^"]+">\d\d:\d\d:\d\d</time>', second)
+        with app.app_context():
+            live.forget_live(checkout_id)
+        admin.get("/transactions")
+        assert len(rsps.calls) == 2
+
+
+def test_order_page_shows_brand_and_last_four_only(app, seed, admin):
+    [checkout_id] = mypay_checkouts(app, seed, 1, state="paid")
+    with app.app_context():
+        checkout = db.session.get(Checkout, checkout_id)
+        checkout.paid_amount = 1000
+        refresh_order(checkout.order)
+        db.session.commit()
+        order_id = checkout.order_id
+    refund = {"uid": "95702", "prc": "230", "cost": 300, "retmsg": "退款完成", "finishtime": "20250302100000"}
+    with responses.RequestsMock() as rsps:
+        rsps.post(app.config["MYPAY_API_URL"], json=mypay_answer("250", refund_order=[refund], nois="3"))
+        page = admin.get(f"/orders/{order_id}/transactions")
+    text = page_text(page)
+    assert page.status_code == 200
+    assert_no_card_numbers(page.get_data(as_text=True))
+    assert "VISA •••• 0003" in text and "2025-03-01 12:00:00" in text and "2025-03-02 10:00:00" in text
+    # the provider shows a partial refund the portal has not recorded: a warning and, for admins, the action
+    assert "data-differs" in text and 'data-live-state="partially_refunded"' in text
+    assert "Apply the provider's state" in text
+
+
+def test_provider_error_is_a_message_not_a_500(app, seed, admin):
+    [checkout_id] = mypay_checkouts(app, seed, 1)
+    with app.app_context():
+        order_id = db.session.get(Checkout, checkout_id).order_id
+    with responses.RequestsMock() as rsps:
+        rsps.post(app.config["MYPAY_API_URL"], body="<html>oops</html>")
+        page = admin.get(f"/orders/{order_id}/transactions")
+        overview = admin.get("/transactions")
+    assert page.status_code == 200 and "data-provider-error" in page.get_data(as_text=True)
+    assert overview.status_code == 200 and 'data-status="error"' in overview.get_data(as_text=True)
+
+
+def test_staff_see_the_pages_and_other_merchants_orders_are_404(app, seed, client, auth):
+    with app.app_context():
+        mine = make_order(seed.merchant_id).id
+        theirs = make_order(seed.other_merchant_id).id
+    auth.login("staff@a.example")
+    assert client.get(f"/orders/{mine}/transactions").status_code == 200
+    assert client.get("/transactions").status_code == 200
+    assert client.get(f"/orders/{theirs}/transactions").status_code == 404
+
+
+def test_hand_recorded_refunds_are_not_a_difference(app, seed):
+    with app.app_context():
+        order = make_order(seed.merchant_id, items=((1000, 1),), shipping=0)
+        checkout = make_checkout(order, "opay", "partially_refunded")
+        checkout.paid_amount, checkout.refunded_amount = 1000, 300
+        db.session.add(Refund(checkout_id=checkout.id, order_id=order.id, merchant_id=order.merchant_id, amount=300,
+                              reason="x", state="succeeded", idempotency_key="k" * 32, manual=True))  # fmt: skip
+        db.session.commit()
+        paid = ProviderTransaction("opay", checkout.reference, "T1", State.PAID, 1000)
+        view = live.LiveView(checkout.id, "ok", (paid,))
+        manual = live.manual_refunded([checkout.id])
+        assert manual == {checkout.id: 300}
+        assert not live.compare(checkout, view, manual[checkout.id]).differs
+        assert live.compare(checkout, view, 0).differs
+        # the provider has no record of a payment the portal holds as paid
+        assert live.compare(checkout, live.LiveView(checkout.id, "ok", ()), 300).differs
