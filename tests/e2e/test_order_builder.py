@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-
 import pytest
 
 from portal.extensions import db
@@ -13,45 +10,34 @@ from tests.conftest import PASSWORD
 
 pytestmark = pytest.mark.e2e
 
-sync_api = pytest.importorskip("playwright.sync_api")
-
-
-def chromium_path() -> str | None:
-    path = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium") or shutil.which("chromium-browser")
-    return path if path and os.path.exists(path) else None
-
 
 @pytest.fixture
-def page(live_server):
-    if not chromium_path():
-        pytest.skip("Chromium not installed (set CHROMIUM_PATH)")
-    with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=chromium_path(), args=["--no-sandbox"])
-        context = browser.new_context(viewport={"width": 375, "height": 740}, locale="en-US")
-        page = context.new_page()
-        page.problems = []
-        # Script errors and CSP refusals; failed loads are checked by response instead (the favicon 404 is fine).
-        page.on(
-            "console",
-            lambda msg: (
-                msg.type == "error"
-                and not msg.text.startswith("Failed to load resource")
-                and page.problems.append(msg.text)
-            ),
-        )
-        page.on(
-            "response",
-            lambda r: r.status >= 400 and not r.url.endswith("/favicon.ico") and page.problems.append(r.url),
-        )
-        page.on("pageerror", lambda exc: page.problems.append(str(exc)))
-        page.goto(f"{live_server.url}/login")
-        page.fill("input[name=email]", "staff@a.example")
-        page.fill("input[name=password]", PASSWORD)
-        page.click("button[type=submit].primary")
-        page.goto(f"{live_server.url}/lang/en?next=/orders/new")
-        yield page
-        context.close()
-        browser.close()
+def page(chromium, live_server):
+    """A logged-in staff member's page on a small phone, in English, recording script errors and failed loads."""
+    context = chromium.new_context(viewport={"width": 375, "height": 740}, locale="en-US")
+    page = context.new_page()
+    page.problems = []
+    # Script errors and CSP refusals; failed loads are checked by response instead (the favicon 404 is fine).
+    page.on(
+        "console",
+        lambda msg: (
+            msg.type == "error"
+            and not msg.text.startswith("Failed to load resource")
+            and page.problems.append(msg.text)
+        ),
+    )
+    page.on(
+        "response",
+        lambda r: r.status >= 400 and not r.url.endswith("/favicon.ico") and page.problems.append(r.url),
+    )
+    page.on("pageerror", lambda exc: page.problems.append(str(exc)))
+    page.goto(f"{live_server.url}/login")
+    page.fill("input[name=email]", "staff@a.example")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit].primary")
+    page.goto(f"{live_server.url}/lang/en?next=/orders/new")
+    yield page
+    context.close()
 
 
 def total(page, name: str) -> str:
