@@ -1,0 +1,203 @@
+"""Every route in app.url_map, for every kind of visitor, against the access table written below.
+
+A route that is not in the table fails the test: a new route is added here, deliberately, with who may use it.
+Path parameters are merchant A's real ids and a real customer link of A (the anonymous visitor gets a made-up link).
+GET routes are asked with GET; POST-only routes with an empty POST (CSRF is off in this app). GET+POST routes are
+asked both ways (the POST in WRITES). Provider calls are answered by nobody (responses, nothing registered), so no
+request leaves the machine.
+"""
+
+from __future__ import annotations
+
+import secrets
+
+import pytest
+import responses
+
+from portal import create_app
+from portal.extensions import db
+from portal.models import Refund
+from tests.conftest import PASSWORD
+from tests.factories import make_checkout, make_order
+
+ROLES = ("anon", "customer", "staff", "admin", "other_admin")
+LOGINS = {"staff": "staff@a.example", "admin": "admin@a.example", "other_admin": "admin@b.example"}
+LOGIN = "login"  # a 302 to the login page (any other 302 is written as 302)
+
+# Who gets what. anon: no login, no link (a made-up /pay token); customer: no login, holding a real link of merchant
+# A; staff and admin of merchant A; other_admin: the admin of merchant B, asking for merchant A's things.
+# Merchant B's admin gets 200 on pages without an id: they show B's own things (scoping is tested with each page).
+ACCESS: dict[str, dict[str, int | str]] = {
+    # anyone
+    "main.index": {"anon": LOGIN, "customer": LOGIN, "staff": 302, "admin": 302, "other_admin": 302},
+    "main.healthz": {"anon": 200, "customer": 200, "staff": 200, "admin": 200, "other_admin": 200},
+    "main.set_language": {"anon": 302, "customer": 302, "staff": 302, "admin": 302, "other_admin": 302},
+    "auth.login": {"anon": 200, "customer": 200, "staff": 302, "admin": 302, "other_admin": 302},
+    "auth.logout": {"anon": LOGIN, "customer": LOGIN, "staff": LOGIN, "admin": LOGIN, "other_admin": LOGIN},
+    # providers: verified by content, not by login (the empty body is refused)
+    "webhooks.receive": {"anon": 400, "customer": 400, "staff": 400, "admin": 400, "other_admin": 400},
+    # customers: whoever holds the link (a made-up link is a 404; the paid link's "go" leads back to its page)
+    "checkout.pay": {"anon": 404, "customer": 200, "staff": 200, "admin": 200, "other_admin": 200},
+    "checkout.go": {"anon": 404, "customer": 302, "staff": 302, "admin": 302, "other_admin": 302},
+    "checkout.returned": {"anon": 404, "customer": 200, "staff": 200, "admin": 200, "other_admin": 200},
+    # staff of the merchant
+    "orders.index": {"anon": LOGIN, "customer": LOGIN, "staff": 200, "admin": 200, "other_admin": 200},
+    "orders.new": {"anon": LOGIN, "customer": LOGIN, "staff": 200, "admin": 200, "other_admin": 200},
+    "orders.detail": {"anon": LOGIN, "customer": LOGIN, "staff": 200, "admin": 200, "other_admin": 404},
+    "checkout.create": {"anon": LOGIN, "customer": LOGIN, "staff": 302, "admin": 302, "other_admin": 404},
+    "checkout.refresh": {"anon": LOGIN, "customer": LOGIN, "staff": 302, "admin": 302, "other_admin": 404},
+    "transactions.order": {"anon": LOGIN, "customer": LOGIN, "staff": 200, "admin": 200, "other_admin": 404},
+    "transactions.overview": {"anon": LOGIN, "customer": LOGIN, "staff": 200, "admin": 200, "other_admin": 200},
+    # admins of the merchant
+    "checkout.charge_saved_card": {"anon": LOGIN, "customer": LOGIN, "staff": 403, "admin": 302, "other_admin": 404},
+    "refunds.index": {"anon": LOGIN, "customer": LOGIN, "staff": 403, "admin": 200, "other_admin": 404},
+    "refunds.check": {"anon": LOGIN, "customer": LOGIN, "staff": 403, "admin": 302, "other_admin": 404},
+    "transactions.apply": {"anon": LOGIN, "customer": LOGIN, "staff": 403, "admin": 302, "other_admin": 404},
+    "webhooks.callbacks": {"anon": LOGIN, "customer": LOGIN, "staff": 403, "admin": 200, "other_admin": 200},
+    "settings.index": {"anon": LOGIN, "customer": LOGIN, "staff": 403, "admin": 200, "other_admin": 200},
+    "settings.users": {"anon": LOGIN, "customer": LOGIN, "staff": 403, "admin": 200, "other_admin": 200},
+    "settings.user_role": {"anon": LOGIN, "customer": LOGIN, "staff": 403, "admin": 400, "other_admin": 404},
+    "settings.user_deactivate": {"anon": LOGIN, "customer": LOGIN, "staff": 403, "admin": 303, "other_admin": 404},
+    "settings.user_reactivate": {"anon": LOGIN, "customer": LOGIN, "staff": 403, "admin": 303, "other_admin": 404},
+    "settings.audit": {"anon": LOGIN, "customer": LOGIN, "staff": 403, "admin": 200, "other_admin": 200},
+}
+
+# The POST side of GET+POST routes (an empty form: re-rendered with its messages, 200 or 400, once past the guard).
+WRITES: dict[str, dict[str, int | str]] = {
+    "auth.login": {"anon": 200, "customer": 200, "staff": 302, "admin": 302, "other_admin": 302},
+    "orders.new": {"anon": LOGIN, "customer": LOGIN, "staff": 200, "admin": 200, "other_admin": 200},
+    "refunds.index": {"anon": LOGIN, "customer": LOGIN, "staff": 403, "admin": 400, "other_admin": 404},
+    "settings.index": {"anon": LOGIN, "customer": LOGIN, "staff": 403, "admin": 303, "other_admin": 303},
+    "settings.users": {"anon": LOGIN, "customer": LOGIN, "staff": 403, "admin": 400, "other_admin": 400},
+}
+
+# Form fields for POSTs whose guard needs them to get past an empty-form 404 (merchant A's ids, by name).
+FORMS = {"checkout.charge_saved_card": {"from_checkout": "checkout_id"}}
+
+# Routes tested elsewhere: static files (test_security) and the sandbox simulators (tests/sandbox).
+SKIPPED_BLUEPRINTS = ("sandbox",)
+SKIPPED_ENDPOINTS = ("static",)
+
+
+def routes(app):
+    """(endpoint, rule, methods) of every route the table covers."""
+    for rule in sorted(app.url_map.iter_rules(), key=lambda r: (r.endpoint, r.rule)):
+        if rule.endpoint in SKIPPED_ENDPOINTS or rule.endpoint.split(".")[0] in SKIPPED_BLUEPRINTS:
+            continue
+        yield rule.endpoint, rule, rule.methods - {"HEAD", "OPTIONS"}
+
+
+@pytest.fixture
+def merchant_a(app, seed):
+    """Merchant A's things: an order paid through a link, a refund of it, and a second staff user."""
+    from portal.cli import create_user
+    from portal.models import Merchant
+
+    with app.app_context():
+        order = make_order(seed.merchant_id)
+        checkout = make_checkout(order, provider="mypay", state="paid")
+        refund = Refund(
+            checkout_id=checkout.id,
+            order_id=order.id,
+            merchant_id=seed.merchant_id,
+            amount=100,
+            reason="access table",
+            state="unknown",
+            idempotency_key=secrets.token_hex(16),
+        )
+        db.session.add(refund)
+        clerk = create_user("clerk@a.example", db.session.get(Merchant, seed.merchant_id), "staff", PASSWORD)
+        db.session.commit()
+        return {
+            "order_id": order.id,
+            "checkout_id": checkout.id,
+            "refund_id": refund.id,
+            "user_id": clerk.id,
+            "token": checkout.public_token,
+            "provider": "oen",
+            "code": "en",
+        }
+
+
+def url_for_rule(rule, values: dict, role: str) -> str:
+    """The rule's path with merchant A's values (a made-up link for the anonymous visitor)."""
+    missing = set(rule.arguments) - set(values)
+    assert not missing, f"{rule.endpoint}: no test value for {sorted(missing)}; add one to merchant_a"
+    args = {name: values[name] for name in rule.arguments}
+    if role == "anon" and "token" in args:
+        args["token"] = "no-such-link-" + "0" * 20
+    return rule.build(args, append_unknown=False)[1]
+
+
+def visit(app, role: str, method: str, path: str, values: dict, form: dict | None = None):
+    """One request by a fresh visitor of the given kind; the outcome as written in the table."""
+    client = app.test_client()
+    if role in LOGINS:
+        assert client.post("/login", data={"email": LOGINS[role], "password": PASSWORD}).status_code == 302
+    elif role == "customer":
+        assert client.get(f"/pay/{values['token']}").status_code == 200
+    data = {field: values[name] for field, name in (form or {}).items()} if method == "POST" else None
+    response = client.open(path, method=method, data=data)
+    if response.status_code == 302 and response.headers["Location"].split("?")[0].endswith("/login"):
+        return LOGIN
+    return response.status_code
+
+
+def test_every_route_for_every_visitor_matches_the_access_table(app, merchant_a):
+    observed, expected, unlisted = {}, {}, []
+    with responses.RequestsMock(assert_all_requests_are_fired=False):
+        for role in ("anon", "customer", "staff", "other_admin", "admin"):  # the admin's writes last
+            for endpoint, rule, methods in routes(app):
+                asks = [("GET", ACCESS)] if "GET" in methods else [("POST", ACCESS)]
+                if {"GET", "POST"} <= methods:
+                    asks.append(("POST", WRITES))
+                for method, table in asks:
+                    key = endpoint if table is ACCESS else f"{endpoint} POST"
+                    if endpoint not in table:
+                        unlisted.append(key)
+                        continue
+                    path = url_for_rule(rule, merchant_a, role)
+                    form = FORMS.get(endpoint) if table is ACCESS else None
+                    observed.setdefault(key, {})[role] = visit(app, role, method, path, merchant_a, form)
+                    expected.setdefault(key, {})[role] = table[endpoint][role]
+    assert not sorted(set(unlisted)), f"routes missing from the access table: {sorted(set(unlisted))}\n{observed}"
+    wrong = {
+        key: {role: (expected[key][role], got) for role, got in roles.items() if got != expected[key][role]}
+        for key, roles in observed.items()
+    }
+    wrong = {key: roles for key, roles in wrong.items() if roles}
+    assert not wrong, "not as the access table says, {endpoint: {role: (expected, got)}}:\n" + "\n".join(
+        f"  {key}: {roles}" for key, roles in sorted(wrong.items())
+    )
+
+
+def test_the_table_names_only_routes_that_exist_and_every_role(app):
+    endpoints = {endpoint for endpoint, _rule, _methods in routes(app)}
+    assert set(ACCESS) <= endpoints, f"stale entries: {sorted(set(ACCESS) - endpoints)}"
+    both = {endpoint for endpoint, _rule, methods in routes(app) if {"GET", "POST"} <= methods}
+    assert set(WRITES) == both
+    for table in (ACCESS, WRITES):
+        for endpoint, outcomes in table.items():
+            assert set(outcomes) == set(ROLES), endpoint
+
+
+@pytest.mark.parametrize("env", ["testing", "production"])
+def test_no_sandbox_route_outside_the_sandbox(tmp_path, env):
+    app = create_app(
+        {
+            "TESTING": True,
+            "DATABASE_URL": f"sqlite:///{tmp_path / 'unused.db'}",
+            "SECRET_KEY": "k",
+            "PORTAL_DATA_KEY": "d",
+            "PROVIDER_ENV": env,
+        }
+    )
+    endpoints = {rule.endpoint for rule in app.url_map.iter_rules()}
+    assert not {e for e in endpoints if e.startswith("sandbox.")}
+    assert not [rule.rule for rule in app.url_map.iter_rules() if rule.rule.startswith("/sandbox")]
+    # the rest of the table is the same outside the sandbox
+    assert {e for e in endpoints if e not in SKIPPED_ENDPOINTS} == set(ACCESS)
+
+
+def test_sandbox_routes_exist_in_the_sandbox(app):
+    assert any(rule.endpoint.startswith("sandbox.") for rule in app.url_map.iter_rules())
