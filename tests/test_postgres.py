@@ -1,0 +1,86 @@
+"""What only PostgreSQL can show: the migrations build the models' schema there, and checkouts are really locked.
+
+These run in `make test`'s PostgreSQL pass (TEST_DATABASE_URL=postgresql+psycopg://...); on SQLite they are skipped.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from flask_migrate import upgrade
+from sqlalchemy import create_engine, text
+from sqlalchemy.exc import OperationalError
+
+from portal.extensions import db
+from portal.payments import locked_checkout, write_transaction
+from tests.conftest import make_app
+from tests.factories import make_checkout, make_order
+
+pytestmark = [
+    pytest.mark.postgres,
+    pytest.mark.skipif(
+        not os.environ.get("TEST_DATABASE_URL", "").startswith("postgresql"),
+        reason="needs TEST_DATABASE_URL pointing at PostgreSQL (make test sets it from TEST_POSTGRES_URL)",
+    ),
+]
+
+
+def drop_everything() -> None:
+    db.drop_all()
+    with db.engine.begin() as conn:
+        conn.exec_driver_sql("DROP TABLE IF EXISTS alembic_version")
+
+
+def test_upgrade_from_empty_matches_the_models_on_postgresql(tmp_path):
+    app = make_app(tmp_path)
+    with app.app_context():
+        assert db.engine.dialect.name == "postgresql"
+        drop_everything()
+        try:
+            upgrade()
+            with db.engine.connect() as conn:
+                diff = compare_metadata(MigrationContext.configure(conn), db.metadata)
+            assert diff == [], diff
+        finally:
+            drop_everything()  # the next test's create_all starts from nothing
+            db.session.remove()
+            db.engine.dispose()
+
+
+def test_a_checkout_in_a_write_transaction_is_locked_against_other_writers(app, seed):
+    """locked_checkout takes a row lock (SELECT ... FOR UPDATE): a second writer cannot take it meanwhile."""
+    with app.app_context():
+        checkout_id = make_checkout(make_order(seed.merchant_id)).id
+    locked, release, outcome = threading.Event(), threading.Event(), {}
+
+    def holder():
+        with app.app_context():
+            with write_transaction():
+                locked_checkout(checkout_id)
+                locked.set()
+                release.wait(10)
+            db.session.remove()
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    other = create_engine(app.config["SQLALCHEMY_DATABASE_URI"])
+    try:
+        assert locked.wait(10)
+        with other.connect() as conn:
+            try:
+                conn.execute(text("SELECT id FROM checkout WHERE id = :id FOR UPDATE NOWAIT"), {"id": checkout_id})
+                outcome["second_writer"] = "got the lock"
+            except OperationalError as exc:
+                outcome["second_writer"] = type(exc.orig).__name__
+    finally:
+        release.set()
+        thread.join(10)
+        other.dispose()
+    assert outcome["second_writer"] == "LockNotAvailable"
+    with other.connect() as conn:  # released at commit
+        conn.execute(text("SELECT id FROM checkout WHERE id = :id FOR UPDATE NOWAIT"), {"id": checkout_id})
+    other.dispose()
