@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 FLASK := $(BIN)/flask --app wsgi
 PORT ?= 5000
 
-.PHONY: run test serve bench lint translations clean
+.PHONY: run test audit serve bench lint translations clean
 
 $(BIN)/activate:
 	$(PY) -m venv $(VENV)
@@ -32,8 +32,28 @@ serve: $(VENV)/.runtime translations
 	$(FLASK) db upgrade
 	$(BIN)/gunicorn -c gunicorn.conf.py wsgi:app
 
+# bandit, then the suite on SQLite (TEST_WORKERS processes; each test has its own database file), then, when
+# TEST_POSTGRES_URL names a PostgreSQL database the tests may empty (.ci/run sets it), the suite again on PostgreSQL:
+# serially, since it is one database, and without the browser tests. Both runs always run; either failing fails.
+TEST_WORKERS ?= 2
 test: $(VENV)/.dev translations
-	$(BIN)/pytest
+	@out=$$($(BIN)/bandit -q -r portal -c pyproject.toml 2>&1); status=$$?; \
+	  [ -z "$$out" ] || printf '%s\n' "$$out" | grep -v 'nosec encountered'; exit $$status
+	@status=0; \
+	echo "== the suite on SQLite"; \
+	env -u TEST_DATABASE_URL $(BIN)/pytest -n $(TEST_WORKERS) || status=$$?; \
+	if [ -n "$$TEST_POSTGRES_URL" ]; then \
+	  echo "== the suite on PostgreSQL ($${TEST_POSTGRES_URL##*@})"; \
+	  TEST_DATABASE_URL="$$TEST_POSTGRES_URL" $(BIN)/pytest -p no:xdist -m "not e2e" || status=$$?; \
+	else \
+	  echo "== TEST_POSTGRES_URL is not set: no PostgreSQL run (.ci/run sets it)"; \
+	fi; \
+	exit $$status
+
+# Known vulnerabilities in the pinned dependencies. Needs access to PyPI's vulnerability data, so it is not part of
+# `make test` (CI machines without that access would fail on every package).
+audit: $(VENV)/.dev
+	$(BIN)/pip-audit --strict -r requirements.txt -r requirements-dev.txt
 
 bench: $(VENV)/.dev translations
 	@for f in bench/*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done

@@ -16,7 +16,7 @@ DEMO_MERCHANT = {
     "slug": "demo",
     "name": "示範商店 Demo Shop",
     "oen_merchant_id": "demo",
-    "oen_token": "sandbox-oen-token-demo",
+    "oen_token": "sandbox-oen-token-demo",  # nosec B105  # the built-in sandbox's demo token, no real account
     "mypay_store_uid": "289151880002",
     "opay_merchant_id": "2000132",
     "opay_hash_key": "5294y06JbISpM5x9",

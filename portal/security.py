@@ -18,7 +18,7 @@ from portal.extensions import db
 log = logging.getLogger(__name__)
 
 # scrypt with N = 2^16 (werkzeug's default is 2^15).
-PASSWORD_METHOD = "scrypt:65536:8:1"  # noqa: S105  (a hash method, not a password)
+PASSWORD_METHOD = "scrypt:65536:8:1"  # noqa: S105  # nosec B105  # a hash method, not a password
 _VERSION = "v1"
 
 

@@ -323,3 +323,11 @@ def test_nul_bytes_in_query_parameters_are_dropped(client, seed, path):
     response = client.get(path)
     assert response.status_code == 200
     assert "\x00" not in response.get_data(as_text=True)
+
+
+def test_crypto_package_is_pycryptodome_not_the_abandoned_pycrypto():
+    """pyproject.toml tells bandit to skip B413 (pyCrypto imports): true only while Crypto is pycryptodome."""
+    import Crypto
+    from Crypto.Cipher import AES
+
+    assert hasattr(AES, "MODE_GCM") and Crypto.version_info >= (3, 0)
