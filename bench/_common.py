@@ -243,7 +243,7 @@ class Server:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{self.tail()}")
             try:
-                if requests.get(self.url + self.health, timeout=2).status_code == 200:
+                if requests.get(self.url + self.health, timeout=2).status_code < 500:
                     return self
             except requests.RequestException:
                 pass

@@ -207,10 +207,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=16, help="untimed requests before each measured run")
     parser.add_argument("--time-limit", type=float, default=90, help="seconds per measured run, then it stops")
     parser.add_argument("--latency", type=int, nargs="*", default=list(LATENCIES_MS), help="SANDBOX_LATENCY_MS values")
+    parser.add_argument(
+        "--sandbox",
+        choices=("builtin", "separate"),
+        default="builtin",
+        help="builtin: the portal's own /sandbox routes (PROVIDER_ENV=sandbox); separate: the sandbox app "
+        "(portal.sandbox:create_app()) in its own gunicorn, as an outside provider would be",
+    )
     args = parser.parse_args(argv)
     common.install_cleanup()
 
-    print("link creation: POST /orders/<id>/checkout provider=mypay through gunicorn, sandbox on the same server")
+    where = "on the portal's server" if args.sandbox == "builtin" else "in its own gunicorn"
+    print(f"link creation: POST /orders/<id>/checkout provider=mypay through gunicorn, sandbox {where}")
     for line in common.machine_lines():
         print(line)
     print(
@@ -231,37 +239,44 @@ def main(argv: list[str] | None = None) -> int:
         for n, latency in enumerate(args.latency):
             mine = order_ids[n * per_run : (n + 1) * per_run]
             warm, measured = mine[: args.warmup], mine[args.warmup :]
-            port, bare_port = common.free_port(), common.free_port()
+            port, bare_port, sandbox_port = common.free_port(), common.free_port(), common.free_port()
             sizing = {"GUNICORN_WORKERS": args.workers, "GUNICORN_THREADS": args.threads}
-            portal = common.Server(
-                f"portal-{latency}ms",
-                "wsgi:app",
-                common.portal_env(database_url, port, SANDBOX_LATENCY_MS=latency, **sizing),
-                port,
-                Path(tmp),
-                "/healthz",
-            )
+            portal_env = common.portal_env(database_url, port, SANDBOX_LATENCY_MS=latency, **sizing)
+            sandbox = None
+            if args.sandbox == "separate":
+                sandbox_env = common.portal_env(database_url, sandbox_port, SANDBOX_LATENCY_MS=latency, **sizing)
+                sandbox = common.Server(
+                    f"sandbox-{latency}ms",
+                    "portal.sandbox:create_app()",
+                    sandbox_env,
+                    sandbox_port,
+                    Path(tmp),
+                    "/sandbox/mypay/payment/1.html",
+                )
+                portal_env["MYPAY_API_URL"] = f"{sandbox.url}/sandbox/mypay/api/agent"
+            portal = common.Server(f"portal-{latency}ms", "wsgi:app", portal_env, port, Path(tmp), "/healthz")
             bare_env = common.portal_env(database_url, bare_port, **sizing)
-            bare_env["BENCH_MYPAY_API_URL"] = f"http://127.0.0.1:{port}/sandbox/mypay/api/agent"
-            bare_env["BENCH_RETURN_BASE"] = f"http://127.0.0.1:{port}"
+            bare_env["BENCH_MYPAY_API_URL"] = portal_env.get("MYPAY_API_URL") or f"{portal.url}/sandbox/mypay/api/agent"
+            bare_env["BENCH_RETURN_BASE"] = portal.url
             bare = common.Server(
                 f"bare-{latency}ms", "bench.link_creation:bare_app()", bare_env, bare_port, Path(tmp), "/healthz"
             )
+            servers = [s for s in (sandbox, portal, bare) if s is not None]
             try:
-                portal.start()
-                bare.start()
+                for server in servers:
+                    server.start()
                 logins = staff_sessions(portal.url, email, args.concurrency, csrf_order)
                 run_portal(portal.url, logins, warm, args.concurrency, args.time_limit)
                 run_bare(bare.url, args.warmup, args.concurrency, args.time_limit)
                 portal_load = run_portal(portal.url, logins, measured, args.concurrency, args.time_limit)
                 bare_load = run_bare(bare.url, args.requests, args.concurrency, args.time_limit)
             except BaseException:
-                for server in (portal, bare):
+                for server in servers:
                     print(f"--- {server.name} log (tail)\n{server.tail()}")
                 raise
             finally:
-                bare.stop()
-                portal.stop()
+                for server in reversed(servers):
+                    server.stop()
             done = outcomes(app, [int(r.note) for r in portal_load.results if r.note.isdigit()])
             opened = done.get("awaiting_payment", 0)
             for label, load in (("portal", portal_load), ("bare Flask", bare_load)):
@@ -293,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
                 notes = Counter(f"HTTP {r.status} {' '.join(r.note.split())[:100]}" for r in load.results if not r.ok)
                 for note, count in notes.most_common(3):
                     problems.append(f"{latency} ms: {name}: {count} x {note}")
-            for server in (portal, bare):
+            for server in servers:
                 locked = server.log_count("database is locked")
                 errors = server.log_count("Traceback")
                 if locked or errors:

@@ -1,0 +1,308 @@
+"""Callback intake through gunicorn: 5,000 O'Pay payment notices, 10% of them exact resends, at concurrency 16.
+
+For each database (a fresh SQLite file, then a fresh PostgreSQL database `portal_bench` when a server answers on
+127.0.0.1): migrate with `flask --app wsgi db upgrade`, make the open checkouts straight in the database (one per
+distinct notice, O'Pay, awaiting payment), serve the portal with `.venv/bin/gunicorn -c gunicorn.conf.py wsgi:app`,
+and POST every notice to /webhooks/opay from `--concurrency` threads. Half of the resends follow their original at
+once (so they race it), the other half come later. Then count, from the database:
+- lost: a distinct notice with no stored WebhookEvent, or whose checkout did not end paid;
+- applied twice: a checkout with more than one applied callback CheckoutEvent;
+both must be 0. Prints callbacks per second and the reply latencies too. Asserts nothing.
+
+    .venv/bin/python bench/callback_intake.py [--count 5000] [--duplicates 0.10] [--concurrency 16]
+                                              [--database both|sqlite|postgres]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import random
+import secrets
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from datetime import timedelta
+from pathlib import Path
+from urllib.parse import urlencode
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import requests  # noqa: E402
+
+from bench import _common as common  # noqa: E402
+
+AMOUNT = 1060
+LOG_PROBLEMS = ("Traceback", "database is locked", "deadlock detected", "could not serialize", "WORKER TIMEOUT")
+
+
+def open_checkouts(app, merchant_id: int, count: int) -> list[tuple[int, str]]:
+    """`count` orders, each with one O'Pay checkout awaiting payment: [(checkout id, reference)]."""
+    from portal.extensions import db
+    from portal.models import Checkout, Order, OrderItem, utcnow
+    from portal.payments import new_reference
+
+    out = []
+    with app.app_context():
+        expires = utcnow() + timedelta(days=1)
+        for start in range(0, count, 500):
+            batch = []
+            for n in range(start, min(start + 500, count)):
+                order = Order(
+                    merchant_id=merchant_id,
+                    number=f"W{n:06d}",
+                    customer_name="王小明",
+                    customer_email=f"buyer{n}@example.com",
+                    shipping_fee=60,
+                    subtotal=AMOUNT - 60,
+                    payable=AMOUNT,
+                    state="awaiting_payment",
+                )
+                order.items.append(OrderItem(position=0, sku="S1", name="商品", unit_price=AMOUNT - 60, quantity=1))
+                checkout = Checkout(
+                    order=order,
+                    merchant_id=merchant_id,
+                    provider="opay",
+                    reference=new_reference(),
+                    public_token=secrets.token_urlsafe(24),
+                    amount=AMOUNT,
+                    state="awaiting_payment",
+                    expires_at=expires,
+                )
+                batch.append(checkout)
+            db.session.add_all(batch)
+            db.session.commit()
+            out.extend((c.id, c.reference) for c in batch)
+    return out
+
+
+def opay_notice(reference: str, n: int) -> str:
+    """A valid O'Pay payment notice (as tests/test_webhooks.py builds one), form-encoded: the exact body sent."""
+    from portal.providers.crypto import opay_encrypt
+
+    data = {
+        "MerchantID": common.OPAY["opay_merchant_id"],
+        "MerchantTradeNo": reference,
+        "RtnCode": "1",
+        "RtnMsg": "交易成功",
+        "TradeNo": f"26112210{n:06d}",
+        "TradeAmt": str(AMOUNT),
+        "PaymentDate": "2026/11/22 10:30:00",
+        "TradeDate": "2026/11/22 10:29:00",
+    }
+    return urlencode(
+        {
+            "MerchantID": common.OPAY["opay_merchant_id"],
+            "PlatformID": "",
+            "Timestamp": str(int(time.time())),
+            "RqID": str(uuid.uuid4()),
+            "Revision": "1",
+            "RtnCode": "1",
+            "RtnMsg": "OK",
+            "Data": opay_encrypt(data, common.OPAY["opay_hash_key"], common.OPAY["opay_hash_iv"]),
+        }
+    )
+
+
+def schedule(distinct: int, duplicates: int, rng: random.Random) -> list[int]:
+    """The order of sending: every distinct notice once, plus resends (half right after, half later)."""
+    order = list(range(distinct))
+    rng.shuffle(order)
+    resent = rng.sample(range(distinct), min(duplicates, distinct))
+    position = {n: i for i, n in enumerate(order)}
+    soon, late = resent[: len(resent) // 2], resent[len(resent) // 2 :]
+    inserts = [(position[n] + 1, n) for n in soon]
+    inserts += [(rng.randint(position[n] + 1, distinct), n) for n in late]
+    for at, n in sorted(inserts, reverse=True):
+        order.insert(at, n)
+    return order
+
+
+def verify(app, checkouts: list[tuple[int, str]], bodies: list[str], sent: Counter) -> dict:
+    """Lost and applied-twice counts, and what the database holds, for the notices that were sent."""
+    from sqlalchemy import func
+
+    from portal.extensions import db
+    from portal.models import Checkout, CheckoutEvent, WebhookEvent
+
+    with app.app_context():
+        states = dict(db.session.execute(db.select(Checkout.id, Checkout.state)).all())
+        events = {
+            key: (status, attempts)
+            for key, status, attempts in db.session.execute(
+                db.select(WebhookEvent.dedupe_key, WebhookEvent.status, WebhookEvent.attempts)
+            ).all()
+        }
+        applied = dict(
+            db.session.execute(
+                db.select(CheckoutEvent.checkout_id, func.count())
+                .where(CheckoutEvent.source == "callback", CheckoutEvent.applied.is_(True))
+                .group_by(CheckoutEvent.checkout_id)
+            ).all()
+        )
+    lost = no_event = not_paid = twice = attempts_off = 0
+    for n, times in sent.items():
+        checkout_id, _reference = checkouts[n]
+        key = "opay:" + hashlib.sha256(bodies[n].encode()).hexdigest()
+        event = events.get(key)
+        if event is None:
+            no_event += 1
+        elif event[1] != times:
+            attempts_off += 1
+        if states.get(checkout_id) != "paid":
+            not_paid += 1
+        if event is None or states.get(checkout_id) != "paid":
+            lost += 1
+        if applied.get(checkout_id, 0) > 1:
+            twice += 1
+    return {
+        "lost": lost,
+        "no_event": no_event,
+        "not_paid": not_paid,
+        "applied_twice": twice,
+        "attempts_off": attempts_off,
+        "event_status": Counter(status for status, _attempts in events.values()),
+    }
+
+
+def run_database(label: str, database_url: str, args, tmp: Path) -> tuple[list, list[str]]:
+    """The whole benchmark on one database: (table row, problems)."""
+    problems: list[str] = []
+    duplicates = round(args.count * args.duplicates)
+    distinct = args.count - duplicates
+    started = time.perf_counter()
+    common.migrate(database_url)
+    port = common.free_port()
+    app = common.make_app(database_url, port)
+    merchant_id = common.seed_merchant(app)
+    checkouts = open_checkouts(app, merchant_id, distinct)
+    setup_s = time.perf_counter() - started
+    rng = random.Random(args.seed)
+    order = schedule(distinct, duplicates, rng)
+    env = common.portal_env(
+        database_url, port, GUNICORN_WORKERS=args.workers, GUNICORN_THREADS=args.threads, SANDBOX_LATENCY_MS=0
+    )
+    server = common.Server(f"portal-{label}", "wsgi:app", env, port, tmp, "/healthz")
+    try:
+        server.start()
+        # Built just before sending: O'Pay notices carry a timestamp the portal holds to 10 minutes.
+        bodies = [opay_notice(reference, n) for n, (_id, reference) in enumerate(checkouts)]
+        url = server.url + "/webhooks/opay"
+        headers = {"Content-Type": "application/x-www-form-urlencoded"}
+
+        def call(session: requests.Session, n: int) -> common.Result:
+            result = common.timed_post(
+                session, url, lambda r: r.status_code == 200 and r.text == "1|OK", data=bodies[n], headers=headers
+            )
+            result.note = f"{n} {result.note}"
+            return result
+
+        load = common.drive(order, call, concurrency=args.concurrency, time_limit=args.time_limit)
+    except BaseException:
+        print(f"--- {server.name} log (tail)\n{server.tail()}")
+        raise
+    finally:
+        server.stop()
+    sent = Counter(int(r.note.split(" ", 1)[0]) for r in load.results)
+    found = verify(app, checkouts, bodies, sent)
+    with app.app_context():
+        from portal.extensions import db
+
+        db.engine.dispose()
+    delivered_distinct = len(sent)
+    delivered_dups = load.done - delivered_distinct
+    row = [
+        label,
+        f"{load.done} ({delivered_dups} dup)",
+        f"{load.wall:.1f}",
+        f"{load.rate:.0f}",
+        f"{load.pct(50) * 1000:.0f}",
+        f"{load.pct(99) * 1000:.0f}",
+        load.failed,
+        found["lost"],
+        found["applied_twice"],
+    ]
+    print(
+        f"  {label}: setup {setup_s:.1f} s ({distinct} open checkouts), sent {load.done} in {load.wall:.1f} s; "
+        f"callbacks stored by status {dict(found['event_status'])}"
+    )
+    if load.stopped_by_time:
+        problems.append(f"{label}: stopped by the time limit ({args.time_limit:g} s) after {load.done} callbacks")
+    if found["lost"]:
+        problems.append(
+            f"{label}: {found['lost']} lost ({found['no_event']} with no stored callback, "
+            f"{found['not_paid']} checkouts not paid)"
+        )
+    if found["applied_twice"]:
+        problems.append(f"{label}: {found['applied_twice']} checkouts with more than one applied callback")
+    if found["attempts_off"]:
+        problems.append(f"{label}: {found['attempts_off']} stored callbacks whose attempts differ from times sent")
+    replies = Counter(f"HTTP {r.status} {' '.join(r.note.split()[1:])[:100]}" for r in load.results if not r.ok)
+    for note, count in replies.most_common(5):
+        problems.append(f"{label}: {count} x {note}")
+    for needle in LOG_PROBLEMS:
+        if server.log_count(needle):
+            problems.append(f"{label}: server log has {server.log_count(needle)} x {needle!r} ({server.log_path.name})")
+    if server.log_count("Traceback"):
+        print(f"--- {server.name}: first traceback in its log\n{server.first_traceback()}")
+    return row, problems
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--count", type=int, default=5000, help="callbacks sent, resends included")
+    parser.add_argument("--duplicates", type=float, default=0.10, help="share of the callbacks that are resends")
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--workers", type=int, default=4, help="GUNICORN_WORKERS")
+    parser.add_argument("--threads", type=int, default=4, help="GUNICORN_THREADS")
+    parser.add_argument("--time-limit", type=float, default=240, help="seconds of sending per database, then it stops")
+    parser.add_argument("--database", choices=("both", "sqlite", "postgres"), default="both")
+    parser.add_argument("--seed", type=int, default=7, help="of the sending order")
+    parser.add_argument("--keep", action="store_true", help="keep the PostgreSQL database portal_bench afterwards")
+    args = parser.parse_args(argv)
+    common.install_cleanup()
+
+    duplicates = round(args.count * args.duplicates)
+    print("callback intake: O'Pay payment notices to POST /webhooks/opay through gunicorn")
+    for line in common.machine_lines():
+        print(line)
+    print(
+        f"settings: {args.count} callbacks ({args.count - duplicates} distinct, each to its own open checkout, "
+        f"+ {duplicates} exact resends, half right after the original), concurrency {args.concurrency}, "
+        f"gunicorn gthread {args.workers} workers x {args.threads} threads, time limit {args.time_limit:g} s"
+    )
+    rows, problems = [], []
+    with tempfile.TemporaryDirectory(prefix="bench-callbacks-") as tmp:
+        if args.database in ("both", "sqlite"):
+            row, found = run_database("SQLite", common.sqlite_url(Path(tmp)), args, Path(tmp))
+            rows.append(row)
+            problems += found
+        if args.database in ("both", "postgres"):
+            url, about = common.postgres_url("portal_bench")
+            if url is None:
+                print(f"  PostgreSQL skipped: no server to use on 127.0.0.1 ({about})")
+            else:
+                try:
+                    row, found = run_database(" ".join(about.split()[:2]), url, args, Path(tmp))
+                finally:
+                    if not args.keep:
+                        common.drop_postgres_database(url)
+                rows.append(row)
+                problems += found
+    print()
+    headers = ["database", "callbacks", "wall s", "per s", "p50 ms", "p99 ms", "not 1|OK", "lost", "applied twice"]
+    print(common.table(headers, rows))
+    print("lost: no stored WebhookEvent or checkout not paid; applied twice: >1 applied callback event per checkout")
+    if problems:
+        print("problems:")
+        for line in problems:
+            print(f"  - {line}")
+    else:
+        print("every callback was answered 1|OK; none lost, none applied twice")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
