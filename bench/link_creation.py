@@ -214,6 +214,7 @@ def main(argv: list[str] | None = None) -> int:
         help="builtin: the portal's own /sandbox routes (PROVIDER_ENV=sandbox); separate: the sandbox app "
         "(portal.sandbox:create_app()) in its own gunicorn, as an outside provider would be",
     )
+    parser.add_argument("--database", choices=("sqlite", "postgres"), default="sqlite")
     args = parser.parse_args(argv)
     common.install_cleanup()
 
@@ -223,13 +224,29 @@ def main(argv: list[str] | None = None) -> int:
         print(line)
     print(
         f"settings: {args.requests} requests per run, concurrency {args.concurrency}, gunicorn gthread "
-        f"{args.workers} workers x {args.threads} threads (both servers), warm-up {args.warmup}, "
-        f"time limit {args.time_limit:g} s per run, database SQLite (fresh file)"
+        f"{args.workers} workers x {args.threads} threads (each server), warm-up {args.warmup}, "
+        f"time limit {args.time_limit:g} s per run"
     )
+    about = "SQLite (a fresh file)"
+    database_url = None
+    if args.database == "postgres":
+        database_url, about = common.postgres_url("portal_bench_links")
+        if database_url is None:
+            print(f"PostgreSQL skipped: no server to use on 127.0.0.1 ({about})")
+            return 0
+    print(f"database: {about}")
+    try:
+        return run(args, database_url)
+    finally:
+        if database_url:
+            common.drop_postgres_database(database_url)
+
+
+def run(args, database_url: str | None) -> int:
     email = "staff@bench.example"
     rows, problems = [], []
     with tempfile.TemporaryDirectory(prefix="bench-links-") as tmp:
-        database_url = common.sqlite_url(Path(tmp))
+        database_url = database_url or common.sqlite_url(Path(tmp))
         common.migrate(database_url)
         app = common.make_app(database_url, 5000)
         merchant_id = common.seed_merchant(app, staff=email)
