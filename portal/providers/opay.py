@@ -45,9 +45,9 @@ RqidStore = Callable[[str], bool]  # remember an RqID; False when it was seen be
 
 
 def item_name(request: CheckoutRequest) -> str:
-    """`name price元Xqty` lines joined by '#', cut to O'Pay's 40 characters (before any percent-encoding)."""
+    """`name price 元 Xqty` lines joined by '#', cut to 40 characters before encoding: 手機 20 元 X2#隨身碟 60 元 X1."""
     # '#' separates lines for O'Pay, so one inside a product name would split it.
-    parts = [f"{item.name.replace('#', ' ')}{item.unit_price}元X{item.quantity}" for item in request.items]
+    parts = [f"{item.name.replace('#', ' ')} {item.unit_price} 元 X{item.quantity}" for item in request.items]
     return "#".join(parts)[:ITEM_NAME_MAX]
 
 

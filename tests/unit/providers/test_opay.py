@@ -111,14 +111,15 @@ def test_create_trade_request_field_by_field(opay, rsps):
     assert fields["Revision"] == "1"
     assert data == {
         "MerchantID": OPAY_MERCHANT_ID,
-        "ItemName": "%E6%89%8B%E6%B2%96%E5%92%96%E5%95%A1%E8%B1%86350%E5%85%83X2%23%E6%BF%BE%E6%9D%AF240%E5%85%83X1",
+        "ItemName": "%E6%89%8B%E6%B2%96%E5%92%96%E5%95%A1%E8%B1%86%20350%20%E5%85%83%20X2%23"
+        "%E6%BF%BE%E6%9D%AF%20240%20%E5%85%83%20X1",
         "MerchantTradeNo": "CK20240901A1",
         "MerchantTradeDate": "2024-09-01 16:02:24",
         "ReturnURL": "https://portal.example/webhooks/opay",
         "Amount": 1000,
         "ClientBackURL": "https://portal.example/pay/tok/return",
     }
-    assert unquote(data["ItemName"]) == "手沖咖啡豆350元X2#濾杯240元X1"
+    assert unquote(data["ItemName"]) == "手沖咖啡豆 350 元 X2#濾杯 240 元 X1"  # PROVIDERS.md's example spacing
     assert relayed.status == 200 and relayed.body == page and relayed.content_type.startswith("text/html")
 
 
@@ -144,8 +145,14 @@ def test_platform_mode_uses_the_platform_key(platform, rsps):
 def test_item_name_is_cut_to_40_characters_before_encoding():
     items = tuple(LineItem(f"S{i}", "超長的商品名稱測試", 120, 1) for i in range(5))
     name = item_name(checkout_request(items=items, amount=660))
-    assert len(name) == 40 and name.startswith("超長的商品名稱測試120元X1#")
-    assert item_name(checkout_request(items=(LineItem("A", "a#b", 10, 1),), amount=10, shipping_fee=0)) == "a b10元X1"
+    assert len(name) == 40 and name == "超長的商品名稱測試 120 元 X1#超長的商品名稱測試 120 元 X1#超長"
+    hashed = checkout_request(items=(LineItem("A", "a#b", 10, 1),), amount=10, shipping_fee=0)
+    assert item_name(hashed) == "a b 10 元 X1"
+
+
+def test_item_name_follows_the_documents_example():
+    items = (LineItem("A", "手機", 20, 2), LineItem("B", "隨身碟", 60, 1))
+    assert item_name(checkout_request(items=items, amount=100, shipping_fee=0)) == "手機 20 元 X2#隨身碟 60 元 X1"
 
 
 @pytest.mark.parametrize(
@@ -212,7 +219,7 @@ def trade(**over) -> dict:
         "HandlingCharge": "10.25",
         "TradeDate": "2024/09/01 16:02:24",
         "TradeStatus": "1",
-        "ItemName": "%E6%BF%BE%E6%9D%AF240%E5%85%83X1",
+        "ItemName": "%E6%BF%BE%E6%9D%AF%20240%20%E5%85%83%20X1",
         "AllocateStatus": "0",
     }
     data.update(over)
@@ -240,7 +247,7 @@ def test_query_request_and_answer(opay, rsps):
     assert data == {"MerchantID": OPAY_MERCHANT_ID, "MerchantTradeNo": "CK20240901A1"}
     assert txn.state is State.PAID and txn.amount == 1000 and txn.transaction_id == "1909021000001"
     assert txn.created_at.isoformat() == "2024-09-01T16:02:24+08:00"
-    assert txn.details["HandlingCharge"] == "10.25" and txn.details["ItemName"] == "濾杯240元X1"
+    assert txn.details["HandlingCharge"] == "10.25" and txn.details["ItemName"] == "濾杯 240 元 X1"
 
 
 @pytest.mark.parametrize(
