@@ -84,6 +84,26 @@ PRC: dict[str, tuple[State, str, str]] = {
 
 CARD_TYPES = {"1": "VISA", "2": "MasterCard", "3": "JCB", "4": "AMEX"}
 CALLBACK_SECRETS = {"key", "encry_data", "service"}
+# api/queryorder fields copied into ProviderTransaction.details under their own names, when not empty.
+DETAIL_FIELDS = ("pfn", "acode", "actual_cost", "appropriation_date", "retmsg")
+# trans_type: 1 normal, 2 instalments, 3 bonus points; nois: the number of instalments (periods) debited.
+INSTALMENT_FIELDS = ("trans_type", "nois")
+# The e-invoice summary. QR/bar codes, the item detail JSON and the paper-invoice postal address are left out.
+INVOICE_FIELDS = (
+    "invoice_state",  # 0 none/void record, 1 waiting, 2 issued, 3 and 5 failed, 4 voided, 6 allowance
+    "invoice_date",
+    "invoice_wordtrack",
+    "invoice_number",
+    "invoice_rand_code",
+    "invoice_amount",
+    "invoice_input_type",  # 1 cloud invoice (carrier), 2 donated, 3 paper (B2B)
+    "invoice_cloud_type",  # 2 mobile barcode, 3 citizen certificate, 4 e-mail
+    "invoice_mobile_code",
+    "invoice_natural_person",
+    "invoice_love_code",
+    "invoice_buyer_ban",
+    "invoice_b2b_title",
+)
 
 
 def prc_state(prc: str) -> State:
@@ -289,7 +309,12 @@ class MyPayProvider(Provider):
         return data
 
     def query(self, ref: CheckoutRef) -> list[ProviderTransaction]:
-        """The order, its refunds and its cancellations as MyPay reports them now (api/queryorder)."""
+        """The order, its refunds and its cancellations as MyPay reports them now (api/queryorder).
+
+        Each row's details hold, when MyPay gives them: prc, DETAIL_FIELDS, the instalments (trans_type, nois),
+        the e-invoice summary (INVOICE_FIELDS, all named "invoice_…", plus invoice_allowance as "uid: amount, …";
+        left out when the row has no invoice), voucher_paid (serial numbers) and, for cancellations, record.
+        """
         uid, key = ref.provider_ids.get("uid", ""), ref.provider_ids.get("key", "")
         if not uid or not key:
             return []  # the order never reached MyPay: nothing to ask about
@@ -319,9 +344,14 @@ class MyPayProvider(Provider):
         prc = text_field(row, "prc")
         when = parse_taipei(text_field(row, "finishtime"), "%Y%m%d%H%M%S")
         details: dict[str, object] = {"prc": prc}
-        for name in ("pfn", "acode", "actual_cost", "appropriation_date", "invoice_number", "retmsg"):
+        for name in (*DETAIL_FIELDS, *INSTALMENT_FIELDS, *invoice_fields(row)):
             if text_field(row, name):
                 details[name] = text_field(row, name)
+        allowances = [a for a in row.get("invoice_allowance") or [] if isinstance(a, dict)]
+        if allowances:
+            details["invoice_allowance"] = ", ".join(
+                f"{text_field(a, 'uid')}: {text_field(a, 'amount')}" for a in allowances
+            )
         if cancel:
             details["record"] = "cancel_order"
         vouchers = row.get("voucher_paid")
@@ -344,7 +374,7 @@ class MyPayProvider(Provider):
         )
 
     def refund(self, ref: CheckoutRef, amount: int, reason: str, **options) -> RefundResult:
-        """Refund through api/refund; with vouchers only in full, listing every paid voucher."""
+        """Refund through api/refund; with vouchers only in full; items (e-invoices) only on partial refunds."""
         uid, key = ref.provider_ids.get("uid", ""), ref.provider_ids.get("key", "")
         if not uid or not key:
             raise ProviderRejected(
@@ -381,17 +411,9 @@ class MyPayProvider(Provider):
             data["invoice_state"] = int(invoice_state)
         items: list[LineItem] | None = options.get("items")
         if items:
-            if sum(i.total for i in items) != amount:
-                raise refuse(
-                    NAME,
-                    "refund_items",
-                    "The refunded items must add up to the refund amount.",
-                    "退款品項的總額必須等於退款金額。",
-                )
-            data["items"] = [
-                {"id": i.sku, "name": i.name, "cost": i.unit_price, "amount": i.quantity, "total": i.total}
-                for i in items
-            ]
+            lines = refund_items(items, amount)
+            if amount != ref.amount:  # a full refund carries no items: MyPay fills them in itself
+                data["items"] = lines
         answer = self._call("api/refund", data)
         code = text_field(answer, "code")
         if code == "B500":
@@ -475,6 +497,37 @@ class MyPayProvider(Provider):
             raise InvalidCallback(
                 NAME, "The report does not decrypt with the agent key.", "回報無法以經銷商金鑰解密。"
             ) from exc
+
+
+def refund_items(items: list[LineItem], amount: int) -> list[dict[str, object]]:
+    """api/refund's items: real lines (name, price ≥ 0, quantity ≥ 1) adding up to the refund; else refused."""
+    for item in items:
+        if not item.name.strip() or item.unit_price < 0 or item.quantity < 1:
+            raise refuse(
+                NAME,
+                "refund_items",
+                f"Refund item {item.name!r} needs a name, a price of 0 TWD or more and a quantity of 1 or more.",
+                f"退款品項 {item.name!r} 須有名稱、單價至少 0 元、數量至少 1。",
+            )
+    total = sum(i.total for i in items)
+    if total != amount:
+        raise refuse(
+            NAME,
+            "refund_items",
+            f"The refunded items come to {total} TWD, not the refund's {amount} TWD; nothing was sent to MyPay.",
+            f"退款品項合計 {total} 元，不等於退款金額 {amount} 元，未送出至 MyPay。",
+        )
+    return [
+        {"id": i.sku or str(n), "name": i.name, "cost": i.unit_price, "amount": i.quantity, "total": i.total}
+        for n, i in enumerate(items, 1)
+    ]
+
+
+def invoice_fields(row: dict) -> tuple[str, ...]:
+    """The e-invoice summary's field names, or none when the row has no invoice (state 0 and no number)."""
+    if text_field(row, "invoice_state") in ("", "0") and not text_field(row, "invoice_number"):
+        return ()
+    return INVOICE_FIELDS
 
 
 def safe_fields(fields: Mapping) -> dict[str, object]:

@@ -232,6 +232,90 @@ def test_query_partial_refund_and_cancel(mypay, rsps):
     assert cancel.details["record"] == "cancel_order"
 
 
+# The e-invoice and instalment fields of the document's api/queryorder example (the agent PayPage, voucher mode).
+INVOICE_FIELDS = {
+    "trans_type": 2,
+    "nois": "6",
+    "invoice_state": 6,
+    "invoice_date": "20211022090918",
+    "invoice_wordtrack": "SW",
+    "invoice_number": "83037076",
+    "invoice_rand_code": "8373",
+    "invoice_seller_ban": "28915188",
+    "invoice_buyer_ban": "",
+    "invoice_left_qrcode": "SW830370761101022837300000359000003840000000028915188Zw9cxaRpHWtRiZAohYOP6g==:**********",
+    "invoice_middle_barcode": "11010SW830370768373",
+    "invoice_right_qrcode": "**VIP免費券:1:-50:好食券:1:-50",
+    "invoice_title_type": 1,
+    "invoice_title": "123",
+    "invoice_print_type": 0,
+    "invoice_amount": "900",
+    "invoice_sales_amount": "900",
+    "invoice_tax_amount": "0",
+    "invoice_order_detail": '[{"Description":"好棒棒麻辣鍋湯包","Quantity":"1"}]',
+    "invoice_ratetype": 1,
+    "invoice_input_type": 1,
+    "invoice_cloud_type": "2",
+    "invoice_mobile_code": "/ABC+123",
+    "invoice_tax_id": "",
+    "invoice_natural_person": "",
+    "invoice_m_post_zone": "100",
+    "invoice_m_address": "台北市中正區",
+    "invoice_love_code": "",
+    "invoice_b2b_title": "",
+    "invoice_allowance": [{"uid": 95232, "amount": "300", "order_detail": "[]"}],
+}
+NO_INVOICE = {  # a refund_order row of the document's example: no e-invoice of its own
+    "invoice_state": 0,
+    "invoice_date": "",
+    "invoice_number": "",
+    "invoice_rand_code": "",
+    "invoice_amount": "0",
+    "invoice_order_detail": "[]",
+    "invoice_ratetype": 1,
+    "invoice_input_type": 2,
+    "invoice_allowance": [],
+}
+
+
+def test_query_details_carry_instalments_and_the_e_invoice(mypay, rsps):
+    refund_row = {**QUERY_ANSWER["refund_order"][0], "cost": 300, **NO_INVOICE}
+    rsps.post(API, json={**QUERY_ANSWER, **INVOICE_FIELDS, "refund_order": [refund_row]})
+    payment, refund = mypay.query(ref_of(voucher_request(), uid="95217", key=KEY))
+    assert payment.details == {
+        "prc": "250",
+        "pfn": "CREDITCARD",
+        "acode": "AA1234",
+        "actual_cost": "900",
+        "appropriation_date": "20211208",
+        "retmsg": "付款完成",
+        "trans_type": "2",
+        "nois": "6",
+        "invoice_state": "6",
+        "invoice_date": "20211022090918",
+        "invoice_wordtrack": "SW",
+        "invoice_number": "83037076",
+        "invoice_rand_code": "8373",
+        "invoice_amount": "900",
+        "invoice_input_type": "1",
+        "invoice_cloud_type": "2",
+        "invoice_mobile_code": "/ABC+123",
+        "invoice_allowance": "95232: 300",
+        "voucher_paid": "P1634864897",
+    }
+    # what the transactions page reads: "nois" for instalments, every "invoice…" key for the e-invoice
+    assert not {"invoice_left_qrcode", "invoice_order_detail", "invoice_m_address"} & set(payment.details)
+    assert not any(k.startswith("invoice") for k in refund.details)  # an empty invoice block is left out
+    assert refund.details["prc"] == "230"
+
+
+def test_query_without_instalments_or_invoice_adds_nothing(mypay, rsps):
+    rsps.post(API, json={**QUERY_ANSWER, "trans_type": 1, "nois": "", **NO_INVOICE, "refund_order": []})
+    (payment,) = mypay.query(ref_of(voucher_request(), uid="95217", key=KEY))
+    assert payment.details["trans_type"] == "1"
+    assert "nois" not in payment.details and not any(k.startswith("invoice") for k in payment.details)
+
+
 def test_query_is_retried_then_errors_are_typed(mypay, rsps):
     ref = ref_of(voucher_request(), uid="95217", key=KEY)
     rsps.post(API, status=503)
@@ -474,6 +558,52 @@ def test_refund_items_must_add_up(mypay, rsps):
         mypay.refund(ref_of(checkout_request(), uid="1", key=KEY), 400, "", items=[LineItem("A", "a", 100, 1)])
     assert caught.value.code == "refund_items"
     assert len(rsps.calls) == 0
+
+
+@pytest.mark.parametrize(
+    "items",
+    [
+        [LineItem("A", "a", 500, 1), LineItem("B", "b", -100, 1)],
+        [LineItem("A", "a", 400, 1), LineItem("B", "b", 100, 0)],
+        [LineItem("A", " ", 400, 1)],
+    ],
+    ids=["negative price", "zero quantity", "no name"],
+)
+def test_refund_items_must_be_real_lines(mypay, rsps, items):
+    with pytest.raises(ProviderRejected) as caught:
+        mypay.refund(ref_of(checkout_request(), uid="1", key=KEY), 400, "", items=items)
+    assert caught.value.code == "refund_items"
+    assert len(rsps.calls) == 0
+
+
+def test_refund_items_message_gives_both_totals(mypay, rsps):
+    with pytest.raises(ProviderRejected) as caught:
+        mypay.refund(ref_of(checkout_request(), uid="1", key=KEY), 400, "", items=[LineItem("A", "a", 100, 3)])
+    assert "300" in caught.value.message_en and "400" in caught.value.message_en
+    assert "300" in caught.value.message_zh and "400" in caught.value.message_zh
+
+
+def test_refund_items_without_sku_get_a_line_number(mypay, rsps):
+    rsps.post(API, json={**REFUND_OK, "row_data": {**REFUND_OK["row_data"], "cost": 400}})
+    items = [LineItem("", "手沖咖啡豆", 350, 1), LineItem("", "運費", 50, 1)]
+    mypay.refund(ref_of(checkout_request(), uid="1", key=KEY), 400, "", items=items)
+    _, data = opened(mypay, rsps.calls[0])
+    assert data["items"] == [
+        {"id": "1", "name": "手沖咖啡豆", "cost": 350, "amount": 1, "total": 350},
+        {"id": "2", "name": "運費", "cost": 50, "amount": 1, "total": 50},
+    ]
+
+
+def test_full_refund_leaves_items_to_mypay(mypay, rsps):
+    # The document: a full refund carries no items; MyPay fills them in itself.
+    rsps.post(API, json={**REFUND_OK, "row_data": {**REFUND_OK["row_data"], "cost": 1000}})
+    items = [LineItem("SKU-1", "手沖咖啡豆", 350, 2), LineItem("SKU-2", "濾杯", 240, 1), LineItem("", "運費", 60, 1)]
+    mypay.refund(ref_of(checkout_request(), uid="1", key=KEY), 1000, "", items=items)
+    _, data = opened(mypay, rsps.calls[0])
+    assert "items" not in data and data["cost"] == 1000
+    with pytest.raises(ProviderRejected):  # still checked: items that do not add up are a caller's mistake
+        mypay.refund(ref_of(checkout_request(), uid="1", key=KEY), 1000, "", items=items[:1])
+    assert len(rsps.calls) == 1
 
 
 def sealed(plaintext: bytes, *, padded: bool = True) -> str:
