@@ -167,6 +167,15 @@ def test_opay_relay_is_sandboxed_and_still_has_no_unsafe_inline(app, seed, clien
     assert "Referrer-Policy" in response.headers
 
 
+def test_sandbox_pages_keep_the_policy_with_forms_to_any_site(client, seed):
+    """The simulators' pages post on to the merchant's site (form-action widened) and nothing else is relaxed."""
+    response = client.get("/sandbox")
+    assert response.status_code == 200
+    csp = csp_directives(response)
+    assert_secure_headers(response)
+    assert set(csp["form-action"]) == {"'self'", "http:", "https:"}
+
+
 # ---------------------------------------------------------------- cookies
 
 
