@@ -8,6 +8,7 @@ import threading
 from dataclasses import dataclass
 
 import pytest
+from flask.testing import FlaskClient
 from werkzeug.serving import make_server
 
 from portal import create_app
@@ -25,6 +26,21 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+class EnglishClient(FlaskClient):
+    """A test client that asks for English: tests read English messages; the portal's own default is zh-TW."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.environ_base.setdefault("HTTP_ACCEPT_LANGUAGE", "en")
+
+
+def browser_default_client(app):
+    """A test client that sends no language preference, as a new visitor's browser might."""
+    client = app.test_client()
+    client.environ_base.pop("HTTP_ACCEPT_LANGUAGE", None)
+    return client
+
+
 def make_app(tmp_path, **overrides):
     """An app on its own database: TEST_DATABASE_URL (e.g. PostgreSQL) or a SQLite file in tmp_path."""
     config = {
@@ -39,6 +55,7 @@ def make_app(tmp_path, **overrides):
     }
     config.update(overrides)
     app = create_app(config)
+    app.test_client_class = EnglishClient
     with app.app_context():
         db.drop_all()
         db.create_all()

@@ -9,7 +9,7 @@ from werkzeug.security import check_password_hash
 
 from portal.extensions import db
 from portal.models import AuditEvent, User, UserSession
-from tests.conftest import PASSWORD, seed_merchants
+from tests.conftest import PASSWORD, browser_default_client, seed_merchants
 
 
 def test_login_right_goes_to_orders(client, auth):
@@ -126,7 +126,8 @@ def test_healthz(client):
     assert response.status_code == 200 and response.data == b"ok"
 
 
-def test_language_switch_is_remembered(client, seed):
+def test_language_switch_is_remembered(app, seed):
+    client = browser_default_client(app)
     assert "登入" in client.get("/login").get_data(as_text=True)
     client.get("/lang/en")
     assert "Log in" in client.get("/login").get_data(as_text=True)

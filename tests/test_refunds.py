@@ -176,7 +176,7 @@ def test_a_refused_refund_is_failed_and_frees_the_amount(app, seed, admin):
     with responses.RequestsMock() as rsps:
         rsps.post(app.config["MYPAY_API_URL"], json={"code": "B500", "msg": "執行失敗"})
         _fields, done = confirm(admin, order_id, 500, invoice_state="6")
-        assert "MyPay 拒絕了退款" in page_text(admin.get(f"/orders/{order_id}/refunds"))
+        assert "MyPay refused the refund" in page_text(admin.get(f"/orders/{order_id}/refunds"))
     assert done.status_code == 302 and refunds(app, order_id) == [("failed", 500)]
     with app.app_context():
         assert db.session.execute(db.select(Refund.options)).scalar_one() == {"invoice_state": "6"}

@@ -12,9 +12,11 @@ from pathlib import Path
 import pytest
 from babel.messages.pofile import read_po
 
+from tests.conftest import browser_default_client
+
 TRANSLATIONS = Path(__file__).resolve().parent.parent / "portal" / "translations"
 POT = TRANSLATIONS / "messages.pot"
-PO = TRANSLATIONS / "zh_TW" / "LC_MESSAGES" / "messages.po"
+PO = TRANSLATIONS / "zh_Hant_TW" / "LC_MESSAGES" / "messages.po"
 
 # printf-style conversions as Python's % operator reads them: %(name)s, %s, %d, %5.2f, %% ...
 PERCENT = re.compile(r"%(?:\([^)]*\))?[#0 +-]*(?:\*|\d+)?(?:\.(?:\*|\d+))?[diouxXeEfFgGcrsa%]")
@@ -111,7 +113,8 @@ def test_translations_keep_html_markup(template, catalog):
     assert not wrong, f"markup differs between msgid and msgstr: {wrong}"
 
 
-def test_login_page_speaks_zh_tw_by_default_and_english_on_request(client):
+def test_login_page_speaks_zh_tw_by_default_and_english_on_request(app):
+    client = browser_default_client(app)
     zh = client.get("/login").get_data(as_text=True)
     assert "登入" in zh
     assert "Log in" not in zh

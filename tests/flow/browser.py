@@ -17,9 +17,11 @@ LINK_RE = re.compile(r'value="(https?://[^"]+/pay/[A-Za-z0-9_-]+)"')
 class Browser:
     """A requests session that follows redirects like a browser does."""
 
-    def __init__(self, base: str):
+    def __init__(self, base: str, language: str | None = "en"):
         self.base = base
         self.http = requests.Session()
+        if language:  # tests read English messages; None sends no preference (the portal then speaks zh-TW)
+            self.http.headers["Accept-Language"] = language
 
     def url(self, path: str) -> str:
         return path if path.startswith("http") else self.base + path

@@ -371,7 +371,7 @@ def test_provider_errors_are_shown_not_500(live_server, admin):
         faults.set("mypay", "fail_next", count=3)  # the query and both of its retries
     page = admin.get(f"/orders/{order_id}/transactions")
     assert page.status_code == 200 and "data-provider-error" in page.text
-    assert "MyPay 系統發生錯誤（HTTP 500）" in text_of(page)  # the provider layer's message, in zh-TW
+    assert "MyPay reported a server error (HTTP 500)" in text_of(page)  # the provider layer's message
 
 
 def test_overview_renders_promptly_with_one_provider_hanging(live_server, admin):
