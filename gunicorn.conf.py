@@ -19,3 +19,7 @@ errorlog = "-"
 # Query strings of customer links carry nothing secret, but keep the log to method, path and status.
 access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(B)s %(M)sms'
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+# gunicorn's control socket defaults to one path per user, which every gunicorn on the host would share (and delete on
+# exit): give it a path of its own when wanted, otherwise leave it off.
+control_socket = os.environ.get("GUNICORN_CONTROL_SOCKET", "")
+control_socket_disable = not control_socket

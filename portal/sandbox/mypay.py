@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import secrets
+import time
 from datetime import timedelta
 
 from flask import abort, current_app, g, jsonify, redirect, render_template, request, url_for
 from sqlalchemy import func
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import make_transient
 
 from portal.extensions import db
 from portal.models import Merchant
@@ -20,6 +22,7 @@ from portal.sandbox.models import SandboxMypayOrder, SandboxMypayRefund
 
 TEST_STORE_UID = "289151880002"  # the document's test store, always known to the sandbox
 FIRST_UID = 95201
+UID_ATTEMPTS = 25
 CALLBACK_ATTEMPTS = 5  # "five times in all", then MyPay e-mails the merchant
 PAID = ("250", "600")
 
@@ -211,7 +214,9 @@ def create_order(data: dict):
     except Refused as refused:
         return jsonify(code="100", msg=f"資料錯誤: {refused}")
     pfn = str(data.get("pfn", "all") or "all")
-    for _attempt in range(3):  # uids are sequential; two workers may race for the next one
+    for attempt in range(UID_ATTEMPTS):  # uids are sequential; concurrent workers may race for the next one
+        if attempt:
+            time.sleep(secrets.randbelow(20) / 1000)  # spread the racers out
         uid = (db.session.scalar(db.select(func.max(SandboxMypayOrder.uid))) or FIRST_UID - 1) + 1
         order = SandboxMypayOrder(
             uid=uid,
@@ -409,10 +414,20 @@ def _refund(order: SandboxMypayOrder, data: dict) -> dict | None:
         finishtime=finishtime,
         expected_refund_date="" if instant else (taipei_now() + timedelta(days=7)).strftime("%Y%m%d"),
     )
-    last = db.session.scalar(db.select(func.max(SandboxMypayRefund.refund_uid)))
-    refund.refund_uid = (last or FIRST_UID + 500) + 1
-    db.session.add(refund)
-    db.session.commit()
+    for attempt in range(UID_ATTEMPTS):  # refund uids are sequential too: retry a lost race
+        if attempt:
+            time.sleep(secrets.randbelow(20) / 1000)
+        last = db.session.scalar(db.select(func.max(SandboxMypayRefund.refund_uid)))
+        refund.refund_uid = (last or FIRST_UID + 500) + 1
+        db.session.add(refund)
+        try:
+            db.session.commit()
+            break
+        except IntegrityError:
+            db.session.rollback()
+            make_transient(refund)
+    else:
+        raise Refused("系統忙碌，請稍後再試")
     if not instant:
         return None
     req = order.request
