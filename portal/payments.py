@@ -458,6 +458,11 @@ class CallbackReply:
 
 REDACTED = "[encrypted]"
 
+# The portal's own reasons stored in WebhookEvent.error, in English as evidence; the callbacks page shows them in the
+# reader's language (views/webhooks.py CALLBACK_ERRORS). Provider-layer reasons are stored and shown as they are.
+NO_MERCHANT = "The callback names no merchant known to this portal."
+NOT_READY = "the attempt is still being opened"
+
 
 def _redact(provider: str, body: bytes) -> tuple[str, str | None]:
     """The body to store (secrets removed) and the removed secret, encrypted."""
@@ -592,7 +597,7 @@ def process_callback(event_id: int, request: CallbackRequest) -> CallbackReply:
         with write_transaction():
             merchant = _callback_merchant(provider, request)
             if provider in ("opay", "oen") and merchant is None:
-                raise InvalidCallback(provider, "The callback names no merchant known to this portal.")
+                raise InvalidCallback(provider, NO_MERCHANT)
             # MyPay callbacks are the agent's, for any store: the lookup finds the attempt by its reference.
             client = provider_for(merchant or Merchant(), provider)
             lookup = _lookup_factory(provider, merchant.id if merchant else None, found)
@@ -600,7 +605,7 @@ def process_callback(event_id: int, request: CallbackRequest) -> CallbackReply:
     except InvalidCallback as exc:
         checkout = found.get("checkout")
         if found.get("not_ready"):
-            _finish_event(event_id, "error", "the attempt is still being opened", checkout_id=checkout.id)
+            _finish_event(event_id, "error", NOT_READY, checkout_id=checkout.id, merchant_id=checkout.merchant_id)
             return CallbackReply(503, "retry later")
         _finish_event(
             event_id,
@@ -625,7 +630,13 @@ def process_callback(event_id: int, request: CallbackRequest) -> CallbackReply:
             status = _apply_event(checkout.id, event, event_id)
     except ProviderError as exc:
         db.session.rollback()
-        _finish_event(event_id, "error", f"{exc.code}: {exc.message_en}", checkout_id=checkout.id)
+        _finish_event(
+            event_id,
+            "error",
+            f"{exc.code}: {exc.message_en}",
+            checkout_id=checkout.id,
+            merchant_id=checkout.merchant_id,
+        )
         return CallbackReply(503, "retry later")
     if status == "error":
         return CallbackReply(503, "retry later")

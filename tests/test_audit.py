@@ -113,7 +113,7 @@ def test_entries_newest_first_with_who_when_and_detail(app, client, auth, seed):
     assert rows(body) == ["login", "settings_changed", "order_created"]
     assert "2024-03-02 00:30:05" in body
     assert "2024-03-01 18:00:00" in body
-    assert "oen_merchant_id, oen_token" in body
+    assert "Oen merchant id, Oen CRM token" in body  # the settings' names as the settings page labels them
     assert "Provider settings changed" in body
     assert seed.admin in body
 
@@ -191,7 +191,7 @@ def test_settings_and_user_changes_appear_in_the_trail(app, client, auth, seed):
     body = client.get("/settings/audit").get_data(as_text=True)
     assert rows(body) == ["user_changed", "user_changed", "user_created", "settings_changed", "login"]
     assert "clerk@a.example" in body
-    assert "deactivated" in body
-    assert "oen_token" in body
+    assert "Deactivated" in body
+    assert "Oen CRM token" in body
     assert "rotated-oen-token-1" not in body
     assert "clerk-password-1" not in body

@@ -35,14 +35,16 @@ MESSAGES = {
     ),
 }
 
+# The providers' names inside these messages (no Flask here: the views translate provider names with gettext).
 LABELS = {"oen": "Oen Tech", "mypay": "MyPay", "opay": "O'Pay"}
+LABELS_ZH = {"oen": "應援科技", "mypay": "MyPay", "opay": "歐付寶"}
 
 
 def error(kind: str, provider: str, code: str = "", cls: type[ProviderError] = ProviderError, **fmt) -> ProviderError:
     """Build a typed error from one of the shared messages."""
     en, zh = MESSAGES[kind]
-    label = LABELS.get(provider, provider)
-    return cls(provider, code or kind, en.format(label=label, **fmt), zh.format(label=label, **fmt))
+    label, label_zh = LABELS.get(provider, provider), LABELS_ZH.get(provider, provider)
+    return cls(provider, code or kind, en.format(label=label, **fmt), zh.format(label=label_zh, **fmt))
 
 
 class HttpClient:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import segno
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_login import current_user, login_required
 
 from portal.extensions import db, limiter
@@ -28,7 +29,15 @@ from portal.security import admin_required
 
 bp = Blueprint("checkout", __name__)
 
-PROVIDER_NAMES = {"oen": "Oen Tech", "mypay": "MyPay", "opay": "O'Pay"}
+# The providers as the interface names them (zh-TW: 應援科技, MyPay, 歐付寶); lazy, so each page gets its own language.
+PROVIDER_NAMES = {"oen": _l("Oen Tech"), "mypay": _l("MyPay"), "opay": _l("O'Pay")}
+
+
+def provider_label(provider: str) -> str:
+    """A provider code as the reader's language names it; an unknown code shows as is."""
+    return str(PROVIDER_NAMES.get(provider, provider))
+
+
 FINAL_STATES = ("paid", "failed", "expired", "cancelled", "partially_refunded", "refunded")
 
 

@@ -24,6 +24,9 @@ from portal.forms import (
 )
 from portal.models import AuditEvent, Merchant, User, UserSession
 from portal.security import admin_required, audit, decrypt_secret, encrypt_secret
+from portal.views.checkout import provider_label
+from portal.views.refunds import refund_state_label
+from portal.views.webhooks import callback_error_text
 
 bp = Blueprint("settings", __name__)
 
@@ -40,9 +43,50 @@ ACTION_LABELS = {
     "user_changed": _l("User changed"),
     "card_token_read": _l("Card token read"),
     "callback_refused": _l("Callback refused"),
+    "provider_state_applied": _l("Provider's state applied"),
+    "refund_recorded": _l("Refund recorded by hand"),
+    "refund_requested": _l("Refund requested"),
+    # refunds.py writes refund_{state} when the provider's answer settles a requested refund
+    "refund_succeeded": _l("Refund succeeded"),
+    "refund_pending": _l("Refund accepted, money moves later"),
+    "refund_failed": _l("Refund not made"),
+    "refund_unknown": _l("Refund outcome unknown"),
+    "refund_checked": _l("Refund checked with the provider"),
 }
 
 ROLE_LABELS = {"admin": _l("Admin"), "staff": _l("Staff")}
+
+# The names in audit details (security.audit's keyword arguments); an unknown name shows as is.
+DETAIL_LABELS = {
+    "amount": _l("Amount"),
+    "change": _l("Change"),
+    "changed": _l("Changed"),
+    "checkout": _l("Payment link"),
+    "code": _l("Code"),
+    "email": _l("E-mail"),
+    "error": _l("Error"),
+    "event_id": _l("Callback id"),
+    "fields": _l("Settings"),
+    "invoice_state": _l("E-invoice"),
+    "manual_reference": _l("Provider's refund reference"),
+    "message": _l("Message"),
+    "number": _l("Order number"),
+    "order_id": _l("Order id"),
+    "provider": _l("Provider"),
+    "provider_refunded": _l("Refunded at the provider"),
+    "purpose": _l("Purpose"),
+    "reason": _l("Reason"),
+    "refund_id": _l("Refund id"),
+    "role": _l("Role"),
+    "role_from": _l("Role before"),
+    "role_to": _l("Role after"),
+    "state": _l("State"),
+    "target_user_id": _l("User id"),
+}
+
+USER_CHANGE_LABELS = {"deactivated": _l("Deactivated"), "reactivated": _l("Reactivated")}
+# MyPay's invoice_state on a refund: void the e-invoice (4) or issue an allowance (6)
+INVOICE_REFUND_LABELS = {"4": _l("Void"), "6": _l("Allowance")}
 
 
 @bp.app_template_filter("audit_action_label")
@@ -245,18 +289,55 @@ def _set_active(user: User, *, active: bool):
 # --- The audit trail (read only: there is deliberately no route that edits or deletes an entry) ----------------------
 
 
-def describe(detail: dict | None) -> list[tuple[str, str]]:
-    """An audit entry's detail as (name, text) pairs, with anything card-like masked."""
+def setting_label(name: str) -> str:
+    """A provider setting's name (settings_changed lists them) as its form field is labelled."""
+    field = getattr(ProviderSettingsForm, name, None)
+    args = getattr(field, "args", None)
+    return str(args[0]) if args else name
+
+
+def _detail_value(action: str, key: str, value) -> str | None:
+    """A detail value that is a code, as a person reads it; None when the value is shown as stored."""
+    if isinstance(value, bool):
+        return _("Yes") if value else _("No")
+    if key in ("role", "role_from", "role_to"):
+        return role_label(str(value))
+    if key == "provider":
+        return provider_label(str(value))
+    if key == "change":
+        return str(USER_CHANGE_LABELS.get(value, value))
+    if key == "fields" and isinstance(value, list | tuple):
+        return ", ".join(setting_label(str(v)) for v in value)
+    if key == "invoice_state":
+        return str(INVOICE_REFUND_LABELS.get(str(value), value))
+    if key == "state" and action.startswith("refund"):
+        return refund_state_label(str(value))
+    if key == "reason" and action == "callback_refused" and isinstance(value, str):
+        return callback_error_text(value)
+    return None
+
+
+def describe(detail: dict | None, action: str = "") -> list[tuple[str, str]]:
+    """An audit entry's detail as (label, text) pairs in the reader's language, with anything card-like masked.
+
+    The names are translated; values that are codes (roles, providers, states) show as labels, anything else as
+    stored.
+    """
     pairs = []
     for key, value in (detail or {}).items():
-        if isinstance(value, list | tuple):
-            text = ", ".join(str(v) for v in value)
-        elif isinstance(value, dict):
-            text = json.dumps(value, ensure_ascii=False, sort_keys=True)
-        else:
-            text = "" if value is None else str(value)
-        pairs.append((str(key), mask_cards(text)))
+        text = _detail_value(action, str(key), value)
+        if text is None:
+            text = _stored_text(value)
+        pairs.append((str(DETAIL_LABELS.get(str(key), key)), mask_cards(text)))
     return pairs
+
+
+def _stored_text(value) -> str:
+    if isinstance(value, list | tuple):
+        return ", ".join(str(v) for v in value)
+    if isinstance(value, dict):
+        return json.dumps(value, ensure_ascii=False, sort_keys=True)
+    return "" if value is None else str(value)
 
 
 @bp.get("/settings/audit", endpoint="audit")

@@ -35,8 +35,8 @@ from portal.payments import (
     write_transaction,
 )
 from portal.providers.base import CheckoutRef, ProviderError, ProviderTransaction, State
-from portal.providers.http import LABELS
 from portal.security import admin_required, audit
+from portal.views.checkout import provider_label
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +69,7 @@ class _Job:
     provider: str
     merchant: Merchant  # a detached copy holding only the credentials
     ref: CheckoutRef
+    unreadable: str = ""  # "cannot read the answer", in the reader's language: workers have no request context
 
 
 class LiveCache:
@@ -135,11 +136,7 @@ def _ask(app: Flask, job: _Job, locale: str) -> LiveView:
             return LiveView(job.checkout_id, "error", message=exc.message(locale), answered_at=datetime.now(UTC))
         except Exception:  # a broken answer must not break the page
             log.exception("live query of checkout %s failed", job.checkout_id)
-            label = LABELS.get(job.provider, job.provider)
-            text = f"{label} sent an answer the portal cannot read." if locale.startswith("en") else (
-                f"{label} 回傳的資料無法解讀。"
-            )
-            return LiveView(job.checkout_id, "error", message=text, answered_at=datetime.now(UTC))
+            return LiveView(job.checkout_id, "error", message=job.unreadable, answered_at=datetime.now(UTC))
         view = LiveView(job.checkout_id, "ok", tuple(txns), answered_at=datetime.now(UTC))
         live_cache(app).put(view)
         return view
@@ -161,7 +158,10 @@ def ask_providers(checkouts: list[Checkout], *, deadline: float, use_cache: bool
             views[checkout.id] = hit
             continue
         merchant = merchants.setdefault(checkout.merchant_id, _credentials(checkout.merchant))
-        jobs.append(_Job(checkout.id, checkout.provider, merchant, checkout_ref(checkout)))
+        unreadable = _(
+            "%(provider)s sent an answer the portal cannot read.", provider=provider_label(checkout.provider)
+        )
+        jobs.append(_Job(checkout.id, checkout.provider, merchant, checkout_ref(checkout), unreadable))
     db.session.commit()  # no transaction is held while the providers are asked
     if not jobs:
         return views
@@ -181,7 +181,7 @@ def ask_providers(checkouts: list[Checkout], *, deadline: float, use_cache: bool
                 "unknown",
                 message=_(
                     "%(provider)s did not answer within %(seconds)s seconds.",
-                    provider=LABELS.get(job.provider, job.provider),
+                    provider=provider_label(job.provider),
                     seconds=f"{deadline:g}",
                 ),
             )
