@@ -110,6 +110,9 @@ def forget_live(checkout_id: int | None = None) -> None:
     live_cache(current_app._get_current_object()).forget(checkout_id)
 
 
+_POOL_LOCK = threading.Lock()
+
+
 def queryable(checkout: Checkout) -> bool:
     """Whether the provider has heard of this attempt (the same test as payments.refresh_checkout)."""
     return checkout.state != "creating" and not (checkout.provider == "oen" and not checkout.provider_checkout_id)
@@ -142,6 +145,18 @@ def _ask(app: Flask, job: _Job, locale: str) -> LiveView:
         return view
 
 
+def query_pool(app: Flask) -> ThreadPoolExecutor:
+    """One bounded pool per application, reused across requests so its threads keep their provider connections."""
+    pool = app.extensions.get("live_query_pool")
+    if pool is None:
+        with _POOL_LOCK:
+            pool = app.extensions.get("live_query_pool")
+            if pool is None:
+                pool = ThreadPoolExecutor(max_workers=MAX_WORKERS, thread_name_prefix="live-query")
+                app.extensions["live_query_pool"] = pool
+    return pool
+
+
 def ask_providers(checkouts: list[Checkout], *, deadline: float, use_cache: bool = True) -> dict[int, LiveView]:
     """Each checkout's live view, asked concurrently; no answer by the deadline makes a view "unknown"."""
     app = current_app._get_current_object()
@@ -166,12 +181,11 @@ def ask_providers(checkouts: list[Checkout], *, deadline: float, use_cache: bool
     if not jobs:
         return views
     locale = str(get_locale() or "zh_TW")
-    pool = ThreadPoolExecutor(max_workers=min(MAX_WORKERS, len(jobs)), thread_name_prefix="live-query")
-    try:
-        futures = {pool.submit(_ask, app, job, locale): job for job in jobs}
-        done, _late = wait(futures, timeout=deadline)
-    finally:
-        pool.shutdown(wait=False, cancel_futures=True)  # stragglers finish on their own and fill the cache
+    pool = query_pool(app)
+    futures = {pool.submit(_ask, app, job, locale): job for job in jobs}
+    done, _late = wait(futures, timeout=deadline)
+    for future in futures:
+        future.cancel()  # not started yet: no use any more; stragglers already running finish and fill the cache
     for future, job in futures.items():
         if future in done:
             views[job.checkout_id] = future.result()
@@ -306,6 +320,8 @@ def overview():
     )
     checkouts = list(db.session.execute(stmt).scalars())
     views = ask_providers(checkouts, deadline=OVERVIEW_DEADLINE_S)
+    # ask_providers ended the transaction (which expires every row): reload them in one query, not one per row.
+    checkouts = list(db.session.execute(stmt).scalars())
     return render_template(
         "transactions/overview.html",
         rows=live_rows(checkouts, views),
