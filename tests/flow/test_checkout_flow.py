@@ -230,3 +230,66 @@ def test_opay_link_opened_twice_shows_the_same_trade_and_pays(live_server, brows
         from portal.sandbox.models import SandboxOpayTrade
 
         assert db.session.query(SandboxOpayTrade).count() == 1
+
+
+def test_forged_oen_token_webhook_is_refused_and_charges_nothing(live_server, browser):
+    order_id = browser.new_order(items=((1000, 1),))
+    browser.create_link(order_id, "oen")
+    with live_server.app.app_context():
+        checkout = db.session.execute(db.select(Checkout).filter_by(order_id=order_id)).scalar_one()
+        forged = {"success": True, "purpose": "token", "merchantId": "shopa", "transactionId": "T1",
+                  "message": None, "customId": checkout.reference, "id": "not-the-checkout-id", "token": "stolen"}
+    response = requests.post(live_server.url + "/webhooks/oen", json=forged, timeout=30)
+    assert response.status_code == 400
+    assert browser.order_state(order_id) == "awaiting_payment"
+    with live_server.app.app_context():
+        from portal.sandbox.models import SandboxOenTransaction
+
+        assert db.session.query(SandboxOenTransaction).count() == 0
+        event = db.session.execute(db.select(WebhookEvent).filter_by(provider="oen")).scalar_one()
+        assert event.status == "refused" and "stolen" not in event.body
+    admin = Browser(live_server.url)
+    admin.login("admin@a.example")
+    assert "not-the-checkout-id" in admin.get("/callbacks?status=refused").text
+
+
+def test_provider_hanging_while_creating_keeps_the_attempt_and_a_retry_works(live_server, browser):
+    order_id = browser.new_order(items=((1000, 1),))
+    with live_server.app.app_context():
+        faults.set("oen", "hang_next")
+    page = browser.post(f"/orders/{order_id}/checkout", {"provider": "oen"}).text
+    assert "flash-error" in page and "/pay/" not in page
+    browser.pay_oen(browser.create_link(order_id, "oen"))
+    browser.wait_for_state(order_id, "paid")
+    with live_server.app.app_context():
+        rows = db.session.execute(
+            db.select(Checkout.state, Checkout.last_error).filter_by(order_id=order_id).order_by(Checkout.id)
+        ).all()
+        assert [r.state for r in rows] == ["failed", "paid"] and rows[0].last_error
+
+
+def test_admin_charges_the_saved_card_again_for_the_same_customer(live_server, browser):
+    first = browser.new_order(items=((1000, 1),), email="regular@example.com")
+    browser.pay_oen(browser.create_link(first, "oen"))
+    browser.wait_for_state(first, "paid")
+    second = browser.new_order(items=((700, 1),), email="Regular@example.com")
+    stranger = browser.new_order(items=((700, 1),), email="someone-else@example.com")
+    assert "charge-again" not in browser.get(f"/orders/{second}").text  # staff are not offered it
+    with live_server.app.app_context():
+        previous = db.session.execute(db.select(Checkout).filter_by(order_id=first)).scalar_one().id
+    assert browser.post(f"/orders/{second}/charge-again", {"from_checkout": previous}).status_code == 403
+    admin = Browser(live_server.url)
+    admin.login("admin@a.example")
+    assert "charge-again" in admin.get(f"/orders/{second}").text
+    assert "charge-again" not in admin.get(f"/orders/{stranger}").text
+    admin.post(f"/orders/{second}/charge-again", {"from_checkout": previous})
+    assert admin.order_state(second) == "paid"
+    refused = admin.post(f"/orders/{stranger}/charge-again", {"from_checkout": previous})
+    assert "flash-error" in refused.text and admin.order_state(stranger) == "draft"
+    with live_server.app.app_context():
+        from portal.models import AuditEvent
+        from portal.sandbox.models import SandboxOenTransaction
+
+        assert db.session.query(SandboxOenTransaction).count() == 2
+        reads = db.session.execute(db.select(AuditEvent).filter_by(action="card_token_read")).scalars().all()
+        assert len(reads) >= 2 and all("token" not in str(r.detail).lower().replace("card_token", "") for r in reads)
