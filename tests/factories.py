@@ -29,7 +29,9 @@ def make_order(merchant_id: int, *, items=((500, 2),), shipping=60, vouchers=(),
         order.items.append(OrderItem(position=pos, sku=f"SKU{pos}", name=f"商品{pos}", unit_price=price, quantity=qty))
     for pos, (kind, amount) in enumerate(vouchers):
         order.vouchers.append(
-            Voucher(position=pos, kind=kind, product_id=f"P{pos}", serial_number=f"SN{pos}", name=f"券{pos}", amount=amount)
+            Voucher(
+                position=pos, kind=kind, product_id=f"P{pos}", serial_number=f"SN{pos}", name=f"券{pos}", amount=amount
+            )
         )
     db.session.add(order)
     db.session.commit()

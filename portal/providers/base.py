@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 
-class State(str, enum.Enum):
+class State(enum.StrEnum):
     """Normalised payment state, the same for every provider."""
 
     AWAITING_PAYMENT = "awaiting_payment"

@@ -33,7 +33,8 @@ def test_paid_is_not_undone_by_a_late_failed(app, seed):
         assert checkout.order.state == "paid"
         assert checkout.order.paid_amount == checkout.amount
         events = db.session.execute(db.select(CheckoutEvent).filter_by(checkout_id=checkout.id)).scalars().all()
-        assert [(e.to_state, e.applied) for e in events] == [("paid", True), ("failed", False), ("awaiting_payment", False)]
+        expected = [("paid", True), ("failed", False), ("awaiting_payment", False)]
+        assert [(e.to_state, e.applied) for e in events] == expected
 
 
 def test_expired_can_still_turn_paid(app, seed):
