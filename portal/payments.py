@@ -379,16 +379,21 @@ def _rank_of(state: State) -> int:
     return RANK.get(value, -1)
 
 
+def query_provider(checkout: Checkout) -> list[ProviderTransaction]:
+    """What the provider reports for this attempt now; the open transaction is ended first (none across the call)."""
+    provider = provider_for(checkout.merchant, checkout.provider)
+    ref = checkout_ref(checkout)
+    db.session.commit()
+    return provider.query(ref)
+
+
 def refresh_checkout(checkout_id: int, source: str = "query") -> tuple[bool, str | None]:
     """Ask the provider about one attempt and apply its answer; returns (changed, error message)."""
     checkout = db.session.get(Checkout, checkout_id, populate_existing=True)
     if checkout.state == "creating" or checkout.provider == "oen" and not checkout.provider_checkout_id:
         return False, None
-    provider = provider_for(checkout.merchant, checkout.provider)
-    ref = checkout_ref(checkout)
-    db.session.commit()
     try:
-        txns = provider.query(ref)
+        txns = query_provider(checkout)
     except ProviderError as exc:
         with write_transaction():
             checkout = locked_checkout(checkout_id)

@@ -25,6 +25,7 @@ from portal.payments import (
     checkout_ref,
     locked_checkout,
     provider_message,
+    query_provider,
     state_from_transactions,
     write_transaction,
 )
@@ -222,11 +223,8 @@ def terms_for(checkout: Checkout) -> RefundTerms:
 
 def check_oen_card(checkout: Checkout) -> None:
     """Oen refunds card payments only, once: ask Oen what this transaction is before anything is sent."""
-    provider = provider_for(checkout.merchant, "oen")
-    ref = checkout_ref(checkout)
-    db.session.commit()  # no transaction is held across the provider call
     try:
-        txns = provider.query(ref)
+        txns = query_provider(checkout)
     except ProviderError as exc:
         raise RefundRefused(
             _("Oen Tech could not be asked about this payment, so nothing was sent: %(why)s", why=provider_message(exc))
@@ -441,11 +439,8 @@ def settle_refund(refund_id: int, user_id: int | None) -> Refund:
     if refund.state not in UNSETTLED or refund.manual:
         return refund
     checkout = refund.checkout
-    provider = provider_for(checkout.merchant, checkout.provider)
-    ref = checkout_ref(checkout)
-    db.session.commit()
     try:
-        txns = provider.query(ref)
+        txns = query_provider(checkout)
     except ProviderError as exc:
         raise RefundRefused(
             _("The provider could not be asked, so the refund stays as it is: %(why)s", why=provider_message(exc))
