@@ -186,7 +186,7 @@ def start_checkout(order: Order, provider: str, user_id: int | None, customer_ip
         raise CheckoutError(_("This order is already paid."))
     order_id = order.id
     with write_transaction():
-        order = db.session.get(Order, order_id, populate_existing=True)
+        order = db.session.get(Order, order_id, populate_existing=True, with_for_update=True)  # one opener at a time
         if any(c.state in OPEN_STATES or c.state in PAID_STATES for c in order.checkouts):
             raise CheckoutError(_("This order already has a payment link that is still open or paid."))
         ttl = timedelta(hours=current_app.config["CHECKOUT_LINK_TTL_H"])

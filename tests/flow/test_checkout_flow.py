@@ -293,3 +293,23 @@ def test_admin_charges_the_saved_card_again_for_the_same_customer(live_server, b
         assert db.session.query(SandboxOenTransaction).count() == 2
         reads = db.session.execute(db.select(AuditEvent).filter_by(action="card_token_read")).scalars().all()
         assert len(reads) >= 2 and all("token" not in str(r.detail).lower().replace("card_token", "") for r in reads)
+
+
+def test_ten_staff_clicks_at_once_open_one_link(live_server, browser):
+    order_id = browser.new_order(items=((1000, 1),))
+    cookies = browser.http.cookies
+
+    def click():
+        session = requests.Session()
+        session.cookies.update(cookies)
+        session.post(f"{live_server.url}/orders/{order_id}/checkout", data={"provider": "mypay"}, timeout=30)
+
+    threads = [threading.Thread(target=click) for _ in range(10)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    with live_server.app.app_context():
+        states = db.session.execute(db.select(Checkout.state).filter_by(order_id=order_id)).scalars().all()
+        assert states == ["awaiting_payment"]
+        from portal.sandbox.models import SandboxMypayOrder
+
+        assert db.session.query(SandboxMypayOrder).count() == 1  # one order at MyPay too
