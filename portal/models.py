@@ -184,6 +184,7 @@ class Checkout(db.Model):
     provider_secret_enc: Mapped[str | None] = mapped_column(Text)  # MyPay key
     provider_transaction_id: Mapped[str | None] = mapped_column(String(128))  # Oen HID, O'Pay TradeNo
     card_token_enc: Mapped[str | None] = mapped_column(Text)  # Oen card token
+    charge_started_at: Mapped[datetime | None]  # Oen: when the card token was last sent to be charged
     paid_amount: Mapped[int] = mapped_column(default=0)
     refunded_amount: Mapped[int] = mapped_column(default=0)
     needs_attention: Mapped[bool] = mapped_column(default=False)

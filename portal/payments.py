@@ -404,8 +404,9 @@ def refresh_checkout(checkout_id: int, source: str = "query") -> tuple[bool, str
     with write_transaction():
         checkout = locked_checkout(checkout_id)
         checkout.last_queried_at = utcnow()
-        checkout.last_error = None
         state, figures = state_from_transactions(checkout, txns)
+        if state is not None or checkout.state != "processing":
+            checkout.last_error = None  # (a charge that failed in transit keeps its error until Oen shows one)
         changed = False
         if state is not None:
             detail = _detail(
@@ -722,11 +723,21 @@ def read_card_token(checkout: Checkout, purpose: str, user_id: int | None = None
     return decrypt_secret(checkout.card_token_enc) or ""
 
 
-def charge_card(checkout_id: int, source: str, token_from: Checkout | None = None, user_id: int | None = None) -> bool:
-    """Charge an Oen card token for a checkout in "processing", then confirm by query; True when paid."""
+# A charge whose outcome was unknown may be tried again by an admin only after this long (and a query showing none).
+CHARGE_RETRY_AFTER = timedelta(minutes=2)
+
+
+def charge_card(checkout_id: int, source: str, user_id: int | None = None, retry: bool = False) -> bool:
+    """Charge the checkout's Oen card token once (it must be "processing"), then confirm by query; True when sent."""
     with write_transaction():
         checkout = locked_checkout(checkout_id)
-        token = read_card_token(token_from or checkout, purpose=f"charge {checkout.reference}", user_id=user_id)
+        started = checkout.charge_started_at
+        if checkout.state != "processing" or not checkout.card_token_enc:
+            return False
+        if started is not None and (not retry or utcnow() - started < CHARGE_RETRY_AFTER):
+            return False  # a charge was already sent (or is being sent): never a second one by accident
+        checkout.charge_started_at = utcnow()
+        token = read_card_token(checkout, purpose=f"charge {checkout.reference}", user_id=user_id)
     provider = provider_for(checkout.merchant, "oen")
     ref = checkout_ref(checkout)
     request = checkout_request(checkout)
@@ -772,6 +783,23 @@ def charge_again(order: Order, previous: Checkout, user_id: int) -> Checkout:
     checkout = start_checkout(order, "oen", user_id)
     with write_transaction():
         checkout = locked_checkout(checkout.id)
+        checkout.card_token_enc = previous.card_token_enc  # the same encrypted token, read only to charge
         _move(checkout, "processing", "manual", _detail(charge_again_from=previous.reference))
-    charge_card(checkout.id, source="manual", token_from=previous, user_id=user_id)
+    charge_card(checkout.id, source="manual", user_id=user_id)
     return db.session.get(Checkout, checkout.id, populate_existing=True)
+
+
+def retry_charge(checkout_id: int, user_id: int) -> Checkout:
+    """An Oen charge whose outcome was unknown: ask Oen first, and charge again only if Oen shows no charge."""
+    checkout = db.session.get(Checkout, checkout_id, populate_existing=True)
+    if checkout.provider != "oen" or checkout.state != "processing":
+        raise CheckoutError(_("This payment is not waiting for a card charge."))
+    if checkout.charge_started_at and utcnow() - checkout.charge_started_at < CHARGE_RETRY_AFTER:
+        raise CheckoutError(_("The last charge was sent less than two minutes ago. Refresh from the provider first."))
+    _changed, error = refresh_checkout(checkout_id, source="manual")
+    if error:
+        raise CheckoutError(error)
+    still_open = db.session.get(Checkout, checkout_id, populate_existing=True).state == "processing"
+    if still_open and not charge_card(checkout_id, source="manual", user_id=user_id, retry=True):
+        raise CheckoutError(_("Another charge of this card is already on its way."))
+    return db.session.get(Checkout, checkout_id, populate_existing=True)

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-22 02:32:40.026065
+Create Date: 2026-11-22 03:19:24.425666
 
 """
 from alembic import op
@@ -313,6 +313,7 @@ def upgrade():
     sa.Column('provider_secret_enc', sa.Text(), nullable=True),
     sa.Column('provider_transaction_id', sa.String(length=128), nullable=True),
     sa.Column('card_token_enc', sa.Text(), nullable=True),
+    sa.Column('charge_started_at', sa.DateTime(), nullable=True),
     sa.Column('paid_amount', sa.Integer(), nullable=False),
     sa.Column('refunded_amount', sa.Integer(), nullable=False),
     sa.Column('needs_attention', sa.Boolean(), nullable=False),

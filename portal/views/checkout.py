@@ -9,6 +9,7 @@ from flask_babel import lazy_gettext as _l
 from flask_login import current_user, login_required
 
 from portal.extensions import db, limiter
+from portal.filters import state_label
 from portal.gateways import provider_for
 from portal.models import Checkout, utcnow
 from portal.orders import get_order
@@ -22,6 +23,7 @@ from portal.payments import (
     provider_message,
     refresh_checkout,
     remember_provider_page,
+    retry_charge,
     start_checkout,
 )
 from portal.providers.base import ProviderError
@@ -141,6 +143,27 @@ def charge_saved_card(order_id: int):
             flash(_("The saved card was charged."), "success")
         else:
             flash(_("The saved card could not be charged: %(why)s", why=checkout.last_error or checkout.state), "error")
+    return redirect(url_for("orders.detail", order_id=order_id))
+
+
+@bp.post("/orders/<int:order_id>/checkouts/<int:checkout_id>/retry-charge")
+@admin_required
+def retry_card_charge(order_id: int, checkout_id: int):
+    """Charge the saved card again after a charge whose outcome was unknown, if Oen shows none."""
+    order = get_order(order_id)
+    checkout = next((c for c in order.checkouts if c.id == checkout_id), None)
+    if checkout is None:
+        abort(404)
+    try:
+        checkout = retry_charge(checkout.id, current_user.id)
+    except CheckoutError as exc:
+        flash(str(exc), "error")
+    else:
+        if checkout.state == "paid":
+            flash(_("The card was charged."), "success")
+        else:
+            flash(_("The card could not be charged: %(why)s", why=checkout.last_error or state_label(checkout.state)),
+                  "error")
     return redirect(url_for("orders.detail", order_id=order_id))
 
 

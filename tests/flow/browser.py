@@ -79,11 +79,13 @@ class Browser:
         assert self.get(link).status_code == 200
         return self.post(link + "/go")
 
-    def pay_oen(self, link: str, card: str = "4242 4242 4242 4242", approve_3ds: bool = True) -> requests.Response:
+    def pay_oen(
+        self, link: str, card: str = "4242 4242 4242 4242", approve_3ds: bool = True, back: bool = True
+    ) -> requests.Response:
         page = self.open_provider(link)
         assert "card_number" in page.text, page.text[:1000]
         response = self.post(page.url, {"csrf_token": csrf_of(page.text), "card_number": card, "expiry": "12/30",
-                                        "cvc": "123", "card_name": "LIN"})
+                                        "cvc": "123", "card_name": "LIN"}, allow_redirects=back)
         if "/3ds" in response.url:
             response = self.post(response.url, {"csrf_token": csrf_of(response.text),
                                                 "decision": "approve" if approve_3ds else "reject"})

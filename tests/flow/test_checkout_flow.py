@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 import threading
+import time
+from datetime import timedelta
 
 import pytest
 import requests
@@ -313,3 +315,43 @@ def test_ten_staff_clicks_at_once_open_one_link(live_server, browser):
         from portal.sandbox.models import SandboxMypayOrder
 
         assert db.session.query(SandboxMypayOrder).count() == 1  # one order at MyPay too
+
+
+def test_a_charge_lost_in_transit_is_retried_by_an_admin_once_oen_shows_none(live_server, browser):
+    order_id = browser.new_order(items=((1000, 1),))
+    link = browser.create_link(order_id, "oen")
+    with live_server.app.app_context():
+        faults.set("oen", "fail_next")  # the charge answers HTTP 500 and is not carried out
+    browser.pay_oen(link, back=False)  # (coming back would query Oen first and use up the fault)
+    time.sleep(1.5)
+    assert browser.order_state(order_id) == "awaiting_payment"
+    with live_server.app.app_context():
+        checkout = db.session.execute(db.select(Checkout).filter_by(order_id=order_id)).scalar_one()
+        assert checkout.state == "processing" and checkout.last_error
+        checkout_id = checkout.id
+    admin = Browser(live_server.url)
+    admin.login("admin@a.example")
+    retry = f"/orders/{order_id}/checkouts/{checkout_id}/retry-charge"
+    assert "retry-charge" in admin.get(f"/orders/{order_id}").text
+    assert browser.post(retry).status_code == 403  # staff may not
+    too_soon = admin.post(retry)
+    assert "two minutes" in too_soon.text and admin.order_state(order_id) == "awaiting_payment"
+    with live_server.app.app_context():
+        checkout = db.session.get(Checkout, checkout_id)
+        checkout.charge_started_at -= timedelta(minutes=3)
+        db.session.commit()
+    cookies = admin.http.cookies
+
+    def click():
+        session = requests.Session()
+        session.cookies.update(cookies)
+        session.post(live_server.url + retry, timeout=30)
+
+    threads = [threading.Thread(target=click) for _ in range(5)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    assert admin.order_state(order_id) == "paid"
+    with live_server.app.app_context():
+        from portal.sandbox.models import SandboxOenTransaction
+
+        assert db.session.query(SandboxOenTransaction).count() == 1  # five admins' clicks, one charge
