@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import pytest
 from flask.testing import FlaskClient
+from sqlalchemy import text
 from werkzeug.serving import make_server
 
 from portal import create_app
@@ -57,9 +58,24 @@ def make_app(tmp_path, **overrides):
     app = create_app(config)
     app.test_client_class = EnglishClient
     with app.app_context():
+        if db.engine.dialect.name == "postgresql":
+            end_stragglers()
         db.drop_all()
         db.create_all()
     return app
+
+
+def end_stragglers() -> None:
+    """PostgreSQL is shared by every test: end connections a finished test's threads still hold (a sandbox call that
+    was told to hang, a callback resend), which would otherwise deadlock the next test's DROP TABLE."""
+    with db.engine.connect() as conn:
+        conn.execute(
+            text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND usename = current_user AND pid <> pg_backend_pid()"
+            )
+        )
+        conn.commit()
 
 
 @dataclass
@@ -160,6 +176,8 @@ class LiveServer:
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
         self._server = make_server("127.0.0.1", port, app, threaded=True)
+        # Track request threads, so stop() waits for requests still running (e.g. a sandbox call told to hang).
+        self._server.daemon_threads = False
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     def start(self):
@@ -169,6 +187,7 @@ class LiveServer:
     def stop(self):
         self._server.shutdown()
         self._thread.join(timeout=5)
+        self._server.server_close()  # joins the request threads still running
 
 
 @pytest.fixture
