@@ -185,6 +185,9 @@ class LiveServer:
         return self
 
     def stop(self):
+        from portal.sandbox.callbacks import wait_for_senders
+
+        wait_for_senders(self.app, timeout=15)  # callbacks (and resends) still on their way to this server
         self._server.shutdown()
         self._thread.join(timeout=5)
         self._server.server_close()  # joins the request threads still running
@@ -194,7 +197,12 @@ class LiveServer:
 def live_server(tmp_path):
     """A live portal (with the sandbox) whose PORTAL_BASE_URL is its own address, seeded with two merchants."""
     port = free_port()
-    app = make_app(tmp_path, PORTAL_BASE_URL=f"http://127.0.0.1:{port}", WTF_CSRF_ENABLED=False)
+    app = make_app(
+        tmp_path,
+        PORTAL_BASE_URL=f"http://127.0.0.1:{port}",
+        WTF_CSRF_ENABLED=False,
+        SANDBOX_CALLBACK_RETRY_DELAY_S=0.5,  # MyPay's resends, sooner than the sandbox's default 3 s
+    )
     server = LiveServer(app, port)
     server.seed = seed_merchants(app)
     server.start()

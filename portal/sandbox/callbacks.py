@@ -65,7 +65,17 @@ def dispatch(callback_id: int, attempts: int) -> None:
         deliver(callback_id, attempts)
         return
     thread = threading.Thread(target=_deliver_in_app, args=(app, callback_id, attempts), daemon=True)
+    senders = app.extensions.setdefault("sandbox_callback_senders", [])
+    senders[:] = [t for t in senders if t.is_alive()]
+    senders.append(thread)
     thread.start()
+
+
+def wait_for_senders(app: Flask, timeout: float) -> None:
+    """Wait (up to timeout seconds in all) for callbacks still being sent from background threads."""
+    deadline = time.monotonic() + timeout
+    for thread in list(app.extensions.get("sandbox_callback_senders", [])):
+        thread.join(max(deadline - time.monotonic(), 0))
 
 
 def _deliver_in_app(app: Flask, callback_id: int, attempts: int) -> None:
