@@ -229,7 +229,8 @@ class WebhookEvent(db.Model):
     secret_enc: Mapped[str | None] = mapped_column(Text)  # the removed secret, encrypted
     remote_addr: Mapped[str | None] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(16), default="received")  # received, applied, refused, error
-    error: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(Text)  # why it was refused or failed (English, as evidence)
+    error_zh: Mapped[str | None] = mapped_column(Text)  # the same reason in zh-TW, where the provider layer gave one
     merchant_id: Mapped[int | None] = mapped_column(ForeignKey("merchant.id"), index=True)
     checkout_id: Mapped[int | None] = mapped_column(ForeignKey("checkout.id"), index=True)
     received_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -617,6 +617,7 @@ def process_callback(event_id: int, request: CallbackRequest) -> CallbackReply:
             event_id,
             "refused",
             exc.message_en,
+            error_zh=exc.message_zh,
             merchant_id=merchant.id if merchant else (checkout.merchant_id if checkout else None),
             checkout_id=checkout.id if checkout else None,
         )
@@ -640,6 +641,7 @@ def process_callback(event_id: int, request: CallbackRequest) -> CallbackReply:
             event_id,
             "error",
             f"{exc.code}: {exc.message_en}",
+            error_zh=f"{exc.code}: {exc.message_zh}",
             checkout_id=checkout.id,
             merchant_id=checkout.merchant_id,
         )

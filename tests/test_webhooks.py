@@ -215,3 +215,17 @@ def test_oen_token_is_never_stored_in_clear(app, client, seed):
         event = db.session.execute(db.select(WebhookEvent)).scalar_one()
         assert "tok_secret_value_123" not in event.body
         assert event.secret_enc and "tok_secret_value_123" not in event.secret_enc
+
+
+def test_refusal_reason_is_shown_in_the_readers_language(app, client, mypay_checkout):
+    from tests.conftest import browser_default_client
+
+    _checkout_id, reference, amount = mypay_checkout
+    client.post("/webhooks/mypay", data=_mypay_report(reference, amount, key="0" * 32))
+    english = app.test_client()
+    english.post("/login", data={"email": "admin@a.example", "password": "correct-horse-battery"})
+    assert "do not match the order MyPay created" in english.get("/callbacks").get_data(as_text=True)
+    chinese = browser_default_client(app)
+    chinese.post("/login", data={"email": "admin@a.example", "password": "correct-horse-battery"})
+    page = chinese.get("/callbacks").get_data(as_text=True)
+    assert "與 MyPay 建立的訂單不符" in page and "do not match the order MyPay created" not in page

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-22 03:19:24.425666
+Create Date: 2026-11-22 03:41:26.629472
 
 """
 from alembic import op
@@ -405,6 +405,7 @@ def upgrade():
     sa.Column('remote_addr', sa.String(length=64), nullable=True),
     sa.Column('status', sa.String(length=16), nullable=False),
     sa.Column('error', sa.Text(), nullable=True),
+    sa.Column('error_zh', sa.Text(), nullable=True),
     sa.Column('merchant_id', sa.Integer(), nullable=True),
     sa.Column('checkout_id', sa.Integer(), nullable=True),
     sa.Column('received_at', sa.DateTime(), nullable=False),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flask import Blueprint, abort, render_template, request
+from flask_babel import get_locale
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 
@@ -43,6 +44,14 @@ def callback_error_text(error: str) -> str:
     """A stored callback error in the reader's language when it is one of the portal's own; otherwise as stored."""
     known = CALLBACK_ERRORS.get(error)
     return str(known) if known is not None else error
+
+
+@bp.app_template_global("callback_error")
+def callback_error(event: WebhookEvent) -> str:
+    """Why a callback was refused or failed, in the reader's language where it is known in it."""
+    if event.error_zh and not str(get_locale() or "").startswith("en"):
+        return event.error_zh
+    return callback_error_text(event.error or "")
 
 
 @bp.post("/webhooks/<provider>")
