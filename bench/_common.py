@@ -430,3 +430,13 @@ def table(headers: list[str], rows: list[list[object]]) -> str:
 
 if __name__ == "__main__":
     print("bench/_common.py: helpers for the other benchmarks; nothing to measure here.")
+
+
+def report_problems(problems: list[str], all_well: str) -> None:
+    """Print what went wrong in a run, or the sentence that says nothing did."""
+    if problems:
+        print("problems:")
+        for line in problems:
+            print(f"  - {line}")
+    else:
+        print(all_well)

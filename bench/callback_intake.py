@@ -295,12 +295,7 @@ def main(argv: list[str] | None = None) -> int:
     headers = ["database", "callbacks", "wall s", "per s", "p50 ms", "p99 ms", "not 1|OK", "lost", "applied twice"]
     print(common.table(headers, rows))
     print("lost: no stored WebhookEvent or checkout not paid; applied twice: >1 applied callback event per checkout")
-    if problems:
-        print("problems:")
-        for line in problems:
-            print(f"  - {line}")
-    else:
-        print("every callback was answered 1|OK; none lost, none applied twice")
+    common.report_problems(problems, "every callback was answered 1|OK; none lost, none applied twice")
     return 0
 
 

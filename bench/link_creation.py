@@ -335,12 +335,9 @@ def run(args, database_url: str | None) -> int:
     print()
     print(common.table(["run", "requests", "failed", "req/s", "p50 ms", "p99 ms"], rows))
     print("ratio = portal / bare (req/s: share of the bare endpoint's throughput; p50/p99: times slower)")
-    if problems:
-        print("problems:")
-        for line in problems:
-            print(f"  - {line}")
-    else:
-        print("every link creation answered 302 and left its checkout awaiting payment with a MyPay PayPage URL")
+    common.report_problems(
+        problems, "every link creation answered 302 and left its checkout awaiting payment with a MyPay PayPage URL"
+    )
     return 0
 
 
