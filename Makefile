@@ -4,6 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 FLASK := $(BIN)/flask --app wsgi
 PORT ?= 5000
+SANDBOX_PORT ?= $(shell echo $$(($(PORT) + 1)))
 
 .PHONY: run test audit serve bench lint translations clean
 
@@ -22,11 +23,19 @@ $(VENV)/.dev: requirements-dev.txt requirements.txt $(BIN)/activate
 translations: $(VENV)/.runtime
 	$(BIN)/pybabel compile --use-fuzzy -d portal/translations > /dev/null
 
+# The portal and the simulated providers (sandbox/, its own app, database and port), each its own process under
+# honcho (Procfile); one Ctrl-C stops both.
+run: export PORTAL_PORT = $(PORT)
+run: export SANDBOX_PORT := $(SANDBOX_PORT)
+run: export PORTAL_BASE_URL ?= http://127.0.0.1:$(PORT)
+run: export SANDBOX_URL ?= http://127.0.0.1:$(SANDBOX_PORT)
+run: export SANDBOX_PORTAL_URL ?= http://127.0.0.1:$(PORT)
 run: $(VENV)/.runtime translations
 	$(FLASK) db upgrade
 	$(FLASK) demo-data
-	@echo "Serving on http://127.0.0.1:$(PORT) with the built-in sandbox providers (sandbox console: /sandbox)"
-	PORTAL_BASE_URL=$${PORTAL_BASE_URL:-http://127.0.0.1:$(PORT)} $(FLASK) run --host 127.0.0.1 --port $(PORT) --with-threads
+	@echo "Portal:    http://127.0.0.1:$(PORT)"
+	@echo "Sandbox:   $$SANDBOX_URL  (the simulated providers and their console; test card 4242 4242 4242 4242)"
+	$(BIN)/honcho -f Procfile start
 
 serve: $(VENV)/.runtime translations
 	$(FLASK) db upgrade

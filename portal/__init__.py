@@ -42,6 +42,7 @@ def register_template_helpers(app: Flask) -> None:
     from portal.nav import nav_links
 
     app.jinja_env.globals["nav_links"] = nav_links
+    app.jinja_env.globals["provider_env"] = app.config["PROVIDER_ENV"]
     app.jinja_env.globals["get_locale"] = get_locale
     filters.register(app)
 
@@ -86,8 +87,10 @@ def select_locale() -> str:
     chosen = session.get("lang")
     if chosen in LOCALES:
         return chosen
-    return request.accept_languages.best_match(["zh_TW", "zh", "en"], default="zh_TW").replace("zh", "zh_TW").replace(
-        "zh_TW_TW", "zh_TW"
+    return (
+        request.accept_languages.best_match(["zh_TW", "zh", "en"], default="zh_TW")
+        .replace("zh", "zh_TW")
+        .replace("zh_TW_TW", "zh_TW")
     )
 
 
@@ -104,15 +107,11 @@ def register_extensions(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    """One blueprint per feature; the sandbox only when PROVIDER_ENV is sandbox."""
+    """One blueprint per feature (the simulated providers are a separate app, `sandbox/`, reached over HTTP)."""
     from portal.views import auth, checkout, main, orders, refunds, settings_views, transactions, webhooks
 
     for module in (main, auth, orders, checkout, webhooks, transactions, refunds, settings_views):
         app.register_blueprint(module.bp)
-    if app.config["PROVIDER_ENV"] == "sandbox":
-        from portal.sandbox import bp as sandbox_bp
-
-        app.register_blueprint(sandbox_bp)
 
 
 def register_errorhandlers(app: Flask) -> None:
@@ -163,7 +162,7 @@ def register_security_headers(app: Flask) -> None:
         # PostgreSQL refuses NUL in any text value (a 500 wherever one reached a query) and no input has a use for it:
         # dropped from query parameters (filters and paging, where odd values are ignored), refused in paths. Forms
         # refuse control characters field by field (portal.forms). Callbacks are stored as received (NUL replaced).
-        if request.endpoint == "webhooks.receive" or request.blueprint == "sandbox":
+        if request.endpoint == "webhooks.receive":
             return None
         args = list(request.args.items(multi=True))
         if any("\x00" in key + value for key, value in args):
@@ -174,14 +173,14 @@ def register_security_headers(app: Flask) -> None:
 
     @app.after_request
     def set_headers(response):
-        if request.blueprint == "sandbox" and getattr(g, "sandbox_csp", None):
-            response.headers["Content-Security-Policy"] = g.sandbox_csp
-        else:
-            response.headers.setdefault(
-                "Content-Security-Policy",
-                "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
-                "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'",
-            )
+        # A page whose form leads on to a provider (the customer's pay button, answered by a redirect to the
+        # provider's origin) names that origin in form-action: browsers check redirects of a form's POST too.
+        form_action = " ".join(["'self'", *getattr(g, "form_action_origins", ())])
+        response.headers.setdefault(
+            "Content-Security-Policy",
+            "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+            f"object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action {form_action}",
+        )
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("X-Frame-Options", "DENY")
         response.headers.setdefault("Referrer-Policy", "same-origin")

@@ -7,16 +7,18 @@ import sys
 import click
 from flask import Flask
 
+from portal.config import is_test_credential
 from portal.extensions import db
 from portal.models import ROLES, Merchant, User
 from portal.security import encrypt_secret, hash_password
 
-# The built-in sandbox accepts these; they are not credentials at any real provider.
+# The sandbox server's published test accounts (sandbox/registry.py): Oen's is the sandbox's own, MyPay's and O'Pay's
+# are the documents' test store and stage merchant. No credential at any real provider.
 DEMO_MERCHANT = {
     "slug": "demo",
     "name": "示範商店 Demo Shop",
     "oen_merchant_id": "demo",
-    "oen_token": "sandbox-oen-token-demo",  # nosec B105  # the built-in sandbox's demo token, no real account
+    "oen_token": "sandbox-oen-demo-token",  # nosec B105  # the sandbox's published test token, no real account
     "mypay_store_uid": "289151880002",
     "opay_merchant_id": "2000132",
     "opay_hash_key": "5294y06JbISpM5x9",
@@ -92,6 +94,13 @@ def register(app: Flask) -> None:
     @click.option("--opay-hash-iv")
     def merchant_create(slug, name, **provider):
         """Create a merchant (or update its settings)."""
+        if app.config["PROVIDER_ENV"] == "production":
+            for option in ("oen_token", "opay_hash_key", "opay_hash_iv"):
+                if is_test_credential(provider.get(option)):
+                    raise click.ClickException(
+                        f"--{option.replace('_', '-')} is a public test value from a provider's document; "
+                        "PROVIDER_ENV=production needs the merchant's own."
+                    )
         upsert_merchant(slug, name, **provider)
         db.session.commit()
         click.echo(f"merchant {slug} saved")

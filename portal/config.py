@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 from pathlib import Path
+from urllib.parse import urlsplit
 
-# The providers' public endpoints by PROVIDER_ENV; "sandbox" points at the portal's own simulators.
+# The providers' public endpoints by PROVIDER_ENV; "sandbox" points at the separate sandbox server (SANDBOX_URL).
 PROVIDER_URLS = {
     "testing": {
         "OEN_API_URL": "https://payment-api.testing.oen.tw",
@@ -22,9 +24,26 @@ PROVIDER_URLS = {
     },
 }
 
-# The MyPay test agent from the provider document: the embedded default, never a production credential.
+# The sandbox server's paths, as the real providers' (see PROVIDER_URLS): appended to SANDBOX_URL.
+SANDBOX_PATHS = {
+    "OEN_API_URL": "/oen/api",
+    "OEN_CHECKOUT_URL": "/oen/checkout/{merchant_id}/subscription/create/{id}",
+    "MYPAY_API_URL": "/mypay/api/agent",
+    "OPAY_API_URL": "/opay",
+}
+PROVIDER_ENVS = ("sandbox", "testing", "production")
+
+# The documents' public test credentials: the embedded defaults in sandbox and testing, refused in production.
 TEST_MYPAY_AGENT_UID = "518169081001"
-TEST_MYPAY_AGENT_KEY = "2MrhtRYeF9wKZ4bKwzZoL8aZf26pWzIG"
+TEST_MYPAY_AGENT_KEY = "2MrhtRYeF9wKZ4bKwzZoL8aZf26pWzIG"  # nosec B105  # the MyPay document's public test key
+TEST_OPAY_MERCHANT = ("2000132", "5294y06JbISpM5x9", "v77hoKGq4kWxNNIS")
+TEST_OPAY_PLATFORM = ("2012441", "bkuAEQufy2bpEng1", "B0lzARl9ZSdhW9jg")
+TEST_SECRETS = frozenset({TEST_MYPAY_AGENT_KEY, *TEST_OPAY_MERCHANT[1:], *TEST_OPAY_PLATFORM[1:]})
+
+
+class ConfigError(ValueError):
+    """A setting the portal refuses to start with; the message names the setting and what to do."""
+
 
 # name: (default, meaning). A default of None means "derived" (see load_settings).
 SETTINGS: dict[str, tuple[object, str]] = {
@@ -32,12 +51,17 @@ SETTINGS: dict[str, tuple[object, str]] = {
     "SECRET_KEY": (None, "session signing; default generated once into instance/secret_key"),
     "PORTAL_DATA_KEY": (None, "encrypts provider secrets and card tokens; default generated once into instance/"),
     "PORTAL_BASE_URL": ("http://127.0.0.1:5000", "public address used in return and callback URLs"),
-    "PROVIDER_ENV": ("sandbox", "sandbox (built-in simulators), testing (providers' test systems), production"),
+    "PROVIDER_ENV": (
+        None,
+        "sandbox (the simulated providers at SANDBOX_URL), testing (providers' test systems), production; "
+        "default sandbox only for a loopback http PORTAL_BASE_URL, otherwise it must be set",
+    ),
+    "SANDBOX_URL": (None, "sandbox only: the sandbox server; default http://127.0.0.1:<PORTAL_BASE_URL's port + 1>"),
     "OEN_API_URL": (None, "Oen Tech API base, by PROVIDER_ENV"),
     "OEN_CHECKOUT_URL": (None, "Oen hosted card page, a template with {merchant_id} and {id}"),
     "MYPAY_API_URL": (None, "MyPay agent endpoint, by PROVIDER_ENV"),
-    "MYPAY_AGENT_UID": (TEST_MYPAY_AGENT_UID, "the operator's MyPay agent uid"),
-    "MYPAY_AGENT_KEY": (TEST_MYPAY_AGENT_KEY, "the operator's MyPay agent key (32 bytes)"),
+    "MYPAY_AGENT_UID": (None, "the operator's MyPay agent uid; the document's test agent in sandbox/testing only"),
+    "MYPAY_AGENT_KEY": (None, "the operator's MyPay agent key (32 bytes); unset in production means MyPay is off"),
     "MYPAY_AGENT_NEXT_KEY": ("", "the next MyPay agent key, accepted for decryption while keys rotate"),
     "OPAY_API_URL": (None, "O'Pay base; /WxAPI/Create and /WxAPI/QueryTradeInfo are appended"),
     "OPAY_PLATFORM_ID": ("", "O'Pay platform id (platform mode); unset for merchant mode"),
@@ -48,7 +72,6 @@ SETTINGS: dict[str, tuple[object, str]] = {
     "RATELIMIT_STORAGE_URI": ("memory://", "Flask-Limiter storage; redis://... when more than one process"),
     "SESSION_IDLE_MINUTES": (120, "a login ends after this long without a request"),
     "SESSION_ABSOLUTE_HOURS": (12, "a login ends this long after it began, whatever happens"),
-    "SANDBOX_LATENCY_MS": (0, "sandbox only: delay before every simulated provider answer"),
     "LOG_LEVEL": ("INFO", "log level"),
 }
 
@@ -57,7 +80,6 @@ INT_SETTINGS = {
     "CHECKOUT_LINK_TTL_H",
     "SESSION_IDLE_MINUTES",
     "SESSION_ABSOLUTE_HOURS",
-    "SANDBOX_LATENCY_MS",
 }
 
 
@@ -98,20 +120,88 @@ def derive(config: dict, instance_path: Path) -> None:
         config["SECRET_KEY"] = _instance_secret(instance_path, "secret_key", 48)
     if not config.get("PORTAL_DATA_KEY"):
         config["PORTAL_DATA_KEY"] = _instance_secret(instance_path, "data_key", 32)
-    env = config.get("PROVIDER_ENV", "sandbox")
-    base = str(config.get("PORTAL_BASE_URL", "http://127.0.0.1:5000")).rstrip("/")
+    base = str(config.get("PORTAL_BASE_URL") or "http://127.0.0.1:5000").rstrip("/")
     config["PORTAL_BASE_URL"] = base
+    env = config["PROVIDER_ENV"] = provider_env(config.get("PROVIDER_ENV"), base)
     if env == "sandbox":
-        urls = {
-            "OEN_API_URL": f"{base}/sandbox/oen/api",
-            "OEN_CHECKOUT_URL": base + "/sandbox/oen/checkout/{merchant_id}/subscription/create/{id}",
-            "MYPAY_API_URL": f"{base}/sandbox/mypay/api/agent",
-            "OPAY_API_URL": f"{base}/sandbox/opay",
-        }
-    elif env in PROVIDER_URLS:
-        urls = PROVIDER_URLS[env]
+        sandbox = str(config.get("SANDBOX_URL") or default_sandbox_url(base)).rstrip("/")
+        config["SANDBOX_URL"] = sandbox
+        urls = {name: sandbox + path for name, path in SANDBOX_PATHS.items()}
     else:
-        raise ValueError(f"PROVIDER_ENV must be sandbox, testing or production, not {env!r}")
+        urls = PROVIDER_URLS[env]
     for name, url in urls.items():
         if not config.get(name):
             config[name] = url
+    if env == "production":  # no test default: MyPay stays off until the operator's own agent is set
+        config["MYPAY_AGENT_UID"] = config.get("MYPAY_AGENT_UID") or ""
+        config["MYPAY_AGENT_KEY"] = config.get("MYPAY_AGENT_KEY") or ""
+        refuse_test_setup(config)
+    else:
+        config["MYPAY_AGENT_UID"] = config.get("MYPAY_AGENT_UID") or TEST_MYPAY_AGENT_UID
+        config["MYPAY_AGENT_KEY"] = config.get("MYPAY_AGENT_KEY") or TEST_MYPAY_AGENT_KEY
+
+
+def is_loopback_http(url: str) -> bool:
+    """An http:// address on this machine (127.0.0.0/8, ::1 or localhost)."""
+    parts = urlsplit(url)
+    return parts.scheme == "http" and is_loopback_host(parts.hostname or "")
+
+
+def is_loopback_host(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def provider_env(chosen, base_url: str) -> str:
+    """PROVIDER_ENV as given; without one, sandbox only for a loopback http base URL, else a refusal."""
+    if chosen:
+        if chosen not in PROVIDER_ENVS:
+            raise ConfigError(f"PROVIDER_ENV must be sandbox, testing or production, not {chosen!r}.")
+        return chosen
+    if is_loopback_http(base_url):
+        return "sandbox"
+    raise ConfigError(
+        f"PROVIDER_ENV is not set and PORTAL_BASE_URL ({base_url}) is not a loopback http address: the simulated "
+        "providers are the default only on this machine. Set PROVIDER_ENV=production (or testing for the providers' "
+        "test systems, or sandbox to simulate them on purpose)."
+    )
+
+
+def default_sandbox_url(base_url: str) -> str:
+    """The sandbox server beside the portal: same loopback host, the next port (make run's SANDBOX_PORT default)."""
+    parts = urlsplit(base_url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return f"http://127.0.0.1:{port + 1}"
+
+
+def refuse_test_setup(config: dict) -> None:
+    """Production takes no document test credential and no simulated or plain-http provider address."""
+    for name in SANDBOX_PATHS:
+        url = str(config.get(name) or "")
+        parts = urlsplit(url.replace("{merchant_id}", "merchant"))
+        if parts.scheme != "https" or is_loopback_host(parts.hostname or ""):
+            raise ConfigError(
+                f"PROVIDER_ENV=production refuses {name}={url!r}: production talks only to the providers' https "
+                "addresses, never to a sandbox. Unset it (the providers' production addresses are built in)."
+            )
+    if config.get("MYPAY_AGENT_UID") == TEST_MYPAY_AGENT_UID:
+        raise ConfigError(
+            "PROVIDER_ENV=production refuses MYPAY_AGENT_UID: it is the MyPay document's test agent. "
+            "Set your own agent uid and key, or unset both (MyPay is then off)."
+        )
+    for name in ("MYPAY_AGENT_KEY", "MYPAY_AGENT_NEXT_KEY", "OPAY_PLATFORM_HASH_KEY", "OPAY_PLATFORM_HASH_IV"):
+        if config.get(name) and config[name] in TEST_SECRETS:
+            raise ConfigError(
+                f"PROVIDER_ENV=production refuses {name}: it is a public test value from a provider's document."
+            )
+    if config.get("OPAY_PLATFORM_ID") == TEST_OPAY_PLATFORM[0]:
+        raise ConfigError("PROVIDER_ENV=production refuses OPAY_PLATFORM_ID: it is O'Pay's stage platform.")
+
+
+def is_test_credential(value: str | None) -> bool:
+    """Whether a provider secret is one of the documents' published test values."""
+    return bool(value) and value in TEST_SECRETS

@@ -6,7 +6,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
-from flask import request
+from flask import current_app, request
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from flask_wtf.form import _Auto
@@ -26,6 +26,7 @@ from wtforms import (
 from wtforms.validators import DataRequired, Email, Length, Regexp, StopValidation
 
 from portal import money
+from portal.config import is_test_credential
 
 
 class PortalForm(FlaskForm):
@@ -489,6 +490,14 @@ class ProviderSettingsForm(PortalForm):
             if self[name].data and self[f"clear_{name}"].data and not self[name].errors:
                 _add_error(self[name], _l("Either enter a new value or remove the stored one, not both."))
                 ok = False
+        if current_app.config["PROVIDER_ENV"] == "production":
+            for name in PROVIDER_SECRET_FIELDS:
+                if is_test_credential(self[name].data) and not self[name].errors:
+                    _add_error(
+                        self[name],
+                        _l("This is a public test value from the provider's documents; production needs your own."),
+                    )
+                    ok = False
         for name in PROVIDER_ID_FIELDS:
             if self[name].data and not self[name].errors and self._used_elsewhere(name, self[name].data):
                 # Callbacks find the merchant by these ids, so two merchants may not share one.

@@ -77,4 +77,13 @@ def provider_for(merchant: Merchant, name: str) -> Provider:
     raise ValueError(f"unknown provider {name!r}")
 
 
+# The portal's own (operator) settings a provider needs besides the merchant's: MyPay is reached as the agent.
+OPERATOR_SETTINGS = {"mypay": ("MYPAY_AGENT_UID", "MYPAY_AGENT_KEY")}
+
+
+def operator_configured(name: str) -> bool:
+    """Whether the portal itself is set up for the provider (production has no MyPay agent until one is given)."""
+    return all(current_app.config.get(setting) for setting in OPERATOR_SETTINGS.get(name, ()))
+
+
 PROVIDER_CLASSES = {"oen": OenProvider, "mypay": MyPayProvider, "opay": OPayProvider}

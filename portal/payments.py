@@ -20,7 +20,7 @@ from sqlalchemy import text, update
 from sqlalchemy.exc import IntegrityError
 
 from portal.extensions import db
-from portal.gateways import PROVIDER_CLASSES, provider_for
+from portal.gateways import PROVIDER_CLASSES, operator_configured, provider_for
 from portal.models import Checkout, CheckoutEvent, Merchant, Order, WebhookEvent, utcnow
 from portal.providers.base import (
     CallbackRequest,
@@ -154,7 +154,9 @@ def provider_choices(order: Order) -> list[tuple[str, bool, str]]:
     merchant = order.merchant
     choices = []
     for name, cls in PROVIDER_CLASSES.items():
-        if not merchant.provider_configured(name):
+        if not operator_configured(name):
+            choices.append((name, False, _("Not set up on this portal yet.")))
+        elif not merchant.provider_configured(name):
             choices.append((name, False, _("Not set up for this merchant.")))
         elif order.payable < cls.min_amount:
             choices.append((name, False, _("Needs at least NT$%(min)s.", min=cls.min_amount)))
@@ -578,9 +580,11 @@ def _callback_merchant(provider: str, request: CallbackRequest) -> Merchant | No
     """The merchant whose credentials read this callback (O'Pay by MerchantID; Oen by merchantId)."""
     if provider == "opay":
         merchant_id = (request.form or {}).get("MerchantID", "")
-        return db.session.execute(
-            db.select(Merchant).filter_by(opay_merchant_id=merchant_id)
-        ).scalar_one_or_none() if merchant_id else None
+        return (
+            db.session.execute(db.select(Merchant).filter_by(opay_merchant_id=merchant_id)).scalar_one_or_none()
+            if merchant_id
+            else None
+        )
     if provider == "oen":
         try:
             fields = json.loads(request.body or b"{}")
@@ -688,8 +692,15 @@ def _apply_confirmed_by_query(checkout_id: int, event: ProviderEvent, event_id: 
     """A MyPay callback moves money state only after api/queryorder says the same."""
     with write_transaction():
         checkout = locked_checkout(checkout_id)
-        record(checkout, "callback", checkout.state, event.state.value, _event_detail(event, event_id),
-               applied=False, webhook_event_id=event_id)
+        record(
+            checkout,
+            "callback",
+            checkout.state,
+            event.state.value,
+            _event_detail(event, event_id),
+            applied=False,
+            webhook_event_id=event_id,
+        )
         _mark_event(event_id, checkout, "recorded")
     _changed, error = refresh_checkout(checkout_id, source="callback+query")
     if error:
@@ -708,8 +719,15 @@ def _apply_oen_token(checkout_id: int, event: ProviderEvent, event_id: int) -> s
     with write_transaction():
         checkout = locked_checkout(checkout_id)
         if checkout.state != "awaiting_payment":
-            record(checkout, "callback", checkout.state, "processing", _event_detail(event, event_id),
-                   applied=False, webhook_event_id=event_id)
+            record(
+                checkout,
+                "callback",
+                checkout.state,
+                "processing",
+                _event_detail(event, event_id),
+                applied=False,
+                webhook_event_id=event_id,
+            )
             _mark_event(event_id, checkout, "recorded")
             return "recorded"
         checkout.card_token_enc = encrypt_secret(event.card_token)
@@ -752,8 +770,14 @@ def charge_card(checkout_id: int, source: str, user_id: int | None = None, retry
             checkout.last_error = f"{exc.code}: {exc.message_en}"
             if exc.retryable:
                 # Outcome unknown: leave it "processing"; the order transactions query settles it.
-                record(checkout, source, checkout.state, checkout.state, _detail(charge="unknown", error=exc.code),
-                       applied=False)
+                record(
+                    checkout,
+                    source,
+                    checkout.state,
+                    checkout.state,
+                    _detail(charge="unknown", error=exc.code),
+                    applied=False,
+                )
                 checkout.next_query_at = utcnow()
             else:
                 _move(checkout, "failed", source, _detail(charge="refused", error=exc.code, message=exc.message_en))

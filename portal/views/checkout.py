@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import re
+from urllib.parse import urlsplit
+
 import segno
-from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, current_app, flash, g, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user, login_required
@@ -40,6 +43,7 @@ def provider_label(provider: str) -> str:
     return str(PROVIDER_NAMES.get(provider, provider))
 
 
+ORIGIN_RE = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?")
 FINAL_STATES = ("paid", "failed", "expired", "cancelled", "partially_refunded", "refunded")
 
 
@@ -162,8 +166,10 @@ def retry_card_charge(order_id: int, checkout_id: int):
         if checkout.state == "paid":
             flash(_("The card was charged."), "success")
         else:
-            flash(_("The card could not be charged: %(why)s", why=checkout.last_error or state_label(checkout.state)),
-                  "error")
+            flash(
+                _("The card could not be charged: %(why)s", why=checkout.last_error or state_label(checkout.state)),
+                "error",
+            )
     return redirect(url_for("orders.detail", order_id=order_id))
 
 
@@ -191,12 +197,25 @@ def link_state(checkout: Checkout) -> str:
     return "open"
 
 
+def provider_origin(url: str) -> str | None:
+    """scheme://host[:port] of a provider page, only if it is a plain http(s) origin (it goes into a CSP header)."""
+    parts = urlsplit(url)
+    origin = f"{parts.scheme}://{parts.netloc}"
+    return origin if ORIGIN_RE.fullmatch(origin) else None
+
+
 @bp.get("/pay/<token>")
 @limiter.limit("60 per minute")
 def pay(token: str):
     """The customer's summary page, then on to the provider."""
     checkout = load_link(token)
-    return render_template("checkout/pay.html", checkout=checkout, order=checkout.order, status=link_state(checkout))
+    status = link_state(checkout)
+    if status == "open" and checkout.provider_url:
+        # The pay button's POST is answered by a redirect to the provider's page on its own origin.
+        origin = provider_origin(checkout.provider_url)
+        if origin:
+            g.form_action_origins = (origin,)
+    return render_template("checkout/pay.html", checkout=checkout, order=checkout.order, status=status)
 
 
 @bp.post("/pay/<token>/go")
