@@ -1,55 +1,90 @@
-"""Built-in simulators of Oen Tech, MyPay and O'Pay (PROVIDER_ENV=sandbox only), built from the provider documents.
+"""Simulators of Oen Tech, MyPay and O'Pay, built from the provider documents: a separate party, like a real provider.
 
-Mounted under /sandbox by the portal, or on its own: `flask --app portal.sandbox run --port 5001` (same database and
-PORTAL_DATA_KEY as the portal, so that it knows the merchants' credentials).
+The sandbox is its own application, on its own origin, with its own database and its own registry of merchants and
+the credentials it issued them (sandbox/registry.py). It imports nothing from the portal and knows nothing of it but
+the address where callbacks go by default (SANDBOX_PORTAL_URL). Settings: sandbox/config.py.
+
+    python -m sandbox                                   # http://127.0.0.1:5001 (loopback only: see __main__.py)
+    flask --app sandbox run --host 127.0.0.1 --port 5001
+    flask --app sandbox merchant add --oen-merchant-id shop --mypay-store-uid 123456789012
+    flask --app sandbox accounts
+
+Routes: the console at /, Oen under /oen/api/... and /oen/checkout/..., MyPay at /mypay/api/agent and /mypay/...,
+O'Pay at /opay/WxAPI/... and /opay/wechat/..., and /healthz.
 """
 
 from __future__ import annotations
 
-from flask import Blueprint, Flask, g
+from pathlib import Path
 
-bp = Blueprint("sandbox", __name__, url_prefix="/sandbox")
+from flask import Blueprint, Flask, request
+from sqlalchemy.exc import OperationalError
 
-BASE_CSP = (
+bp = Blueprint("sandbox", __name__)
+
+# The provider pages' forms redirect or post to the merchant's site, on any origin: form-action allows http(s).
+CSP = (
     "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; object-src 'none'; "
-    "base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
+    "base-uri 'none'; frame-ancestors 'none'; form-action 'self' http: https:"
 )
 
 
-@bp.before_request
-def sandbox_csp() -> None:
-    """The portal's policy, except that the simulated pages' forms redirect to the merchant's site (any origin)."""
-    g.sandbox_csp = BASE_CSP + " http: https:"
-
-
 def create_app(test_config: dict | None = None) -> Flask:
-    """A minimal app with only the sandbox: settings as the portal reads them, the database, CSRF, this blueprint."""
-    from pathlib import Path
+    """The sandbox: settings (defaults, environment, test_config), its database and tables, the test accounts."""
+    from sandbox import config as settings
+    from sandbox.cli import register_commands
+    from sandbox.extensions import csrf, db
+    from sandbox.registry import seed_test_accounts
 
-    from portal import load_config
-    from portal.extensions import csrf, db
-
-    root = Path(__file__).resolve().parents[2]
+    package = Path(__file__).resolve().parent
     app = Flask(
         __name__,
-        instance_path=str(root / "instance"),
-        instance_relative_config=True,
-        template_folder=str(root / "templates"),
-        static_folder=str(root / "static"),
+        instance_path=str(settings.INSTANCE),
+        template_folder=str(package / "templates"),
+        static_folder=str(package / "static"),
     )
-    load_config(app, test_config)
+    app.config.from_mapping(settings.defaults())
+    app.config.from_mapping(settings.from_environment())
+    if test_config:
+        app.config.from_mapping(test_config)
+    settings.derive(app.config, Path(app.instance_path))
     db.init_app(app)
     csrf.init_app(app)
     app.register_blueprint(bp)
+    register_commands(app)
 
     @app.after_request
     def security_headers(response):
-        response.headers["Content-Security-Policy"] = getattr(g, "sandbox_csp", None) or BASE_CSP
+        response.headers["Content-Security-Policy"] = CSP
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("Referrer-Policy", "no-referrer")
+        if request.endpoint != "static":
+            response.headers["Cache-Control"] = "no-store"
         return response
 
+    with app.app_context():
+        _create_tables(db)
+        seed_test_accounts()
     return app
 
 
-from portal.sandbox import console, models, mypay, oen, opay  # noqa: E402,F401  (register the routes and tables)
+def _create_tables(db) -> None:
+    """create_all (the sandbox has no migrations); a second process creating the same tables at once is harmless."""
+    for attempt in range(3):
+        try:
+            db.create_all()
+            return
+        except OperationalError as exc:
+            db.session.rollback()
+            if "already exists" not in str(exc) or attempt == 2:
+                raise
+
+
+@bp.get("/healthz")
+def healthz():
+    """For whoever starts the sandbox and waits for it."""
+    return "ok", 200, {"Content-Type": "text/plain; charset=utf-8"}
+
+
+from sandbox import console, models, mypay, oen, opay  # noqa: E402,F401  (register the routes and tables)

@@ -9,10 +9,10 @@ import time
 import requests
 from flask import Flask, current_app
 
-from portal.extensions import db
-from portal.sandbox import faults
-from portal.sandbox.journal import readable, record
-from portal.sandbox.models import SandboxCallback
+from sandbox import faults
+from sandbox.extensions import db
+from sandbox.journal import readable, record
+from sandbox.models import SandboxCallback
 
 log = logging.getLogger(__name__)
 FORM_TYPE = "application/x-www-form-urlencoded"

@@ -1,13 +1,16 @@
-"""The console at /sandbox: the journal, the callbacks, and the switches (faults, latency, Oen card numbers)."""
+"""The console at /: registered accounts, journal, callbacks, and the switches (faults, latency, Oen card numbers).
+
+It needs no login: the sandbox listens on the loopback interface only (see __main__.py).
+"""
 
 from __future__ import annotations
 
-from flask import abort, flash, redirect, render_template, request, url_for
+from flask import abort, current_app, flash, redirect, render_template, request, url_for
 
-from portal.extensions import db
-from portal.sandbox import bp, callbacks, faults, settings
-from portal.sandbox.common import as_int
-from portal.sandbox.models import (
+from sandbox import bp, callbacks, faults, registry, settings
+from sandbox.common import as_int
+from sandbox.extensions import db
+from sandbox.models import (
     SandboxCallback,
     SandboxExchange,
     SandboxMypayOrder,
@@ -23,7 +26,7 @@ FAULT_LABELS = {
 }
 
 
-@bp.get("")
+@bp.get("/")
 def console():
     """Every request received and callback sent, newest first."""
     provider = request.args.get("provider")
@@ -33,7 +36,7 @@ def console():
     exchanges = list(db.session.execute(query).scalars())
     recent = db.select(SandboxCallback).order_by(SandboxCallback.id.desc()).limit(50)
     return render_template(
-        "sandbox/console.html",
+        "console.html",
         provider=provider,
         providers=faults.PROVIDERS,
         exchanges=exchanges,
@@ -45,6 +48,11 @@ def console():
         oen_checkouts=_latest(SandboxOenCheckout, SandboxOenCheckout.created_at),
         mypay_orders=_latest(SandboxMypayOrder, SandboxMypayOrder.uid),
         opay_trades=_latest(SandboxOpayTrade, SandboxOpayTrade.id),
+        accounts=registry.accounts(),
+        shown=registry.shown,
+        default_callback={name: settings.callback_url(name) for name in ("oen", "mypay")},
+        agent_uid=current_app.config["SANDBOX_MYPAY_AGENT_UID"],
+        platform_id=current_app.config["SANDBOX_OPAY_PLATFORM_ID"],
     )
 
 

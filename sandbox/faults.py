@@ -1,21 +1,21 @@
 """Fault switches, stored in the database so every worker process sees them; callable from tests and the console.
 
-    from portal.sandbox import faults
+    from sandbox import faults
     faults.set("mypay", "fail_next")            # the next MyPay API call answers HTTP 500, nothing is done
     faults.set("oen", "fail_after_next")         # the next Oen call is carried out, then answers HTTP 500
-    faults.set("opay", "hang_next")              # the next O'Pay call waits longer than PROVIDER_TIMEOUT_S, then runs
+    faults.set("opay", "hang_next")              # the next O'Pay call waits SANDBOX_HANG_S (12 s), then runs
     faults.set("mypay", "drop_next_callback")    # the next MyPay callback is never sent
     faults.clear()                               # all switches off
 
-Call inside an application context.
+Call inside an application context of the sandbox.
 """
 
 from __future__ import annotations
 
 from sqlalchemy import update
 
-from portal.extensions import db
-from portal.sandbox.models import SandboxFault
+from sandbox.extensions import db
+from sandbox.models import SandboxFault
 
 PROVIDERS = ("oen", "mypay", "opay")
 API_FAULTS = ("fail_next", "fail_after_next", "hang_next")

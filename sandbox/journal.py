@@ -13,9 +13,9 @@ from urllib.parse import parse_qsl
 
 from flask import g, make_response, request
 
-from portal.extensions import csrf, db
-from portal.sandbox import faults, settings
-from portal.sandbox.models import SandboxExchange
+from sandbox import faults, settings
+from sandbox.extensions import csrf, db
+from sandbox.models import SandboxExchange
 
 SECRET_KEYS = {"token", "key", "authorization", "hashkey", "hashiv", "cvc", "cvv", "password", "csrf_token"}
 CARD_KEYS = {"cardnum", "cardno", "card_number"}
@@ -148,7 +148,7 @@ def provider_api(provider: str):
             notes = {
                 "fail_next": "fault: failed before doing anything (HTTP 500)",
                 "fail_after_next": "fault: carried out, then answered HTTP 500; the real answer is below",
-                "hang_next": "fault: held the answer longer than the portal's timeout, then carried it out",
+                "hang_next": "fault: held the answer longer than the merchant's timeout, then carried it out",
             }
             headers = {name: value for name, value in request.headers.items() if name.lower() != "cookie"}
             answer = real if real is not None else response

@@ -1,4 +1,4 @@
-"""The sandbox's own state: simulated provider records, fault switches, settings and the console journal."""
+"""The sandbox's own state: its registry of merchants, simulated provider records, fault switches, settings, journal."""
 
 from __future__ import annotations
 
@@ -7,8 +7,7 @@ from datetime import datetime
 from sqlalchemy import JSON, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from portal.extensions import db
-from portal.models import utcnow
+from sandbox.extensions import db, utcnow
 
 
 class SandboxSetting(db.Model):
@@ -73,6 +72,47 @@ class SandboxExchange(db.Model):
     duration_ms: Mapped[int] = mapped_column(default=0)
     callback_id: Mapped[int | None] = mapped_column(ForeignKey("sandbox_callback.id"), index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+# ---------------------------------------------------------------- the registry: merchants and what was issued to them
+
+
+class SandboxOenMerchant(db.Model):
+    """A merchant of Oen (its sub-domain) and the CRM bearer token Oen issued it; the webhook URL set in the CRM."""
+
+    __tablename__ = "sandbox_oen_merchant"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    merchant_id: Mapped[str] = mapped_column(String(64), unique=True)
+    token: Mapped[str] = mapped_column(String(128))
+    webhook_url: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class SandboxMypayStore(db.Model):
+    """A store (特約商店) under the agent; the report URL set in MyPay's admin system."""
+
+    __tablename__ = "sandbox_mypay_store"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    store_uid: Mapped[str] = mapped_column(String(32), unique=True)
+    callback_url: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class SandboxOpayMerchant(db.Model):
+    """An O'Pay merchant and the HashKey / HashIV O'Pay issued it."""
+
+    __tablename__ = "sandbox_opay_merchant"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    merchant_id: Mapped[str] = mapped_column(String(10), unique=True)
+    hash_key: Mapped[str] = mapped_column(String(16))
+    hash_iv: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
 # ---------------------------------------------------------------- Oen Tech

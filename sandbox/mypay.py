@@ -12,15 +12,13 @@ from sqlalchemy import func
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import make_transient
 
-from portal.extensions import db
-from portal.models import Merchant
-from portal.sandbox import bp, callbacks, settings
-from portal.sandbox.common import UPPER_ALNUM, as_int, clean_card_number, random_digits, random_string, taipei_now
-from portal.sandbox.crypto import CipherError, mypay_decrypt
-from portal.sandbox.journal import last4, provider_api, readable, record
-from portal.sandbox.models import SandboxMypayOrder, SandboxMypayRefund
+from sandbox import bp, callbacks, registry, settings
+from sandbox.common import UPPER_ALNUM, as_int, clean_card_number, random_digits, random_string, taipei_now
+from sandbox.crypto import CipherError, mypay_decrypt
+from sandbox.extensions import db
+from sandbox.journal import last4, provider_api, readable, record
+from sandbox.models import SandboxMypayOrder, SandboxMypayRefund
 
-TEST_STORE_UID = "289151880002"  # the document's test store, always known to the sandbox
 FIRST_UID = 95201
 UID_ATTEMPTS = 25
 CALLBACK_ATTEMPTS = 5  # "five times in all", then MyPay e-mails the merchant
@@ -66,17 +64,16 @@ def stamp(moment=None) -> str:
 
 
 def known_store(store_uid) -> bool:
-    """The document's test store, or the store of any merchant of the portal."""
+    """A store registered under the agent (sandbox/registry.py)."""
     if not isinstance(store_uid, str) or not store_uid:
         return False
-    if store_uid == TEST_STORE_UID:
-        return True
-    return db.session.execute(db.select(Merchant.id).filter_by(mypay_store_uid=store_uid).limit(1)).first() is not None
+    return registry.mypay_store(store_uid) is not None
 
 
 def agent_keys() -> list[str]:
+    """The agent's key, and its next key while keys rotate."""
     config = current_app.config
-    return [key for key in (config.get("MYPAY_AGENT_KEY"), config.get("MYPAY_AGENT_NEXT_KEY")) if key]
+    return [key for key in (config.get("SANDBOX_MYPAY_AGENT_KEY"), config.get("SANDBOX_MYPAY_AGENT_NEXT_KEY")) if key]
 
 
 # ---------------------------------------------------------------- the agent endpoint
@@ -89,7 +86,7 @@ def mypay_agent():
     fields = request.get_json(silent=True) if request.is_json else request.form.to_dict()
     if not isinstance(fields, dict):
         return jsonify(code="100", msg="資料格式錯誤: body 必須是表單欄位或 JSON 物件")
-    if fields.get("agent_uid") != current_app.config.get("MYPAY_AGENT_UID"):
+    if fields.get("agent_uid") != current_app.config.get("SANDBOX_MYPAY_AGENT_UID"):
         return jsonify(code="100", msg="經銷商商務代號錯誤")
     service = data = None
     for key in agent_keys():
@@ -461,7 +458,7 @@ def _refund(order: SandboxMypayOrder, data: dict) -> dict | None:
 
 
 def notify(order: SandboxMypayOrder) -> None:
-    """POST the transaction's state to the merchant's report URL; resent until it answers 8888, five times in all."""
+    """POST the transaction's state to the store's report URL; resent until it answers 8888, five times in all."""
     fields = order_fields(order)
     if current_app.config.get("SANDBOX_MYPAY_CALLBACK_FORMAT", "form") == "json":
         payload, body_format = fields, "json"
@@ -471,9 +468,10 @@ def notify(order: SandboxMypayOrder) -> None:
             for name, value in fields.items()
         }
         body_format = "form"
+    store = registry.mypay_store(order.store_uid)
     callbacks.send(
         "mypay",
-        settings.callback_url("mypay"),
+        settings.callback_url("mypay", store.callback_url if store else None),
         payload,
         body_format=body_format,
         expect="8888",
@@ -520,7 +518,7 @@ def _back_to_shop(order: SandboxMypayOrder):
 def mypay_paypage(uid: int):
     """The PayPage: choose card, ATM virtual account or convenience-store code; later, the order's state."""
     order = _order_or_404(uid)
-    return render_template("sandbox/mypay_paypage.html", order=order, methods=_methods(order), error=None)
+    return render_template("mypay_paypage.html", order=order, methods=_methods(order), error=None)
 
 
 @bp.post("/mypay/payment/<int:uid>/pay")
@@ -607,7 +605,7 @@ def mypay_3ds(uid: int):
         abort(404)
     password = TEST_CARDS[order.pending_card][3]
     if request.method == "GET":
-        return render_template("sandbox/mypay_3ds.html", order=order, last4=last4(order.pending_card))
+        return render_template("mypay_3ds.html", order=order, last4=last4(order.pending_card))
     record("mypay", "in", "POST", request.path, status_code=200, note="PayPage: 3-D password")
     return _card_result(order, secrets.compare_digest(request.form.get("password", ""), password))
 

@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hmac
 from datetime import datetime
 
 from flask import abort, g, jsonify, redirect, render_template, request, url_for
 from sqlalchemy import update
 
-from portal.extensions import db
-from portal.models import Merchant, utcnow
-from portal.sandbox import bp, callbacks, settings
-from portal.sandbox.common import (
+from sandbox import bp, callbacks, registry, settings
+from sandbox.common import (
     UPPER_ALNUM,
     as_int,
     card_brand,
@@ -23,9 +20,9 @@ from portal.sandbox.common import (
     random_digits,
     random_string,
 )
-from portal.sandbox.journal import luhn_ok, mask, provider_api, readable, record
-from portal.sandbox.models import SandboxOenCheckout, SandboxOenSubscription, SandboxOenTransaction
-from portal.security import decrypt_secret
+from sandbox.extensions import db, utcnow
+from sandbox.journal import luhn_ok, mask, provider_api, readable, record
+from sandbox.models import SandboxOenCheckout, SandboxOenSubscription, SandboxOenTransaction
 
 MESSAGES = {
     "S0000": "執行成功",
@@ -72,20 +69,11 @@ def dated_id(prefix: str) -> str:
 
 
 def bearer_merchants() -> set[str]:
-    """The merchantIds whose CRM token is the request's bearer token (the sandbox knows the portal's merchants)."""
+    """The merchantIds whose CRM token (as issued by the sandbox's registry) is the request's bearer token."""
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         return set()
-    found = set()
-    query = db.select(Merchant).where(Merchant.oen_token_enc.is_not(None), Merchant.oen_merchant_id.is_not(None))
-    for merchant in db.session.execute(query).scalars():
-        try:
-            known = decrypt_secret(merchant.oen_token_enc) or ""
-        except ValueError:
-            continue
-        if hmac.compare_digest(known.encode(), token.strip().encode()):
-            found.add(merchant.oen_merchant_id)
-    return found
+    return registry.oen_merchants_of_token(token.strip())
 
 
 def authorise(require_merchant_id: bool = True):
@@ -364,13 +352,15 @@ def _finish(checkout: SandboxOenCheckout, success: bool, message: str | None):
     }
     payload = {key: value for key, value in payload.items() if value is not None or key == "message"}
     target = checkout.success_url if success else checkout.failure_url
-    callbacks.send("oen", settings.callback_url("oen"), payload, body_format="json")
+    merchant = registry.oen_merchant(checkout.merchant_id)
+    url = settings.callback_url("oen", merchant.webhook_url if merchant else None)
+    callbacks.send("oen", url, payload, body_format="json")
     return redirect(target, 302)
 
 
 def _render_card_page(checkout: SandboxOenCheckout, error: str | None = None, status: int = 200):
     return (
-        render_template("sandbox/oen_card.html", checkout=checkout, error=error, form=request.form),
+        render_template("oen_card.html", checkout=checkout, error=error, form=request.form),
         status,
     )
 
@@ -380,7 +370,7 @@ def oen_card_page(merchant_id: str, checkout_id: str):
     """Oen's card-binding page: the documented test cards decide what happens."""
     checkout = _open_checkout(merchant_id, checkout_id)
     if checkout.state != "open":
-        return render_template("sandbox/message.html", title="Oen", message="此綁卡連結已使用過 (already used)"), 409
+        return render_template("message.html", title="Oen", message="此綁卡連結已使用過 (already used)"), 409
     if request.method == "GET":
         return _render_card_page(checkout)
     number = clean_card_number(request.form.get("card_number", ""))
@@ -422,7 +412,7 @@ def oen_3ds(merchant_id: str, checkout_id: str):
     if checkout.state != "3ds":
         abort(404)
     if request.method == "GET":
-        return render_template("sandbox/oen_3ds.html", checkout=checkout, last4=checkout.card_number[-4:])
+        return render_template("oen_3ds.html", checkout=checkout, last4=checkout.card_number[-4:])
     approved = request.form.get("decision") == "approve"
     record("oen", "in", "POST", request.path, status_code=200, request_body=readable(mask(dict(request.form))))
     return _finish(checkout, approved, None if approved else "3-D 驗證失敗")

@@ -12,17 +12,13 @@ from urllib.parse import unquote
 from flask import abort, current_app, g, jsonify, redirect, render_template, request, url_for
 from sqlalchemy.exc import IntegrityError
 
-from portal.extensions import db
-from portal.models import Merchant, utcnow
-from portal.sandbox import bp, callbacks
-from portal.sandbox.common import TAIPEI, as_int, is_http_url, random_digits, taipei_now
-from portal.sandbox.crypto import CipherError, opay_decrypt, opay_encrypt
-from portal.sandbox.journal import provider_api, readable, record
-from portal.sandbox.models import SandboxOpayRqid, SandboxOpayTrade
-from portal.security import decrypt_secret
+from sandbox import bp, callbacks, registry
+from sandbox.common import TAIPEI, as_int, is_http_url, random_digits, taipei_now
+from sandbox.crypto import CipherError, opay_decrypt, opay_encrypt
+from sandbox.extensions import db, utcnow
+from sandbox.journal import provider_api, readable, record
+from sandbox.models import SandboxOpayRqid, SandboxOpayTrade
 
-STAGE_MERCHANT = ("2000132", "5294y06JbISpM5x9", "v77hoKGq4kWxNNIS")
-STAGE_PLATFORM = ("2012441", "bkuAEQufy2bpEng1", "B0lzARl9ZSdhW9jg")
 WINDOW_S = 600  # "more than 10 minutes off O'Pay's clock fails"
 HTML_TAG = re.compile(r"<\s*/?\s*[A-Za-z!][^>]*>")
 TRADE_NO = re.compile(r"[A-Za-z0-9]{1,64}")
@@ -42,25 +38,13 @@ class Rejected(Exception):
 
 
 def credentials(merchant_id: str, platform_id: str | None) -> tuple[str, str] | None:
-    """HashKey and HashIV: the platform's when PlatformID is named, else the merchant's."""
+    """HashKey and HashIV: the platform's (sandbox config) when PlatformID is named, else the registered merchant's."""
     config = current_app.config
     if platform_id:
-        if platform_id == STAGE_PLATFORM[0]:
-            return STAGE_PLATFORM[1], STAGE_PLATFORM[2]
-        if platform_id == config.get("OPAY_PLATFORM_ID") and config.get("OPAY_PLATFORM_HASH_KEY"):
-            return config["OPAY_PLATFORM_HASH_KEY"], config.get("OPAY_PLATFORM_HASH_IV", "")
+        if platform_id == config.get("SANDBOX_OPAY_PLATFORM_ID") and config.get("SANDBOX_OPAY_PLATFORM_HASH_KEY"):
+            return config["SANDBOX_OPAY_PLATFORM_HASH_KEY"], config.get("SANDBOX_OPAY_PLATFORM_HASH_IV", "")
         return None
-    if merchant_id == STAGE_MERCHANT[0]:
-        return STAGE_MERCHANT[1], STAGE_MERCHANT[2]
-    query = db.select(Merchant).filter_by(opay_merchant_id=merchant_id)
-    for merchant in db.session.execute(query).scalars():
-        try:
-            key, iv = decrypt_secret(merchant.opay_hash_key_enc), decrypt_secret(merchant.opay_hash_iv_enc)
-        except ValueError:
-            continue
-        if key and iv:
-            return key, iv
-    return None
+    return registry.opay_credentials(merchant_id)
 
 
 def envelope(rtn_code: int, message: str, data: str = "", merchant_id: str = "", platform_id: str | None = None):
@@ -172,7 +156,7 @@ def opay_create():
     except Rejected as rejected:
         return envelope(rejected.code, rejected.message, "", form.get("MerchantID", ""), form.get("PlatformID"))
     pay_url = url_for("sandbox.opay_wechat", trade_no=trade.trade_no, k=trade.page_key, _external=True)
-    html = render_template("sandbox/opay_create.html", trade=trade, pay_url=pay_url)
+    html = render_template("opay_create.html", trade=trade, pay_url=pay_url)
     return html, 200, {"Content-Type": "text/html; charset=utf-8"}
 
 
@@ -259,7 +243,7 @@ def notify(trade: SandboxOpayTrade, paid: bool) -> None:
 def opay_wechat(trade_no: str):
     """WeChat's payment confirmation, simulated: pay, or fail."""
     trade = _trade_for_page(trade_no)
-    return render_template("sandbox/opay_pay.html", trade=trade)
+    return render_template("opay_pay.html", trade=trade)
 
 
 @bp.post("/opay/wechat/<trade_no>")

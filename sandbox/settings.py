@@ -1,25 +1,13 @@
-"""Sandbox settings: app config gives the defaults, the console (or a test) overrides them in the database.
-
-| config key | default | meaning |
-|---|---|---|
-| SANDBOX_LATENCY_MS | 0 | delay before every simulated provider answer |
-| SANDBOX_LATENCY_MS_OEN / _MYPAY / _OPAY | SANDBOX_LATENCY_MS | the same, per provider |
-| SANDBOX_HANG_S | PROVIDER_TIMEOUT_S + 2 | how long a `hang_next` fault holds the answer |
-| SANDBOX_OEN_FULL_CARD_NUMBER | True | Oen answers the whole test card number in cardNum, as its document shows |
-| SANDBOX_CALLBACK_SYNC | False | send callbacks (and their resends) inside the request instead of a thread |
-| SANDBOX_CALLBACK_RETRY_DELAY_S | 3 | seconds between MyPay callback attempts |
-| SANDBOX_CALLBACK_TIMEOUT_S | 10 | timeout of one callback POST |
-| SANDBOX_MYPAY_CALLBACK_FORMAT | form | `form` (arrays as JSON text) or `json` |
-| SANDBOX_OEN_WEBHOOK_URL | {PORTAL_BASE_URL}/webhooks/oen | set in Oen's CRM in real life |
-| SANDBOX_MYPAY_CALLBACK_URL | {PORTAL_BASE_URL}/webhooks/mypay | set in MyPay's admin system in real life |
+"""Run-time switches: the app config (sandbox/config.py) gives the defaults, the console (or a test) overrides them in
+the database, so that every worker process sees the same; and where a merchant's callbacks go.
 """
 
 from __future__ import annotations
 
 from flask import current_app
 
-from portal.extensions import db
-from portal.sandbox.models import SandboxSetting
+from sandbox.extensions import db
+from sandbox.models import SandboxSetting
 
 
 def _stored(name: str) -> str | None:
@@ -45,7 +33,10 @@ def latency_ms(provider: str) -> int:
     if stored is not None:
         return int(stored)
     config = current_app.config
-    return int(config.get(f"SANDBOX_LATENCY_MS_{provider.upper()}", config.get("SANDBOX_LATENCY_MS", 0)) or 0)
+    value = config.get(f"SANDBOX_LATENCY_MS_{provider.upper()}")
+    if value is None:
+        value = config.get("SANDBOX_LATENCY_MS")
+    return int(value or 0)
 
 
 def set_latency(provider: str, ms: int | None) -> None:
@@ -54,9 +45,8 @@ def set_latency(provider: str, ms: int | None) -> None:
 
 
 def hang_seconds() -> float:
-    """Longer than the portal's provider timeout, so the portal gives up first."""
-    config = current_app.config
-    return float(config.get("SANDBOX_HANG_S") or int(config.get("PROVIDER_TIMEOUT_S", 10)) + 2)
+    """How long a hang_next fault holds the answer: meant to outlast the merchant's timeout (it gives up first)."""
+    return float(current_app.config.get("SANDBOX_HANG_S") or 12)
 
 
 def oen_full_card_number() -> bool:
@@ -72,8 +62,9 @@ def set_oen_full_card_number(on: bool | None) -> None:
     _store("oen_full_card_number", None if on is None else ("1" if on else "0"))
 
 
-def callback_url(provider: str) -> str:
-    """Where the provider posts its callbacks (configured at the provider in real life)."""
-    config = current_app.config
-    name = {"oen": "SANDBOX_OEN_WEBHOOK_URL", "mypay": "SANDBOX_MYPAY_CALLBACK_URL"}[provider]
-    return config.get(name) or f"{config['PORTAL_BASE_URL'].rstrip('/')}/webhooks/{provider}"
+def callback_url(provider: str, registered: str | None = None) -> str:
+    """Where the provider posts a merchant's callbacks: the URL the merchant registered (in Oen's CRM, in MyPay's admin
+    system), else the default merchant server's {SANDBOX_PORTAL_URL}/webhooks/oen or /webhooks/mypay."""
+    if registered:
+        return registered
+    return f"{current_app.config['SANDBOX_PORTAL_URL'].rstrip('/')}/webhooks/{provider}"

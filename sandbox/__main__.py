@@ -1,0 +1,42 @@
+"""`python -m sandbox [--port 5001] [--host 127.0.0.1]`: serve the simulated providers on the loopback interface.
+
+Only a loopback host is accepted, on purpose: the console needs no login. Whoever reaches the sandbox can arm faults,
+read the journal and list every merchant's issued tokens and keys (`GET /`), so it must never listen where another
+machine can reach it. (`flask --app sandbox run` binds to 127.0.0.1 unless told otherwise; do not tell it otherwise.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import sys
+
+LOOPBACK_NAMES = {"localhost"}
+
+
+def is_loopback(host: str) -> bool:
+    if host in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m sandbox", description="The simulated payment providers.")
+    parser.add_argument("--host", default="127.0.0.1", help="a loopback address (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=5001, help="default 5001")
+    args = parser.parse_args(argv)
+    if not is_loopback(args.host):
+        parser.error(f"refusing to listen on {args.host!r}: the console has no login, so only loopback is allowed")
+    from sandbox import create_app
+
+    app = create_app()
+    print(f"Sandbox providers on http://{args.host}:{args.port}/ (console at /)", file=sys.stderr)
+    app.run(host=args.host, port=args.port, threaded=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
