@@ -1,8 +1,9 @@
-"""Fixtures for the sandbox: the sandbox served over real HTTP, a recording callback receiver, wire helpers.
+"""Fixtures for the sandbox: the sandbox served over real HTTP, a recording merchant server, wire helpers.
 
-`sandbox` serves the sandbox's own app (`portal.sandbox.create_app`, the standalone mode) on a free loopback port with
-PORTAL_BASE_URL set to it, callbacks sent synchronously and resends without delay, and a test-only blueprint at
-/_hooks/<provider> that records every callback and answers 200 (MyPay `8888`, O'Pay `1|OK`, or what a test queues).
+`sandbox` is tests.support.sandbox.LiveSandbox (the sandbox's own app on a free loopback port), with callbacks sent
+synchronously and resends without delay. Its SANDBOX_PORTAL_URL is `receiver`, a separate small server standing for
+the merchant's: it records every callback at /webhooks/<provider> (or /<prefix>/webhooks/<provider>) and answers 200
+(MyPay `8888`, O'Pay `1|OK`, or what a test queues). The two test shops are registered through sandbox.registry.
 """
 
 from __future__ import annotations
@@ -22,11 +23,10 @@ import requests
 from Crypto.Cipher import AES
 from Crypto.Random import get_random_bytes
 from Crypto.Util.Padding import pad, unpad
-from flask import Blueprint, current_app, request
+from flask import Flask, request
 from werkzeug.serving import make_server
 
-from portal.cli import upsert_merchant
-from portal.extensions import csrf, db
+from tests.support.sandbox import LiveSandbox
 
 AGENT_UID = "518169081001"
 AGENT_KEY = "2MrhtRYeF9wKZ4bKwzZoL8aZf26pWzIG"
@@ -44,10 +44,8 @@ SHOP_B = {
     "opay": ("3000002", "abcdef0123456789", "9876543210fedcba"),
 }
 
-# ---------------------------------------------------------------- the recording receiver (test only)
+# ---------------------------------------------------------------- the merchant's server (test only)
 
-hooks = Blueprint("test_hooks", __name__, url_prefix="/_hooks")
-csrf.exempt(hooks)
 DEFAULT_ANSWERS = {"oen": "OK", "mypay": "8888", "opay": "1|OK"}
 
 
@@ -58,13 +56,42 @@ class Received:
     raw: bytes
     form: dict
     json: object
+    path: str = ""
 
 
 @dataclass
 class Receiver:
+    """A recording merchant server on its own loopback port, in a background thread."""
+
     received: list[Received] = field(default_factory=list)
     queued: dict[str, deque] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self):
+        app = Flask("test_receiver")
+        app.add_url_rule("/webhooks/<provider>", view_func=self._receive, methods=["POST"])
+        app.add_url_rule("/<path:prefix>/webhooks/<provider>", view_func=self._receive, methods=["POST"])
+        self._server = make_server("127.0.0.1", 0, app, threaded=True)
+        self.url = f"http://127.0.0.1:{self._server.server_port}"
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self._thread.start()
+
+    def _receive(self, provider: str, prefix: str = ""):
+        raw = request.get_data(cache=True)
+        with self.lock:
+            self.received.append(
+                Received(
+                    provider,
+                    request.content_type or "",
+                    raw,
+                    request.form.to_dict(),
+                    request.get_json(silent=True),
+                    request.path,
+                )
+            )
+            queue = self.queued.get(provider)
+            body = queue.popleft() if queue else DEFAULT_ANSWERS.get(provider, "OK")
+        return body, 200, {"Content-Type": "text/plain; charset=utf-8"}
 
     def answer_next(self, provider: str, *bodies: str) -> None:
         """The next callbacks of the provider get these bodies (e.g. a wrong answer to force resends)."""
@@ -74,121 +101,66 @@ class Receiver:
         with self.lock:
             return [item for item in self.received if item.provider == provider]
 
-
-@hooks.post("/<provider>")
-def receive(provider: str):
-    receiver: Receiver = current_app.extensions["test_receiver"]
-    raw = request.get_data(cache=True)
-    with receiver.lock:
-        receiver.received.append(
-            Received(provider, request.content_type or "", raw, request.form.to_dict(), request.get_json(silent=True))
-        )
-        queue = receiver.queued.get(provider)
-        body = queue.popleft() if queue else DEFAULT_ANSWERS.get(provider, "OK")
-    return body, 200, {"Content-Type": "text/plain; charset=utf-8"}
-
-
-# ---------------------------------------------------------------- the live sandbox
-
-
-class LiveSandbox:
-    """The app on a free loopback port, in a background thread; `url` is its base and its PORTAL_BASE_URL."""
-
-    def __init__(self, make_app):
-        self._server = make_server("127.0.0.1", 0, self._dispatch, threaded=True)
-        self.url = f"http://127.0.0.1:{self._server.server_port}"
-        self.app = make_app(self.url)
-        self.receiver: Receiver = self.app.extensions["test_receiver"]
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        self._thread.start()
-
-    def _dispatch(self, environ, start_response):
-        return self.app(environ, start_response)
-
     def stop(self):
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)
 
-    def ctx(self):
-        return self.app.app_context()
+
+# ---------------------------------------------------------------- the live sandbox
+
+
+class TestSandbox(LiveSandbox):
+    """A LiveSandbox whose merchant server is a Receiver; `hook(provider)` is the receiver's URL for that provider."""
+
+    __test__ = False
+
+    def __init__(self, db_path, receiver: Receiver, **config):
+        super().__init__(db_path, portal_url=receiver.url, **config)
+        self.receiver = receiver
 
     def hook(self, provider: str) -> str:
-        return f"{self.url}/_hooks/{provider}"
+        return f"{self.receiver.url}/webhooks/{provider}"
 
 
-def sandbox_config(tmp_path, url: str, **overrides) -> dict:
+def sandbox_config(**overrides) -> dict:
     config = {
-        "TESTING": True,
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'sandbox.db'}",
-        "SECRET_KEY": "sandbox-test-secret",
-        "PORTAL_DATA_KEY": "sandbox-test-data-key",
-        "PROVIDER_ENV": "sandbox",
-        "PORTAL_BASE_URL": url,
-        "PROVIDER_TIMEOUT_S": 1,
         "SANDBOX_HANG_S": 1.5,
         "SANDBOX_CALLBACK_SYNC": True,
         "SANDBOX_CALLBACK_RETRY_DELAY_S": 0,
         "SANDBOX_CALLBACK_TIMEOUT_S": 5,
-        "SANDBOX_OEN_WEBHOOK_URL": f"{url}/_hooks/oen",
-        "SANDBOX_MYPAY_CALLBACK_URL": f"{url}/_hooks/mypay",
-        "MYPAY_AGENT_UID": AGENT_UID,
-        "MYPAY_AGENT_KEY": AGENT_KEY,
-        "MYPAY_AGENT_NEXT_KEY": NEXT_AGENT_KEY,
-        "OPAY_PLATFORM_ID": "",
+        "SANDBOX_MYPAY_AGENT_NEXT_KEY": NEXT_AGENT_KEY,
     }
     config.update(overrides)
     return config
 
 
-def seed(app) -> None:
-    with app.app_context():
-        for slug, shop in (("shop-a", SHOP_A), ("shop-b", SHOP_B)):
-            upsert_merchant(
-                slug,
-                slug,
-                oen_merchant_id=shop["oen"][0],
-                oen_token=shop["oen"][1],
-                mypay_store_uid=shop["mypay"],
-                opay_merchant_id=shop["opay"][0],
-                opay_hash_key=shop["opay"][1],
-                opay_hash_iv=shop["opay"][2],
-            )
-        db.session.commit()
+def seed(live: LiveSandbox) -> None:
+    """The two test shops, registered with every provider; callbacks to the receiver's /webhooks/<provider>."""
+    for shop in (SHOP_A, SHOP_B):
+        live.register(oen=shop["oen"], mypay=shop["mypay"], opay=shop["opay"])
 
 
 @pytest.fixture
 def sandbox_factory(tmp_path):
-    """Start a live standalone sandbox with config overrides; stopped at the end of the test."""
-    from portal.sandbox import create_app
+    """Start a live sandbox (with its own receiver) with config overrides; stopped at the end of the test."""
+    started: list[TestSandbox] = []
 
-    started: list[LiveSandbox] = []
-
-    def start(**overrides) -> LiveSandbox:
-        def make_app(url):
-            app = create_app(sandbox_config(tmp_path, url, **overrides))
-            app.register_blueprint(hooks)
-            app.extensions["test_receiver"] = Receiver()
-            with app.app_context():
-                db.drop_all()
-                db.create_all()
-            seed(app)
-            return app
-
-        live = LiveSandbox(make_app)
+    def start(**overrides) -> TestSandbox:
+        receiver = Receiver()
+        live = TestSandbox(tmp_path / f"sandbox-{len(started)}.db", receiver, **sandbox_config(**overrides))
         started.append(live)
+        seed(live)
         return live
 
     yield start
     for live in started:
         live.stop()
-        with live.app.app_context():
-            db.session.remove()
-            db.engine.dispose()
+        live.receiver.stop()
 
 
 @pytest.fixture
-def sandbox(sandbox_factory) -> LiveSandbox:
+def sandbox(sandbox_factory) -> TestSandbox:
     return sandbox_factory()
 
 
@@ -213,8 +185,8 @@ def mypay_post(url: str, cmd: str, data: dict, *, key: str = AGENT_KEY, agent_ui
         "encry_data": mypay_encrypt(data, key),
     }
     if as_json:
-        return requests.post(f"{url}/sandbox/mypay/api/agent", json=fields, timeout=10)
-    return requests.post(f"{url}/sandbox/mypay/api/agent", data=fields, timeout=10)
+        return requests.post(f"{url}/mypay/api/agent", json=fields, timeout=10)
+    return requests.post(f"{url}/mypay/api/agent", data=fields, timeout=10)
 
 
 def opay_encrypt(obj, key: str, iv: str) -> str:

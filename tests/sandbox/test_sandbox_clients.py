@@ -14,7 +14,6 @@ from urllib.parse import urljoin
 import pytest
 import requests
 
-from portal.extensions import db
 from portal.providers.base import (
     CallbackRequest,
     CheckoutRef,
@@ -27,7 +26,8 @@ from portal.providers.base import (
 from portal.providers.mypay import MyPayProvider
 from portal.providers.oen import OenProvider
 from portal.providers.opay import OPayProvider
-from portal.sandbox import faults
+from sandbox import faults
+from sandbox.extensions import db
 
 
 def reference() -> str:
@@ -65,8 +65,8 @@ def submit(session, url, base, **fields):
 class TestOenClient:
     def client(self, sandbox, token="oen-token-a"):
         return OenProvider(
-            f"{sandbox.url}/sandbox/oen/api",
-            sandbox.url + "/sandbox/oen/checkout/{merchant_id}/subscription/create/{id}",
+            f"{sandbox.url}/oen/api",
+            sandbox.url + "/oen/checkout/{merchant_id}/subscription/create/{id}",
             "shopa",
             token,
             timeout=1,  # PROVIDER_TIMEOUT_S of the fixture; a hang lasts SANDBOX_HANG_S = 1.5
@@ -132,7 +132,7 @@ class TestOenClient:
 class TestMyPayClient:
     def client(self, sandbox, wire, key=None):
         return MyPayProvider(
-            f"{sandbox.url}/sandbox/mypay/api/agent", wire.AGENT_UID, key or wire.AGENT_KEY, "111111110001", timeout=5
+            f"{sandbox.url}/mypay/api/agent", wire.AGENT_UID, key or wire.AGENT_KEY, "111111110001", timeout=5
         )
 
     def pay(self, sandbox, link):
@@ -141,7 +141,7 @@ class TestMyPayClient:
         token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
         form = {"csrf_token": token, "method": "CREDITCARD", "card_number": "4761120010000492", "expiry": "1122"}
         uid = link.provider_ids["uid"]
-        return session.post(f"{sandbox.url}/sandbox/mypay/payment/{uid}/pay", data={**form, "cvc": "533"},
+        return session.post(f"{sandbox.url}/mypay/payment/{uid}/pay", data={**form, "cvc": "533"},
                             allow_redirects=False, timeout=10)  # fmt: skip
 
     def test_order_callback_query_refund_with_vouchers(self, sandbox, wire):
@@ -182,7 +182,7 @@ class TestOPayClient:
             seen.add(rqid)
             return fresh
 
-        return OPayProvider(f"{sandbox.url}/sandbox/opay", merchant_id, key, iv, timeout=5, rqid_store=remember)
+        return OPayProvider(f"{sandbox.url}/opay", merchant_id, key, iv, timeout=5, rqid_store=remember)
 
     def test_create_pay_notice_query(self, sandbox):
         client = self.client(sandbox)

@@ -1,4 +1,4 @@
-"""Fault switches, latency, the console (masked, readable) and the sandbox mounted in the portal."""
+"""Fault switches, latency, the console (masked, readable) and the sandbox's own headers."""
 
 from __future__ import annotations
 
@@ -7,16 +7,16 @@ import time
 import pytest
 import requests
 
-from portal.extensions import db
-from portal.sandbox import faults, settings
-from portal.sandbox.models import SandboxOenCheckout
+from sandbox import faults, settings
+from sandbox.extensions import db
+from sandbox.models import SandboxOenCheckout
 
 BODY = {"merchantId": "shopa", "successUrl": "https://shop.example/ok", "failureUrl": "https://shop.example/ko"}
 HEADERS = {"Authorization": "Bearer oen-token-a"}
 
 
 def checkout_token(sandbox, timeout=10):
-    return requests.post(f"{sandbox.url}/sandbox/oen/api/checkout-token", json=BODY, headers=HEADERS, timeout=timeout)
+    return requests.post(f"{sandbox.url}/oen/api/checkout-token", json=BODY, headers=HEADERS, timeout=timeout)
 
 
 def checkouts(sandbox) -> int:
@@ -90,9 +90,9 @@ class TestConsole:
         session = requests.Session()
         body = {**BODY, "successUrl": f"{sandbox.url}/ok", "failureUrl": f"{sandbox.url}/ko"}
         checkout_id = requests.post(
-            f"{sandbox.url}/sandbox/oen/api/checkout-token", json=body, headers=HEADERS, timeout=10
+            f"{sandbox.url}/oen/api/checkout-token", json=body, headers=HEADERS, timeout=10
         ).json()["data"]["id"]
-        page_url = f"{sandbox.url}/sandbox/oen/checkout/shopa/subscription/create/{checkout_id}"
+        page_url = f"{sandbox.url}/oen/checkout/shopa/subscription/create/{checkout_id}"
         page = session.get(page_url)
         form = {"csrf_token": wire.csrf_token(page.text), "card_number": "4012888818888333", "expiry": "12/39"}
         session.post(page_url, data={**form, "cvc": "123"}, allow_redirects=False)
@@ -103,33 +103,29 @@ class TestConsole:
         with sandbox.ctx():
             token = db.session.execute(db.select(SandboxOenCheckout.token).where(SandboxOenCheckout.token.is_not(None)))
             token = token.scalar_one()
-        console = requests.get(f"{sandbox.url}/sandbox", timeout=10).text
+        console = requests.get(f"{sandbox.url}/", timeout=10).text
         for secret in ("4242424242424242", "4012888818888333", "oen-token-a", token, "k" * 32):
             assert secret not in console
         assert "••••••••••••4242" in console and "••••••••••••8333" in console
         assert "api/queryorder" in console  # the MyPay service field, decrypted
         assert "purpose" in console and "Bearer oen-" in console
-        oen_only = requests.get(f"{sandbox.url}/sandbox?provider=oen", timeout=10).text
+        oen_only = requests.get(f"{sandbox.url}/?provider=oen", timeout=10).text
         assert "api/queryorder" not in oen_only
 
     def test_buttons_need_csrf_and_work(self, sandbox, wire):
         session = requests.Session()
-        console = session.get(f"{sandbox.url}/sandbox", timeout=10)
+        console = session.get(f"{sandbox.url}/", timeout=10)
         token = wire.csrf_token(console.text)
         assert (
-            session.post(
-                f"{sandbox.url}/sandbox/console/fault", data={"provider": "oen", "kind": "fail_next"}
-            ).status_code
+            session.post(f"{sandbox.url}/console/fault", data={"provider": "oen", "kind": "fail_next"}).status_code
             == 400
         )
         done = session.post(
-            f"{sandbox.url}/sandbox/console/fault", data={"csrf_token": token, "provider": "oen", "kind": "hang_next"}
+            f"{sandbox.url}/console/fault", data={"csrf_token": token, "provider": "oen", "kind": "hang_next"}
         )
         assert done.status_code == 200 and "hang_next × 1" in done.text
-        session.post(
-            f"{sandbox.url}/sandbox/console/latency", data={"csrf_token": token, "provider": "opay", "ms": "40"}
-        )
-        session.post(f"{sandbox.url}/sandbox/console/oen-card-number", data={"csrf_token": token, "on": "0"})
+        session.post(f"{sandbox.url}/console/latency", data={"csrf_token": token, "provider": "opay", "ms": "40"})
+        session.post(f"{sandbox.url}/console/oen-card-number", data={"csrf_token": token, "on": "0"})
         with sandbox.ctx():
             assert faults.pending() == {"oen": {"hang_next": 1}}
             assert settings.latency_ms("opay") == 40
@@ -139,25 +135,34 @@ class TestConsole:
         with sandbox.ctx():
             faults.set("oen", "drop_next_callback")
         body = {**BODY, "successUrl": f"{sandbox.url}/ok", "failureUrl": f"{sandbox.url}/ko"}
-        answer = requests.post(f"{sandbox.url}/sandbox/oen/api/checkout-token", json=body, headers=HEADERS, timeout=10)
-        page_url = f"{sandbox.url}/sandbox/oen/checkout/shopa/subscription/create/{answer.json()['data']['id']}"
+        answer = requests.post(f"{sandbox.url}/oen/api/checkout-token", json=body, headers=HEADERS, timeout=10)
+        page_url = f"{sandbox.url}/oen/checkout/shopa/subscription/create/{answer.json()['data']['id']}"
         session = requests.Session()
         form = {"csrf_token": wire.csrf_token(session.get(page_url).text), "card_number": "4242424242424242"}
         session.post(page_url, data={**form, "expiry": "12/39", "cvc": "123"}, allow_redirects=False)
         assert sandbox.receiver.of("oen") == []
-        console = session.get(f"{sandbox.url}/sandbox", timeout=10)
+        console = session.get(f"{sandbox.url}/", timeout=10)
         assert "dropped" in console.text
-        session.post(
-            f"{sandbox.url}/sandbox/console/callbacks/1/resend", data={"csrf_token": wire.csrf_token(console.text)}
-        )
+        session.post(f"{sandbox.url}/console/callbacks/1/resend", data={"csrf_token": wire.csrf_token(console.text)})
         (hook,) = sandbox.receiver.of("oen")
         assert hook.json["success"] is True and hook.json["token"]
 
 
-def test_mounted_in_the_portal_under_sandbox_env(app):
-    """The portal's factory registers the blueprint under PROVIDER_ENV=sandbox; the sandbox's pages render there."""
-    client = app.test_client()
-    assert client.get("/sandbox").status_code == 200
-    answer = client.post("/sandbox/oen/api/checkout-token", json=BODY, headers={"Authorization": "Bearer nobody"})
-    assert answer.status_code == 401 and answer.get_json()["code"] == "A0001"
-    assert "form-action 'self' http: https:" in client.get("/sandbox").headers["Content-Security-Policy"]
+def test_its_own_origin_headers_and_health(sandbox):
+    """The sandbox is its own app: console at /, provider pages may post to any site, nothing cached or framed."""
+    console = requests.get(f"{sandbox.url}/", timeout=10)
+    assert console.status_code == 200
+    assert "form-action 'self' http: https:" in console.headers["Content-Security-Policy"]
+    assert "script-src 'self'" in console.headers["Content-Security-Policy"]
+    assert console.headers["X-Frame-Options"] == "DENY"
+    assert console.headers["X-Content-Type-Options"] == "nosniff"
+    assert console.headers["Cache-Control"] == "no-store"
+    answer = requests.post(
+        f"{sandbox.url}/oen/api/checkout-token", json=BODY, headers={"Authorization": "Bearer nobody"}, timeout=10
+    )
+    assert answer.status_code == 401 and answer.json()["code"] == "A0001"
+    health = requests.get(f"{sandbox.url}/healthz", timeout=10)
+    assert (health.status_code, health.text) == (200, "ok") and health.headers["Content-Type"].startswith("text/plain")
+    css = requests.get(f"{sandbox.url}/static/sandbox.css", timeout=10)
+    assert css.status_code == 200 and "no-store" not in css.headers.get("Cache-Control", "")
+    assert requests.get(f"{sandbox.url}/sandbox", timeout=10).status_code == 404  # no /sandbox prefix any more

@@ -14,9 +14,9 @@ from urllib.parse import quote, urljoin
 import pytest
 import requests
 
-from portal.extensions import db
-from portal.sandbox import callbacks, faults
-from portal.sandbox.models import SandboxCallback
+from sandbox import callbacks, faults
+from sandbox.extensions import db
+from sandbox.models import SandboxCallback
 
 FIXTURES = Path(__file__).parent / "fixtures"
 DOC_STORE = "289151880002"
@@ -84,7 +84,7 @@ class PayPage:
 
     def post(self, path, **form):
         form["csrf_token"] = self.wire.csrf_token(self.page.text)
-        url = f"{self.sandbox.url}/sandbox/mypay/payment/{self.uid}/{path}"
+        url = f"{self.sandbox.url}/mypay/payment/{self.uid}/{path}"
         answer = self.session.post(url, data=form, allow_redirects=False, timeout=10)
         if answer.status_code == 303:
             self.page = self.session.get(urljoin(self.sandbox.url, answer.headers["Location"]), timeout=10)
@@ -113,7 +113,7 @@ class TestOrders:
     def test_the_documents_example_is_accepted(self, sandbox, wire):
         created = create(sandbox, wire, doc_order(sandbox))
         assert created["code"] == "200" and created["msg"] == "資料正確"
-        assert created["url"] == f"{sandbox.url}/sandbox/mypay/payment/{created['uid']}.html"
+        assert created["url"] == f"{sandbox.url}/mypay/payment/{created['uid']}.html"
         assert isinstance(created["uid"], int) and len(created["key"]) == 32
 
     def test_a_json_body_is_accepted_as_in_the_javascript_sample(self, sandbox, wire):
@@ -124,7 +124,7 @@ class TestOrders:
     def test_the_documents_javascript_reference_code_is_accepted(self, sandbox, tmp_path):
         code = (FIXTURES / "mypay_agent_voucher.js").read_text()
         code = code.replace("require('https')", "require('http')")
-        code = code.replace("https://pay.usecase.cc/api/agent", f"{sandbox.url}/sandbox/mypay/api/agent")
+        code = code.replace("https://pay.usecase.cc/api/agent", f"{sandbox.url}/mypay/api/agent")
         script = tmp_path / "agent.js"
         script.write_text(code)
         run = subprocess.run(["node", str(script)], capture_output=True, text=True, timeout=30, check=True)
@@ -133,7 +133,7 @@ class TestOrders:
 
     def test_the_documents_python_reference_code_is_accepted(self, sandbox):
         code = (FIXTURES / "mypay_agent_voucher_sample.txt").read_text()
-        code = code.replace("https://pay.usecase.cc/api/agent", f"{sandbox.url}/sandbox/mypay/api/agent")
+        code = code.replace("https://pay.usecase.cc/api/agent", f"{sandbox.url}/mypay/api/agent")
         code = code.replace('"1234567890"', '"python-sample-1"')
         out = io.StringIO()
         with contextlib.redirect_stdout(out):
@@ -183,7 +183,7 @@ class TestOrders:
             "service": quote(wire.mypay_encrypt({"service_name": "api", "cmd": "api/orders"}), safe=""),
             "encry_data": quote(wire.mypay_encrypt(doc_order(sandbox)), safe=""),
         }
-        answer = requests.post(f"{sandbox.url}/sandbox/mypay/api/agent", data=fields, timeout=10).json()
+        answer = requests.post(f"{sandbox.url}/mypay/api/agent", data=fields, timeout=10).json()
         assert answer["code"] == "100"
 
 
@@ -244,9 +244,7 @@ class TestPayPage:
 
     def test_abandon_and_forms_without_csrf(self, sandbox, wire):
         created = create(sandbox, wire, doc_order(sandbox))
-        no_token = requests.post(
-            f"{sandbox.url}/sandbox/mypay/payment/{created['uid']}/pay", data={"method": "abandon"}
-        )
+        no_token = requests.post(f"{sandbox.url}/mypay/payment/{created['uid']}/pay", data={"method": "abandon"})
         assert no_token.status_code == 400
         PayPage(sandbox, wire, created).post("pay", method="abandon")
         assert query(sandbox, wire, created)["prc"] == "A0002"

@@ -6,8 +6,8 @@ from urllib.parse import urljoin
 
 import requests
 
-from portal.sandbox import settings
-from portal.sandbox.models import SandboxOenCheckout
+from sandbox import settings
+from sandbox.models import SandboxOenCheckout
 
 TOKEN_A = "oen-token-a"
 
@@ -16,9 +16,7 @@ def api(sandbox, method, path, body=None, token=TOKEN_A, **kwargs):
     headers = {"Content-Type": "application/json"}
     if token is not None:
         headers["Authorization"] = f"Bearer {token}"
-    return requests.request(
-        method, f"{sandbox.url}/sandbox/oen/api{path}", json=body, headers=headers, timeout=10, **kwargs
-    )
+    return requests.request(method, f"{sandbox.url}/oen/api{path}", json=body, headers=headers, timeout=10, **kwargs)
 
 
 def checkout_token(sandbox, custom_id='{"orderId": 9999}', merchant="shopa", token=TOKEN_A):
@@ -32,7 +30,7 @@ def bind_card(sandbox, wire, number, expiry="12/39", cvc="123", session=None):
     """Open the hosted card page at the OEN_CHECKOUT_URL shape and submit the card; returns (checkout id, answer)."""
     session = session or requests.Session()
     checkout_id = checkout_token(sandbox).json()["data"]["id"]
-    page_url = f"{sandbox.url}/sandbox/oen/checkout/shopa/subscription/create/{checkout_id}"
+    page_url = f"{sandbox.url}/oen/checkout/shopa/subscription/create/{checkout_id}"
     page = session.get(page_url, timeout=10)
     assert page.status_code == 200
     form = {"csrf_token": wire.csrf_token(page.text), "card_number": number, "expiry": expiry, "cvc": cvc}
@@ -42,7 +40,7 @@ def bind_card(sandbox, wire, number, expiry="12/39", cvc="123", session=None):
 
 def token_of(sandbox, checkout_id):
     with sandbox.ctx():
-        from portal.extensions import db
+        from sandbox.extensions import db
 
         return db.session.get(SandboxOenCheckout, checkout_id).token
 
@@ -94,7 +92,7 @@ class TestCheckoutToken:
 
     def test_body_that_is_not_json_is_a_bad_request(self, sandbox):
         answer = requests.post(
-            f"{sandbox.url}/sandbox/oen/api/checkout-token",
+            f"{sandbox.url}/oen/api/checkout-token",
             data="merchantId=shopa",
             headers={"Authorization": f"Bearer {TOKEN_A}", "Content-Type": "application/x-www-form-urlencoded"},
             timeout=10,
@@ -144,7 +142,7 @@ class TestHostedCardPage:
 
     def test_card_form_without_csrf_token_is_refused(self, sandbox):
         checkout_id = checkout_token(sandbox).json()["data"]["id"]
-        page_url = f"{sandbox.url}/sandbox/oen/checkout/shopa/subscription/create/{checkout_id}"
+        page_url = f"{sandbox.url}/oen/checkout/shopa/subscription/create/{checkout_id}"
         answer = requests.post(
             page_url, data={"card_number": "4242424242424242", "expiry": "12/39", "cvc": "1"}, timeout=10
         )
@@ -157,14 +155,8 @@ class TestHostedCardPage:
 
     def test_a_used_link_cannot_bind_again_and_wrong_merchant_is_404(self, sandbox, wire):
         checkout_id, _, session = bind_card(sandbox, wire, "4242424242424242")
-        assert (
-            session.get(f"{sandbox.url}/sandbox/oen/checkout/shopa/subscription/create/{checkout_id}").status_code
-            == 409
-        )
-        assert (
-            requests.get(f"{sandbox.url}/sandbox/oen/checkout/shopb/subscription/create/{checkout_id}").status_code
-            == 404
-        )
+        assert session.get(f"{sandbox.url}/oen/checkout/shopa/subscription/create/{checkout_id}").status_code == 409
+        assert requests.get(f"{sandbox.url}/oen/checkout/shopb/subscription/create/{checkout_id}").status_code == 404
 
 
 class TestCharges:
@@ -272,7 +264,7 @@ class TestSubscriptions:
     def test_cancel_once(self, sandbox, wire):
         checkout_id, _, _ = bind_card(sandbox, wire, "4242424242424242")
         with sandbox.ctx():
-            from portal.extensions import db
+            from sandbox.extensions import db
 
             subscription_id = db.session.get(SandboxOenCheckout, checkout_id).subscription_id
         body = {"merchantId": "shopa", "reason": "客戶自行取消"}

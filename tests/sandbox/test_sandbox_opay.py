@@ -10,8 +10,8 @@ import uuid
 import pytest
 import requests
 
-from portal.extensions import db
-from portal.sandbox.models import SandboxExchange
+from sandbox.extensions import db
+from sandbox.models import SandboxExchange
 
 # The known answer of PROVIDERS.md (the document's appendix 1 with its OCR slips corrected).
 KAT_JSON = (
@@ -43,7 +43,7 @@ def order(sandbox, merchant_id="2000132", **changes):
 
 
 def post(sandbox, path, fields):
-    return requests.post(f"{sandbox.url}/sandbox/opay/WxAPI/{path}", data=fields, timeout=10)
+    return requests.post(f"{sandbox.url}/opay/WxAPI/{path}", data=fields, timeout=10)
 
 
 def create(sandbox, wire, data, creds=None, **envelope):
@@ -120,7 +120,7 @@ class TestCreate:
         body, found = query(sandbox, wire, data["MerchantTradeNo"])
         assert found["TradeStatus"] == "0"
 
-    def test_portal_merchants_and_the_platform_are_known(self, sandbox, wire):
+    def test_registered_merchants_and_the_platform_are_known(self, sandbox, wire):
         shop_a = wire.SHOP_A["opay"]
         assert "text/html" in create(sandbox, wire, order(sandbox, shop_a[0]), creds=shop_a).headers["Content-Type"]
         platform = (shop_a[0], *wire.STAGE_PLATFORM[1:])
