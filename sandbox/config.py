@@ -138,5 +138,8 @@ def derive(config: dict, instance_path: Path) -> None:
     config["SANDBOX_PORTAL_URL"] = str(config.get("SANDBOX_PORTAL_URL") or "").rstrip("/")
     if config.get("SANDBOX_MYPAY_CALLBACK_FORMAT") not in ("form", "json"):
         raise ValueError("SANDBOX_MYPAY_CALLBACK_FORMAT must be form or json")
+    # Cookies ignore ports: on 127.0.0.1 beside the portal, a cookie named `session` would replace the portal's login.
+    # A real provider has a host of its own; the sandbox has a cookie name of its own.
+    config["SESSION_COOKIE_NAME"] = "sandbox_session"
     config["WTF_CSRF_TIME_LIMIT"] = None  # a page may stay open a long time before the customer pays
     config["MAX_CONTENT_LENGTH"] = 1024 * 1024

@@ -3,28 +3,23 @@
 from __future__ import annotations
 
 import os
-import socket
 import threading
 from dataclasses import dataclass
 
 import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import text
+from tests.support.sandbox import LiveSandbox, free_port
 from werkzeug.serving import make_server
 
 from portal import create_app
 from portal.cli import create_user, upsert_merchant
 from portal.extensions import db
+from tests.support.accounts import SHOP_A, SHOP_B, portal_settings
 
 PASSWORD = "correct-horse-battery"
 # Cheap hashing in tests; the production default (N = 2^16) has its own test.
 FAST_HASH = "scrypt:1024:8:1"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class EnglishClient(FlaskClient):
@@ -90,26 +85,8 @@ class Seed:
 def seed_merchants(app) -> Seed:
     """Merchant A (sandbox credentials for every provider) with an admin and staff; merchant B with an admin."""
     with app.app_context():
-        a = upsert_merchant(
-            "shop-a",
-            "Shop A",
-            oen_merchant_id="shopa",
-            oen_token="oen-token-a",
-            mypay_store_uid="289151880002",
-            opay_merchant_id="2000132",
-            opay_hash_key="5294y06JbISpM5x9",
-            opay_hash_iv="v77hoKGq4kWxNNIS",
-        )
-        b = upsert_merchant(
-            "shop-b",
-            "Shop B",
-            oen_merchant_id="shopb",
-            oen_token="oen-token-b",
-            mypay_store_uid="289151880003",
-            opay_merchant_id="2000133",
-            opay_hash_key="0123456789abcdef",
-            opay_hash_iv="fedcba9876543210",
-        )
+        a = upsert_merchant("shop-a", "Shop A", **portal_settings(SHOP_A))
+        b = upsert_merchant("shop-b", "Shop B", **portal_settings(SHOP_B))
         db.session.flush()
         create_user("admin@a.example", a, "admin", PASSWORD)
         create_user("staff@a.example", a, "staff", PASSWORD)
@@ -185,29 +162,45 @@ class LiveServer:
         return self
 
     def stop(self):
-        from portal.sandbox.callbacks import wait_for_senders
-
-        wait_for_senders(self.app, timeout=15)  # callbacks (and resends) still on their way to this server
         self._server.shutdown()
         self._thread.join(timeout=5)
         self._server.server_close()  # joins the request threads still running
 
 
-@pytest.fixture
-def live_server(tmp_path):
-    """A live portal (with the sandbox) whose PORTAL_BASE_URL is its own address, seeded with two merchants."""
-    port = free_port()
+def start_live_portal(tmp_path, sandbox, port: int, **overrides) -> LiveServer:
+    """A live portal on `port` whose providers are the given sandbox server, seeded with two merchants."""
     app = make_app(
         tmp_path,
         PORTAL_BASE_URL=f"http://127.0.0.1:{port}",
+        SANDBOX_URL=sandbox.url,
         WTF_CSRF_ENABLED=False,
-        SANDBOX_CALLBACK_RETRY_DELAY_S=0.5,  # MyPay's resends, sooner than the sandbox's default 3 s
+        **overrides,
     )
     server = LiveServer(app, port)
+    server.sandbox = sandbox
     server.seed = seed_merchants(app)
-    server.start()
-    yield server
+    for shop in (SHOP_A, SHOP_B):
+        sandbox.register(oen=shop["oen"], mypay=shop["mypay"], opay=shop["opay"])
+    return server.start()
+
+
+def stop_live_portal(server: LiveServer) -> None:
+    """The sandbox first (its callbacks still on their way reach the portal), then the portal."""
+    server.sandbox.stop()
     server.stop()
-    with app.app_context():
+    with server.app.app_context():
         db.session.remove()
         db.engine.dispose()
+
+
+@pytest.fixture
+def live_server(tmp_path):
+    """A live portal and, on another port (another origin), the sandbox server with its own database."""
+    port = free_port()
+    # MyPay's resends sooner than the sandbox's default 3 s
+    sandbox = LiveSandbox(
+        tmp_path / "sandbox.db", portal_url=f"http://127.0.0.1:{port}", SANDBOX_CALLBACK_RETRY_DELAY_S=0.5
+    )
+    server = start_live_portal(tmp_path, sandbox, port)
+    yield server
+    stop_live_portal(server)

@@ -75,8 +75,8 @@ WRITES: dict[str, dict[str, int | str]] = {
 # Form fields for POSTs whose guard needs them to get past an empty-form 404 (merchant A's ids, by name).
 FORMS = {"checkout.charge_saved_card": {"from_checkout": "checkout_id"}}
 
-# Routes tested elsewhere: static files (test_security) and the sandbox simulators (tests/sandbox).
-SKIPPED_BLUEPRINTS = ("sandbox",)
+# Routes tested elsewhere: static files (test_security).
+SKIPPED_BLUEPRINTS = ()
 SKIPPED_ENDPOINTS = ("static",)
 
 
@@ -182,8 +182,9 @@ def test_the_table_names_only_routes_that_exist_and_every_role(app):
             assert set(outcomes) == set(ROLES), endpoint
 
 
-@pytest.mark.parametrize("env", ["testing", "production"])
-def test_no_sandbox_route_outside_the_sandbox(tmp_path, env):
+@pytest.mark.parametrize("env", ["sandbox", "testing", "production"])
+def test_no_simulated_provider_route_in_the_portal(tmp_path, env):
+    """The simulated providers are a separate app (sandbox/) on their own origin, whatever PROVIDER_ENV says."""
     app = create_app(
         {
             "TESTING": True,
@@ -196,9 +197,5 @@ def test_no_sandbox_route_outside_the_sandbox(tmp_path, env):
     endpoints = {rule.endpoint for rule in app.url_map.iter_rules()}
     assert not {e for e in endpoints if e.startswith("sandbox.")}
     assert not [rule.rule for rule in app.url_map.iter_rules() if rule.rule.startswith("/sandbox")]
-    # the rest of the table is the same outside the sandbox
+    # the same table in every environment
     assert {e for e in endpoints if e not in SKIPPED_ENDPOINTS} == set(ACCESS)
-
-
-def test_sandbox_routes_exist_in_the_sandbox(app):
-    assert any(rule.endpoint.startswith("sandbox.") for rule in app.url_map.iter_rules())

@@ -167,13 +167,33 @@ def test_opay_relay_is_sandboxed_and_still_has_no_unsafe_inline(app, seed, clien
     assert "Referrer-Policy" in response.headers
 
 
-def test_sandbox_pages_keep_the_policy_with_forms_to_any_site(client, seed):
-    """The simulators' pages post on to the merchant's site (form-action widened) and nothing else is relaxed."""
-    response = client.get("/sandbox")
+def test_pay_page_lets_its_button_lead_to_the_providers_origin_and_nowhere_else(app, seed, client):
+    """The pay button's POST is answered by a redirect to the provider's page: browsers check that redirect against
+    the form-action of the page that sent the form, so the page names the provider's origin (and only it)."""
+    with app.app_context():
+        checkout = make_checkout(make_order(seed.merchant_id), provider="mypay")
+        checkout.provider_url = "https://pay.usecase.cc/payment/95227.html"
+        token = checkout.public_token
+        db.session.commit()
+    response = client.get(f"/pay/{token}")
     assert response.status_code == 200
-    csp = csp_directives(response)
     assert_secure_headers(response)
-    assert set(csp["form-action"]) == {"'self'", "http:", "https:"}
+    assert csp_directives(response)["form-action"] == ["'self'", "https://pay.usecase.cc"]
+    go = client.post(f"/pay/{token}/go")
+    assert (go.status_code, go.headers["Location"]) == (303, "https://pay.usecase.cc/payment/95227.html")
+    # every other page keeps form-action 'self'
+    assert csp_directives(client.get("/login"))["form-action"] == ["'self'"]
+
+
+def test_a_provider_url_cannot_write_into_the_policy(app, seed, client):
+    with app.app_context():
+        checkout = make_checkout(make_order(seed.merchant_id), provider="mypay")
+        checkout.provider_url = "https://evil.example; script-src 'unsafe-inline' */x"
+        token = checkout.public_token
+        db.session.commit()
+    response = client.get(f"/pay/{token}")
+    assert csp_directives(response)["form-action"] == ["'self'"]
+    assert csp_directives(response)["script-src"] == ["'self'"]
 
 
 # ---------------------------------------------------------------- cookies

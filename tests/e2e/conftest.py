@@ -17,7 +17,9 @@ try:
 except ImportError:  # pragma: no cover - depends on the environment
     sync_playwright = None
 
-from tests.conftest import PASSWORD
+from tests.support.sandbox import SandboxProcess, free_port
+
+from tests.conftest import PASSWORD, start_live_portal, stop_live_portal
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "test-output" / "screenshots"
@@ -90,6 +92,16 @@ class Problems(list):
     def _response(self, response) -> None:
         if response.status >= 400 and not response.url.endswith("/favicon.ico"):
             self.append(f"HTTP {response.status}: {response.request.method} {response.url}")
+
+
+@pytest.fixture
+def live_server(tmp_path):
+    """As production runs: the portal on one port, the sandbox as its own OS process on another (another origin)."""
+    port = free_port()
+    sandbox = SandboxProcess(tmp_path / "sandbox.db", portal_url=f"http://127.0.0.1:{port}").start()
+    server = start_live_portal(tmp_path, sandbox, port)
+    yield server
+    stop_live_portal(server)
 
 
 @pytest.fixture

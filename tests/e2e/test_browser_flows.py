@@ -1,4 +1,4 @@
-"""The portal in a real browser (Chromium) against a live server with the built-in sandbox providers.
+"""The portal in a real browser (Chromium) against a live server, the sandbox providers in their own process.
 
 Admin builds an order (two items, a paid and a free voucher) with the add-row buttons, makes a payment link, the
 customer pays on each provider's sandbox page from a phone, comes back, and the admin refunds through the refund pages;
@@ -103,9 +103,9 @@ def check_saved_order(live_server, order_id: int) -> None:
 # ---------------------------------------------------------------- the customer on each provider's sandbox page
 
 
-def pay_oen(page, prefix: str) -> None:
+def pay_oen(page, prefix: str, provider_origin: str) -> None:
     """Oen's hosted card page, with a card that asks for 3-D Secure."""
-    page.wait_for_url("**/sandbox/oen/**")
+    page.wait_for_url(f"{provider_origin}/oen/checkout/**")
     page.fill("#card_number", "4000 0000 0000 2503")
     page.fill("#expiry", "12/30")
     page.fill("#cvc", "123")
@@ -117,9 +117,9 @@ def pay_oen(page, prefix: str) -> None:
     page.click("button[name=decision][value=approve]")
 
 
-def pay_mypay(page, prefix: str) -> None:
+def pay_mypay(page, prefix: str, provider_origin: str) -> None:
     """MyPay's PayPage: the test card of appendix 6, then its 3-D password."""
-    page.wait_for_url("**/sandbox/mypay/**")
+    page.wait_for_url(f"{provider_origin}/mypay/**")
     page.fill("#card_number", "4938170130000003")
     page.fill("#expiry", "1228")
     page.fill("#cvc", "985")
@@ -131,9 +131,9 @@ def pay_mypay(page, prefix: str) -> None:
     page.click("button.sb-primary")
 
 
-def pay_opay(page, prefix: str) -> None:
+def pay_opay(page, prefix: str, provider_origin: str) -> None:
     """O'Pay: the relayed Create answer leads on (meta refresh) to the WeChat Pay page."""
-    page.wait_for_url("**/sandbox/opay/**", wait_until="domcontentloaded")
+    page.wait_for_url(f"{provider_origin}/opay/**", wait_until="domcontentloaded")
     page.wait_for_selector("button[name=action][value=pay]")
     shot(page, f"{prefix}-05-provider-page")
     page.click("button[name=action][value=pay]")
@@ -186,11 +186,14 @@ def test_order_link_pay_and_refund(new_context, live_server, provider, lang):
         customer.click("header .lang a")
         customer.wait_for_url(link)
     assert customer.locator("header nav").count() == 0  # nothing of the merchant's back office
+    assert "測試環境" in customer.text_content(".env-banner")  # simulated providers are never mistaken for real ones
     assert twd(PAYABLE) in customer.text_content(".customer .totals")
     assert_fits_width(customer, "customer pay page")
     shot(customer, f"{prefix}-04-customer-pay-page")
     customer.click("form button.primary")
-    PAY[provider](customer, prefix)
+    # the pay button leads to the provider's own origin (the sandbox's process and port), as in production
+    assert live_server.sandbox.url != live_server.url
+    PAY[provider](customer, prefix, live_server.sandbox.url)
 
     # ---- back on the portal's return page, which refreshes itself until the provider has answered
     customer.wait_for_url(re.compile(r"/pay/[A-Za-z0-9_-]+/return"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import time
 from html import unescape
+from urllib.parse import urljoin
 
 import requests
 
@@ -41,12 +42,20 @@ class Browser:
     def new_order(self, items=((1000, 1),), shipping=0, vouchers=(), email="buyer@example.com") -> int:
         form = {"customer_name": "林小華", "customer_email": email, "shipping_fee": str(shipping), "note": ""}
         for n, (price, qty) in enumerate(items):
-            form |= {f"items-{n}-sku": f"S{n}", f"items-{n}-name": f"商品 {n}", f"items-{n}-unit_price": str(price),
-                     f"items-{n}-quantity": str(qty)}
+            form |= {
+                f"items-{n}-sku": f"S{n}",
+                f"items-{n}-name": f"商品 {n}",
+                f"items-{n}-unit_price": str(price),
+                f"items-{n}-quantity": str(qty),
+            }
         for n, (kind, amount) in enumerate(vouchers):
-            form |= {f"vouchers-{n}-kind": kind, f"vouchers-{n}-product_id": f"VP{n}",
-                     f"vouchers-{n}-serial_number": f"SN{n}{time.time_ns()}", f"vouchers-{n}-name": f"禮券 {n}",
-                     f"vouchers-{n}-amount": str(amount)}
+            form |= {
+                f"vouchers-{n}-kind": kind,
+                f"vouchers-{n}-product_id": f"VP{n}",
+                f"vouchers-{n}-serial_number": f"SN{n}{time.time_ns()}",
+                f"vouchers-{n}-name": f"禮券 {n}",
+                f"vouchers-{n}-amount": str(amount),
+            }
         response = self.post("/orders/new", form)
         match = re.search(r"/orders/(\d+)$", response.url)
         assert match, response.text[:2000]
@@ -84,11 +93,21 @@ class Browser:
     ) -> requests.Response:
         page = self.open_provider(link)
         assert "card_number" in page.text, page.text[:1000]
-        response = self.post(page.url, {"csrf_token": csrf_of(page.text), "card_number": card, "expiry": "12/30",
-                                        "cvc": "123", "card_name": "LIN"}, allow_redirects=back)
+        response = self.post(
+            page.url,
+            {
+                "csrf_token": csrf_of(page.text),
+                "card_number": card,
+                "expiry": "12/30",
+                "cvc": "123",
+                "card_name": "LIN",
+            },
+            allow_redirects=back,
+        )
         if "/3ds" in response.url:
-            response = self.post(response.url, {"csrf_token": csrf_of(response.text),
-                                                "decision": "approve" if approve_3ds else "reject"})
+            response = self.post(
+                response.url, {"csrf_token": csrf_of(response.text), "decision": "approve" if approve_3ds else "reject"}
+            )
         return response
 
     def pay_mypay(
@@ -96,12 +115,21 @@ class Browser:
     ) -> requests.Response:
         """Pay on MyPay's PayPage with a test card of the document's appendix 6 (3-D password nccc1234)."""
         page = self.open_provider(link)
-        action = re.search(r'action="([^"]+/pay)"', page.text).group(1)
-        response = self.post(unescape(action), {"csrf_token": csrf_of(page.text), "method": "CREDITCARD",
-                                                "card_number": card, "expiry": expiry, "cvc": cvc})
+        action = urljoin(page.url, unescape(re.search(r'action="([^"]+/pay)"', page.text).group(1)))
+        response = self.post(
+            action,
+            {
+                "csrf_token": csrf_of(page.text),
+                "method": "CREDITCARD",
+                "card_number": card,
+                "expiry": expiry,
+                "cvc": cvc,
+            },
+        )
         if response.url.endswith("/3ds"):
-            response = self.post(response.url, {"csrf_token": csrf_of(response.text), "password": "nccc1234"},
-                                 allow_redirects=back)
+            response = self.post(
+                response.url, {"csrf_token": csrf_of(response.text), "password": "nccc1234"}, allow_redirects=back
+            )
         return response
 
     def pay_opay(self, link: str, action: str = "pay", back=True) -> requests.Response:

@@ -9,12 +9,13 @@ from datetime import timedelta
 
 import pytest
 import requests
+from tests.support.sandbox import sandbox_rows
 
 from portal.extensions import db
 from portal.models import Checkout, CheckoutEvent, Order, WebhookEvent
 from portal.payments import reconcile_open_checkouts
-from portal.sandbox import faults
-from portal.sandbox.models import SandboxCallback
+from sandbox import faults
+from sandbox.models import SandboxCallback, SandboxMypayOrder, SandboxOenTransaction, SandboxOpayTrade
 from tests.flow.browser import STATE_RE, Browser
 
 
@@ -105,7 +106,7 @@ def test_opay_is_not_offered_under_its_minimum(live_server, browser):
 
 def test_provider_down_while_creating_keeps_the_order_and_a_retry_works(live_server, browser):
     order_id = browser.new_order(items=((1000, 1),))
-    with live_server.app.app_context():
+    with live_server.sandbox.ctx():
         faults.set("mypay", "fail_next")
     page = browser.post(f"/orders/{order_id}/checkout", {"provider": "mypay"}).text
     assert "flash-error" in page and "/pay/" not in page
@@ -113,16 +114,18 @@ def test_provider_down_while_creating_keeps_the_order_and_a_retry_works(live_ser
     browser.pay_mypay(link)
     browser.wait_for_state(order_id, "paid")
     with live_server.app.app_context():
-        states = db.session.execute(
-            db.select(Checkout.state).filter_by(order_id=order_id).order_by(Checkout.id)
-        ).scalars().all()
+        states = (
+            db.session.execute(db.select(Checkout.state).filter_by(order_id=order_id).order_by(Checkout.id))
+            .scalars()
+            .all()
+        )
         assert states == ["failed", "paid"]
 
 
 def test_dropped_callbacks_are_settled_by_reconcile(live_server, browser):
     paid = []
     for provider, pay in (("mypay", browser.pay_mypay), ("opay", browser.pay_opay)):
-        with live_server.app.app_context():
+        with live_server.sandbox.ctx():
             faults.set(provider, "drop_next_callback", count=5)
         order_id = browser.new_order(items=((1000, 1),))
         link = browser.create_link(order_id, provider)
@@ -136,7 +139,7 @@ def test_dropped_callbacks_are_settled_by_reconcile(live_server, browser):
 
 
 def test_reconcile_command(live_server, browser):
-    with live_server.app.app_context():
+    with live_server.sandbox.ctx():
         faults.set("opay", "drop_next_callback")
     order_id = browser.new_order(items=((1000, 1),))
     browser.pay_opay(browser.create_link(order_id, "opay"), back=False)
@@ -146,7 +149,7 @@ def test_reconcile_command(live_server, browser):
 
 
 def test_refresh_button_asks_the_provider(live_server, browser):
-    with live_server.app.app_context():
+    with live_server.sandbox.ctx():
         faults.set("mypay", "drop_next_callback", count=5)
     order_id = browser.new_order(items=((1000, 1),))
     browser.pay_mypay(browser.create_link(order_id, "mypay"), back=False)
@@ -156,7 +159,7 @@ def test_refresh_button_asks_the_provider(live_server, browser):
 
 
 def test_customer_return_page_asks_the_provider_while_open(live_server, browser):
-    with live_server.app.app_context():
+    with live_server.sandbox.ctx():
         faults.set("mypay", "drop_next_callback", count=5)
     order_id = browser.new_order(items=((1000, 1),))
     link = browser.create_link(order_id, "mypay")
@@ -168,13 +171,11 @@ def test_customer_return_page_asks_the_provider_while_open(live_server, browser)
 
 
 def test_one_oen_token_callback_twenty_times_at_once_charges_once(live_server, browser):
-    with live_server.app.app_context():
+    with live_server.sandbox.ctx():
         faults.set("oen", "drop_next_callback")
     order_id = browser.new_order(items=((1000, 1),))
     browser.pay_oen(browser.create_link(order_id, "oen"))
-    with live_server.app.app_context():
-        callback = db.session.execute(db.select(SandboxCallback).filter_by(provider="oen")).scalars().all()[-1]
-        payload = callback.payload
+    payload = sandbox_rows(live_server.sandbox, SandboxCallback, provider="oen")[-1].payload
     url = live_server.url + "/webhooks/oen"
     replies = []
 
@@ -189,15 +190,16 @@ def test_one_oen_token_callback_twenty_times_at_once_charges_once(live_server, b
         replies.append(requests.post(url, json=payload, timeout=30).status_code)
     assert set(replies) == {200}
     assert browser.order_state(order_id) == "paid"
+    assert len(sandbox_rows(live_server.sandbox, SandboxOenTransaction)) == 1
     with live_server.app.app_context():
-        from portal.sandbox.models import SandboxOenTransaction
-
-        charges = db.session.execute(db.select(SandboxOenTransaction)).scalars().all()
-        assert len(charges) == 1
         checkout = db.session.execute(db.select(Checkout).filter_by(order_id=order_id)).scalar_one()
-        moves = db.session.execute(
-            db.select(CheckoutEvent).filter_by(checkout_id=checkout.id, applied=True, to_state="paid")
-        ).scalars().all()
+        moves = (
+            db.session.execute(
+                db.select(CheckoutEvent).filter_by(checkout_id=checkout.id, applied=True, to_state="paid")
+            )
+            .scalars()
+            .all()
+        )
         assert len(moves) == 1
         assert db.session.execute(db.select(WebhookEvent).filter_by(provider="oen")).scalar_one().attempts == 50
 
@@ -215,7 +217,7 @@ def test_unknown_link_is_404_and_expired_link_is_clear(live_server, browser):
         db.session.commit()
     page = customer.get(link)
     assert page.status_code == 200 and 'data-order-state="expired"' in page.text
-    assert "/sandbox/mypay" not in customer.post(link + "/go").url
+    assert not customer.post(link + "/go").url.startswith(live_server.sandbox.url)
 
 
 def test_opay_link_opened_twice_shows_the_same_trade_and_pays(live_server, browser):
@@ -228,10 +230,7 @@ def test_opay_link_opened_twice_shows_the_same_trade_and_pays(live_server, brows
     assert "sandbox" in second.headers["Content-Security-Policy"]
     browser.pay_opay(link)
     browser.wait_for_state(order_id, "paid")
-    with live_server.app.app_context():
-        from portal.sandbox.models import SandboxOpayTrade
-
-        assert db.session.query(SandboxOpayTrade).count() == 1
+    assert len(sandbox_rows(live_server.sandbox, SandboxOpayTrade)) == 1
 
 
 def test_forged_oen_token_webhook_is_refused_and_charges_nothing(live_server, browser):
@@ -239,15 +238,21 @@ def test_forged_oen_token_webhook_is_refused_and_charges_nothing(live_server, br
     browser.create_link(order_id, "oen")
     with live_server.app.app_context():
         checkout = db.session.execute(db.select(Checkout).filter_by(order_id=order_id)).scalar_one()
-        forged = {"success": True, "purpose": "token", "merchantId": "shopa", "transactionId": "T1",
-                  "message": None, "customId": checkout.reference, "id": "not-the-checkout-id", "token": "stolen"}
+        forged = {
+            "success": True,
+            "purpose": "token",
+            "merchantId": "shopa",
+            "transactionId": "T1",
+            "message": None,
+            "customId": checkout.reference,
+            "id": "not-the-checkout-id",
+            "token": "stolen",
+        }
     response = requests.post(live_server.url + "/webhooks/oen", json=forged, timeout=30)
     assert response.status_code == 400
     assert browser.order_state(order_id) == "awaiting_payment"
+    assert sandbox_rows(live_server.sandbox, SandboxOenTransaction) == []
     with live_server.app.app_context():
-        from portal.sandbox.models import SandboxOenTransaction
-
-        assert db.session.query(SandboxOenTransaction).count() == 0
         event = db.session.execute(db.select(WebhookEvent).filter_by(provider="oen")).scalar_one()
         assert event.status == "refused" and "stolen" not in event.body
     admin = Browser(live_server.url)
@@ -257,7 +262,7 @@ def test_forged_oen_token_webhook_is_refused_and_charges_nothing(live_server, br
 
 def test_provider_hanging_while_creating_keeps_the_attempt_and_a_retry_works(live_server, browser):
     order_id = browser.new_order(items=((1000, 1),))
-    with live_server.app.app_context():
+    with live_server.sandbox.ctx():
         faults.set("oen", "hang_next")
     page = browser.post(f"/orders/{order_id}/checkout", {"provider": "oen"}).text
     assert "flash-error" in page and "/pay/" not in page
@@ -288,11 +293,10 @@ def test_admin_charges_the_saved_card_again_for_the_same_customer(live_server, b
     assert admin.order_state(second) == "paid"
     refused = admin.post(f"/orders/{stranger}/charge-again", {"from_checkout": previous})
     assert "flash-error" in refused.text and admin.order_state(stranger) == "draft"
+    assert len(sandbox_rows(live_server.sandbox, SandboxOenTransaction)) == 2
     with live_server.app.app_context():
         from portal.models import AuditEvent
-        from portal.sandbox.models import SandboxOenTransaction
 
-        assert db.session.query(SandboxOenTransaction).count() == 2
         reads = db.session.execute(db.select(AuditEvent).filter_by(action="card_token_read")).scalars().all()
         assert len(reads) >= 2 and all("token" not in str(r.detail).lower().replace("card_token", "") for r in reads)
 
@@ -312,15 +316,13 @@ def test_ten_staff_clicks_at_once_open_one_link(live_server, browser):
     with live_server.app.app_context():
         states = db.session.execute(db.select(Checkout.state).filter_by(order_id=order_id)).scalars().all()
         assert states == ["awaiting_payment"]
-        from portal.sandbox.models import SandboxMypayOrder
-
-        assert db.session.query(SandboxMypayOrder).count() == 1  # one order at MyPay too
+    assert len(sandbox_rows(live_server.sandbox, SandboxMypayOrder)) == 1  # one order at MyPay too
 
 
 def test_a_charge_lost_in_transit_is_retried_by_an_admin_once_oen_shows_none(live_server, browser):
     order_id = browser.new_order(items=((1000, 1),))
     link = browser.create_link(order_id, "oen")
-    with live_server.app.app_context():
+    with live_server.sandbox.ctx():
         faults.set("oen", "fail_next")  # the charge answers HTTP 500 and is not carried out
     browser.pay_oen(link, back=False)  # (coming back would query Oen first and use up the fault)
     time.sleep(1.5)
@@ -351,7 +353,4 @@ def test_a_charge_lost_in_transit_is_retried_by_an_admin_once_oen_shows_none(liv
     [t.start() for t in threads]
     [t.join() for t in threads]
     assert admin.order_state(order_id) == "paid"
-    with live_server.app.app_context():
-        from portal.sandbox.models import SandboxOenTransaction
-
-        assert db.session.query(SandboxOenTransaction).count() == 1  # five admins' clicks, one charge
+    assert len(sandbox_rows(live_server.sandbox, SandboxOenTransaction)) == 1  # five admins' clicks, one charge

@@ -9,13 +9,15 @@ from html import unescape
 
 import pytest
 import requests
+from tests.support.sandbox import sandbox_rows
 
 from portal import refunds as refund_service
 from portal.extensions import db
 from portal.filters import luhn_ok
 from portal.models import AuditEvent, Checkout, Order, Refund
-from portal.sandbox import faults
-from portal.sandbox.models import SandboxExchange, SandboxMypayRefund, SandboxOenTransaction
+from sandbox import faults
+from sandbox import settings as sandbox_settings
+from sandbox.models import SandboxExchange, SandboxMypayRefund, SandboxOenTransaction
 from tests.flow.browser import Browser
 
 HIDDEN_RE = re.compile(r'<input type="hidden" name="(\w+)" value="([^"]*)">')
@@ -67,11 +69,10 @@ def paid_order(live_server, browser: Browser, provider: str, items=((1000, 1),),
 
 def refund_calls(live_server, provider: str) -> int:
     """How many refund calls reached the sandbox provider."""
-    with live_server.app.app_context():
-        rows = db.session.execute(db.select(SandboxExchange).filter_by(provider=provider, direction="in")).scalars()
-        if provider == "oen":
-            return sum(1 for r in rows if "/oen/api/refunds/" in r.url)
-        return sum(1 for r in rows if '"api/refund"' in (r.decrypted or ""))
+    rows = sandbox_rows(live_server.sandbox, SandboxExchange, provider=provider, direction="in")
+    if provider == "oen":
+        return sum(1 for r in rows if "/oen/api/refunds/" in r.url)
+    return sum(1 for r in rows if '"api/refund"' in (r.decrypted or ""))
 
 
 def order_row(live_server, order_id: int) -> Order:
@@ -127,9 +128,9 @@ def test_oen_partial_refund_then_a_second_is_refused(live_server, admin):
     assert ("success", "Refunded NT$500.") in flashes(done)
     assert order_row(live_server, order_id).state == "partially_refunded"
     assert order_row(live_server, order_id).refunded_amount == 500
+    [txn] = sandbox_rows(live_server.sandbox, SandboxOenTransaction)
+    assert (txn.status, txn.refund_amount) == ("refunded", 500)
     with live_server.app.app_context():
-        txn = db.session.execute(db.select(SandboxOenTransaction)).scalar_one()
-        assert (txn.status, txn.refund_amount) == ("refunded", 500)
         audit = db.session.execute(db.select(AuditEvent).filter_by(action="refund_requested")).scalar_one()
         assert audit.detail["amount"] == 500 and audit.detail["reason"] == "客戶退貨 returned" and audit.user_id
     # the second refund is refused by the portal before anything is sent
@@ -195,9 +196,8 @@ def test_mypay_partial_refunds_without_vouchers_up_to_the_full_amount(live_serve
     assert ("success", "Refunded NT$700.") in flashes(refund(admin, order_id, 700))
     order = order_row(live_server, order_id)
     assert (order.state, order.refunded_amount) == ("refunded", 1000)
-    with live_server.app.app_context():
-        made = db.session.execute(db.select(SandboxMypayRefund).order_by(SandboxMypayRefund.refund_uid)).scalars().all()
-        assert [(r.cost, r.invoice_state) for r in made] == [(300, "6"), (700, "4")]
+    made = sorted(sandbox_rows(live_server.sandbox, SandboxMypayRefund), key=lambda r: r.refund_uid)
+    assert [(r.cost, r.invoice_state) for r in made] == [(300, "6"), (700, "4")]
     # the live page shows both refunds from refund_order
     live = text_of(admin.get(f"/orders/{order_id}/transactions"))
     assert live.count("prc 230") == 2 and "data-differs" not in live
@@ -219,9 +219,8 @@ def test_mypay_voucher_order_refunds_in_full_listing_every_paid_voucher(live_ser
     assert listed == paid_serials and not set(free_serials) & set(listed)
     done = admin.post(f"/orders/{order_id}/refunds", confirm_fields(page))
     assert ("success", "Refunded NT$850.") in flashes(done)
-    with live_server.app.app_context():
-        made = db.session.execute(db.select(SandboxMypayRefund)).scalar_one()
-        assert made.cost == 850 and sorted(v["serial_number"] for v in made.voucher_paid) == sorted(paid_serials)
+    [made] = sandbox_rows(live_server.sandbox, SandboxMypayRefund)
+    assert made.cost == 850 and sorted(v["serial_number"] for v in made.voucher_paid) == sorted(paid_serials)
     assert order_row(live_server, order_id).state == "refunded"
     again = review(admin, order_id, 850)
     assert again.status_code == 409 and "This order was paid with vouchers" in text_of(again)
@@ -229,8 +228,9 @@ def test_mypay_voucher_order_refunds_in_full_listing_every_paid_voucher(live_ser
 
 def test_mypay_timeout_leaves_the_refund_unknown_until_a_query_settles_it(live_server, admin):
     order_id = paid_order(live_server, admin, "mypay", items=((1000, 1),))
-    live_server.app.config.update(PROVIDER_TIMEOUT_S=1, SANDBOX_HANG_S=2)
-    with live_server.app.app_context():
+    live_server.app.config.update(PROVIDER_TIMEOUT_S=1)
+    live_server.sandbox.app.config.update(SANDBOX_HANG_S=2)
+    with live_server.sandbox.ctx():
         faults.set("mypay", "hang_next")
     fields = confirm_fields(review(admin, order_id, 400))
     done = admin.post(f"/orders/{order_id}/refunds", fields)
@@ -255,7 +255,7 @@ def test_unknown_refund_the_provider_never_made_is_declared_failed_only_after_th
     live_server, admin, monkeypatch
 ):
     order_id = paid_order(live_server, admin, "mypay", items=((1000, 1),))
-    with live_server.app.app_context():
+    with live_server.sandbox.ctx():
         faults.set("mypay", "fail_next")  # HTTP 500 before anything is done: the portal cannot know that
     refund(admin, order_id, 1000)
     [row] = refunds_of(live_server, order_id)
@@ -313,10 +313,8 @@ def test_opay_refunds_are_recorded_by_hand_with_their_reference(live_server, adm
 
 
 def test_transactions_pages_show_what_each_provider_says_without_card_numbers(live_server, admin):
-    with live_server.app.app_context():
-        from portal.sandbox import settings
-
-        settings.set_oen_full_card_number(True)  # Oen sends the whole test card number back
+    with live_server.sandbox.ctx():
+        sandbox_settings.set_oen_full_card_number(True)  # Oen sends the whole test card number back
     oen = paid_order(live_server, admin, "oen", items=((1200, 1),))
     mypay = paid_order(live_server, admin, "mypay", items=((1000, 1),))
     opay = paid_order(live_server, admin, "opay", items=((300, 1),))
@@ -345,7 +343,7 @@ def test_transactions_pages_show_what_each_provider_says_without_card_numbers(li
 
 
 def test_a_difference_is_shown_and_an_admin_applies_the_providers_state(live_server, admin):
-    with live_server.app.app_context():
+    with live_server.sandbox.ctx():
         faults.set("mypay", "drop_next_callback", count=5)
     order_id = admin.new_order(items=((1000, 1),))
     admin.pay_mypay(admin.create_link(order_id, "mypay"), back=False)
@@ -367,7 +365,7 @@ def test_a_difference_is_shown_and_an_admin_applies_the_providers_state(live_ser
 
 def test_provider_errors_are_shown_not_500(live_server, admin):
     order_id = paid_order(live_server, admin, "mypay", items=((1000, 1),))
-    with live_server.app.app_context():
+    with live_server.sandbox.ctx():
         faults.set("mypay", "fail_next", count=3)  # the query and both of its retries
     page = admin.get(f"/orders/{order_id}/transactions")
     assert page.status_code == 200 and "data-provider-error" in page.text
@@ -375,10 +373,11 @@ def test_provider_errors_are_shown_not_500(live_server, admin):
 
 
 def test_overview_renders_promptly_with_one_provider_hanging(live_server, admin):
-    live_server.app.config.update(SANDBOX_HANG_S=6, PROVIDER_TIMEOUT_S=5)
+    live_server.app.config.update(PROVIDER_TIMEOUT_S=5)
+    live_server.sandbox.app.config.update(SANDBOX_HANG_S=6)
     mypay = paid_order(live_server, admin, "mypay", items=((1000, 1),))
     opay = paid_order(live_server, admin, "opay", items=((300, 1),))
-    with live_server.app.app_context():
+    with live_server.sandbox.ctx():
         faults.set("opay", "hang_next")
     started = time.monotonic()
     page = admin.get("/transactions")

@@ -191,3 +191,13 @@ class SandboxProcess:
         if self._output is not None:
             self._output.close()
             self._output = None
+
+
+def sandbox_rows(live: LiveSandbox, model, **filters) -> list:
+    """The sandbox's own records of a kind, in id order (what its console shows), read from its database."""
+    from sandbox.extensions import db
+
+    with live.ctx():
+        rows = list(db.session.execute(db.select(model).filter_by(**filters)).scalars())
+        db.session.expunge_all()
+    return rows
