@@ -41,11 +41,13 @@ serve: $(VENV)/.runtime translations
 	$(FLASK) db upgrade
 	$(BIN)/gunicorn -c gunicorn.conf.py wsgi:app
 
-# bandit, then the suite on SQLite (TEST_WORKERS processes; each test has its own database file), then, when
+# ruff (lint and format), bandit, then the suite on SQLite (TEST_WORKERS processes; each test has its own database file), then, when
 # TEST_POSTGRES_URL names a PostgreSQL database the tests may empty (.ci/run sets it), the suite again on PostgreSQL:
 # serially, since it is one database, and without the browser tests. Both runs always run; either failing fails.
 TEST_WORKERS ?= 2
 test: $(VENV)/.dev translations
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	@out=$$($(BIN)/bandit -q -r portal -c pyproject.toml 2>&1); status=$$?; \
 	  [ -z "$$out" ] || printf '%s\n' "$$out" | grep -v 'nosec encountered'; exit $$status
 	@status=0; \

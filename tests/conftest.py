@@ -9,13 +9,13 @@ from dataclasses import dataclass
 import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import text
-from tests.support.sandbox import LiveSandbox, free_port
 from werkzeug.serving import make_server
 
 from portal import create_app
 from portal.cli import create_user, upsert_merchant
 from portal.extensions import db
 from tests.support.accounts import SHOP_A, SHOP_B, portal_settings
+from tests.support.sandbox import LiveSandbox, free_port
 
 PASSWORD = "correct-horse-battery"
 # Cheap hashing in tests; the production default (N = 2^16) has its own test.

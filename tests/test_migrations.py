@@ -41,17 +41,33 @@ def test_demo_data_is_idempotent_and_prints_logins(tmp_path):
 def test_cli_merchant_and_user_create(tmp_path):
     app = make_app(tmp_path)
     runner = app.test_cli_runner()
-    result = runner.invoke(args=["merchant", "create", "tea", "--name", "茶行", "--opay-merchant-id", "2000132",
-                                 "--opay-hash-key", "5294y06JbISpM5x9", "--opay-hash-iv", "v77hoKGq4kWxNNIS"])
+    result = runner.invoke(
+        args=[
+            "merchant",
+            "create",
+            "tea",
+            "--name",
+            "茶行",
+            "--opay-merchant-id",
+            "2000132",
+            "--opay-hash-key",
+            "5294y06JbISpM5x9",
+            "--opay-hash-iv",
+            "v77hoKGq4kWxNNIS",
+        ]
+    )
     assert result.exit_code == 0, result.output
-    result = runner.invoke(args=["user", "create", "Boss@Tea.example", "--merchant", "tea", "--role", "admin"],
-                           input="a-long-password\n")
+    result = runner.invoke(
+        args=["user", "create", "Boss@Tea.example", "--merchant", "tea", "--role", "admin"], input="a-long-password\n"
+    )
     assert result.exit_code == 0, result.output
-    result = runner.invoke(args=["user", "create", "x@tea.example", "--merchant", "tea", "--role", "admin"],
-                           input="short\n")
+    result = runner.invoke(
+        args=["user", "create", "x@tea.example", "--merchant", "tea", "--role", "admin"], input="short\n"
+    )
     assert result.exit_code != 0 and "10 characters" in result.output
-    result = runner.invoke(args=["user", "create", "y@tea.example", "--merchant", "nope", "--role", "staff"],
-                           input="a-long-password\n")
+    result = runner.invoke(
+        args=["user", "create", "y@tea.example", "--merchant", "nope", "--role", "staff"], input="a-long-password\n"
+    )
     assert result.exit_code != 0 and "no merchant" in result.output
     from portal.models import Merchant, User
 

@@ -191,9 +191,13 @@ def test_the_same_callback_fifty_times_changes_state_once(app, client, opay_chec
     replies = {client.post("/webhooks/opay", data=notice).data for _ in range(50)}
     assert replies == {b"1|OK"}
     with app.app_context():
-        changes = db.session.execute(
-            db.select(CheckoutEvent).filter_by(checkout_id=checkout_id, source="callback", applied=True)
-        ).scalars().all()
+        changes = (
+            db.session.execute(
+                db.select(CheckoutEvent).filter_by(checkout_id=checkout_id, source="callback", applied=True)
+            )
+            .scalars()
+            .all()
+        )
         assert len(changes) == 1
         event = db.session.execute(db.select(WebhookEvent)).scalar_one()
         assert event.attempts == 50
@@ -208,8 +212,16 @@ def test_a_callback_for_an_attempt_still_being_opened_asks_for_a_resend(app, cli
 
 
 def test_oen_token_is_never_stored_in_clear(app, client, seed):
-    body = {"success": True, "purpose": "token", "merchantId": "shopa", "customId": "CNOPE", "id": "x",
-            "token": "tok_secret_value_123", "transactionId": "t", "message": None}
+    body = {
+        "success": True,
+        "purpose": "token",
+        "merchantId": "shopa",
+        "customId": "CNOPE",
+        "id": "x",
+        "token": "tok_secret_value_123",
+        "transactionId": "t",
+        "message": None,
+    }
     client.post("/webhooks/oen", data=json.dumps(body), content_type="application/json")
     with app.app_context():
         event = db.session.execute(db.select(WebhookEvent)).scalar_one()

@@ -17,9 +17,8 @@ try:
 except ImportError:  # pragma: no cover - depends on the environment
     sync_playwright = None
 
-from tests.support.sandbox import SandboxProcess, free_port
-
 from tests.conftest import PASSWORD, start_live_portal, stop_live_portal
+from tests.support.sandbox import SandboxProcess, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "test-output" / "screenshots"

@@ -9,7 +9,6 @@ from datetime import timedelta
 
 import pytest
 import requests
-from tests.support.sandbox import sandbox_rows
 
 from portal.extensions import db
 from portal.models import Checkout, CheckoutEvent, Order, WebhookEvent
@@ -17,6 +16,7 @@ from portal.payments import reconcile_open_checkouts
 from sandbox import faults
 from sandbox.models import SandboxCallback, SandboxMypayOrder, SandboxOenTransaction, SandboxOpayTrade
 from tests.flow.browser import STATE_RE, Browser
+from tests.support.sandbox import sandbox_rows
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ from html import unescape
 
 import pytest
 import requests
-from tests.support.sandbox import sandbox_rows
 
 from portal import refunds as refund_service
 from portal.extensions import db
@@ -19,6 +18,7 @@ from sandbox import faults
 from sandbox import settings as sandbox_settings
 from sandbox.models import SandboxExchange, SandboxMypayRefund, SandboxOenTransaction
 from tests.flow.browser import Browser
+from tests.support.sandbox import sandbox_rows
 
 HIDDEN_RE = re.compile(r'<input type="hidden" name="(\w+)" value="([^"]*)">')
 KEY_RE = re.compile(r'name="idempotency_key" value="([^"]+)"')

@@ -16,8 +16,16 @@ from portal.providers.base import State
 from tests.conftest import make_app, seed_merchants
 from tests.factories import make_checkout, make_order
 
-PROVIDER_STATES = [State.AWAITING_PAYMENT, State.AUTHORISED, State.PAID, State.PAID_MISMATCH, State.FAILED,
-                   State.EXPIRED, State.CANCELLED, State.ERROR]
+PROVIDER_STATES = [
+    State.AWAITING_PAYMENT,
+    State.AUTHORISED,
+    State.PAID,
+    State.PAID_MISMATCH,
+    State.FAILED,
+    State.EXPIRED,
+    State.CANCELLED,
+    State.ERROR,
+]
 
 
 def rank_of(state: State) -> int:
