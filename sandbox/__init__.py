@@ -17,8 +17,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flask import Blueprint, Flask, request
+from flask import Blueprint, Flask, abort, request
 from sqlalchemy.exc import OperationalError
+
+from sandbox.common import is_loopback
 
 bp = Blueprint("sandbox", __name__)
 
@@ -48,6 +50,13 @@ def create_app(test_config: dict | None = None) -> Flask:
     if test_config:
         app.config.from_mapping(test_config)
     settings.derive(app.config, Path(app.instance_path))
+
+    @app.before_request  # before CSRF's own check, which would otherwise answer first
+    def loopback_only():
+        # The console has no login: even when started with a public --host by mistake, only this machine is served.
+        if not is_loopback(request.remote_addr or ""):
+            abort(403)
+
     db.init_app(app)
     csrf.init_app(app)
     app.register_blueprint(bp)

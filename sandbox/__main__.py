@@ -8,19 +8,9 @@ machine can reach it. (`flask --app sandbox run` binds to 127.0.0.1 unless told 
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import sys
 
-LOOPBACK_NAMES = {"localhost"}
-
-
-def is_loopback(host: str) -> bool:
-    if host in LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
+from sandbox.common import is_loopback
 
 
 def main(argv: list[str] | None = None) -> int:

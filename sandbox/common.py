@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import secrets
 import string
@@ -74,3 +75,13 @@ def expiry_passed(month: int, year: int) -> bool:
     """Whether a card valid through MM/YY has expired."""
     now = taipei_now()
     return (2000 + year, month) < (now.year, now.month)
+
+
+def is_loopback(host: str) -> bool:
+    """127.0.0.0/8, ::1 or localhost."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False

@@ -166,3 +166,17 @@ def test_its_own_origin_headers_and_health(sandbox):
     css = requests.get(f"{sandbox.url}/static/sandbox.css", timeout=10)
     assert css.status_code == 200 and "no-store" not in css.headers.get("Cache-Control", "")
     assert requests.get(f"{sandbox.url}/sandbox", timeout=10).status_code == 404  # no /sandbox prefix any more
+
+
+def test_only_this_machine_is_served_even_when_listening_wider(tmp_path):
+    """Started with a public --host by mistake, the console (no login) still answers no other machine."""
+    from sandbox import create_app
+
+    app = create_app(
+        {"TESTING": True, "SANDBOX_DATABASE_URL": f"sqlite:///{tmp_path / 'sb.db'}", "SANDBOX_SECRET_KEY": "k"}
+    )
+    client = app.test_client()
+    assert client.get("/", environ_base={"REMOTE_ADDR": "203.0.113.9"}).status_code == 403
+    assert client.post("/console/fault", environ_base={"REMOTE_ADDR": "10.0.0.8"}).status_code == 403
+    assert client.get("/healthz", environ_base={"REMOTE_ADDR": "127.0.0.1"}).status_code == 200
+    assert client.get("/healthz", environ_base={"REMOTE_ADDR": "::1"}).status_code == 200

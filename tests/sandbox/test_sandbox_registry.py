@@ -13,7 +13,8 @@ import requests
 
 from sandbox import config as sandbox_config
 from sandbox import create_app, registry
-from sandbox.__main__ import is_loopback, main
+from sandbox.__main__ import main
+from sandbox.common import is_loopback
 from sandbox.extensions import db
 from sandbox.models import SandboxMypayStore, SandboxOenMerchant
 from tests.support.sandbox import LiveSandbox, SandboxProcess, free_port
