@@ -38,13 +38,14 @@ def create_app(test_config: dict | None = None) -> Flask:
 
 def register_template_helpers(app: Flask) -> None:
     """Functions and filters the templates use."""
-    from portal import filters
+    from portal import filters, labels
     from portal.nav import nav_links
 
     app.jinja_env.globals["nav_links"] = nav_links
     app.jinja_env.globals["provider_env"] = app.config["PROVIDER_ENV"]
     app.jinja_env.globals["get_locale"] = get_locale
     filters.register(app)
+    labels.register(app)
 
 
 def load_config(app: Flask, test_config: dict | None) -> None:

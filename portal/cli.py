@@ -1,4 +1,7 @@
-"""Flask CLI: merchant create, user create, demo-data, reconcile (db upgrade comes from Flask-Migrate)."""
+"""Flask CLI: merchant create, user create, demo-data, reconcile (db upgrade comes from Flask-Migrate).
+
+The work is done by the services the pages use too (portal.accounts, portal.payments); this module only parses.
+"""
 
 from __future__ import annotations
 
@@ -7,73 +10,10 @@ import sys
 import click
 from flask import Flask
 
+from portal.accounts import create_user, ensure_demo_data, upsert_merchant
 from portal.config import is_test_credential
 from portal.extensions import db
-from portal.models import ROLES, Merchant, User
-from portal.security import encrypt_secret, hash_password
-
-# The sandbox server's published test accounts (sandbox/registry.py): Oen's is the sandbox's own, MyPay's and O'Pay's
-# are the documents' test store and stage merchant. No credential at any real provider.
-DEMO_MERCHANT = {
-    "slug": "demo",
-    "name": "示範商店 Demo Shop",
-    "oen_merchant_id": "demo",
-    "oen_token": "sandbox-oen-demo-token",  # nosec B105  # the sandbox's published test token, no real account
-    "mypay_store_uid": "289151880002",
-    "opay_merchant_id": "2000132",
-    "opay_hash_key": "5294y06JbISpM5x9",
-    "opay_hash_iv": "v77hoKGq4kWxNNIS",
-}
-DEMO_USERS = (
-    ("admin@demo.example", "admin", "demo-admin-pass"),
-    ("staff@demo.example", "staff", "demo-staff-pass"),
-)
-
-
-def upsert_merchant(slug: str, name: str, **provider) -> Merchant:
-    """Create the merchant or update its name and the provider settings given."""
-    merchant = db.session.execute(db.select(Merchant).filter_by(slug=slug)).scalar_one_or_none()
-    if merchant is None:
-        merchant = Merchant(slug=slug, name=name)
-        db.session.add(merchant)
-    merchant.name = name
-    plain = {"oen_merchant_id", "mypay_store_uid", "opay_merchant_id"}
-    for key, value in provider.items():
-        if value is None:
-            continue
-        if key in plain:
-            setattr(merchant, key, value)
-        else:
-            setattr(merchant, f"{key}_enc", encrypt_secret(value))
-    return merchant
-
-
-def create_user(email: str, merchant: Merchant, role: str, password: str) -> User:
-    """A new user; raises ValueError for a bad role, a short password or an e-mail in use."""
-    email = email.strip().lower()
-    if role not in ROLES:
-        raise ValueError(f"role must be one of {', '.join(ROLES)}")
-    if len(password) < 10:
-        raise ValueError("the password needs at least 10 characters")
-    if db.session.execute(db.select(User).filter_by(email=email)).scalar_one_or_none():
-        raise ValueError(f"{email} is already in use")
-    user = User(email=email, merchant=merchant, role=role, password_hash=hash_password(password))
-    db.session.add(user)
-    return user
-
-
-def ensure_demo_data() -> list[tuple[str, str, str]]:
-    """The demo merchant and users (idempotent); returns the demo logins."""
-    spec = dict(DEMO_MERCHANT)
-    merchant = db.session.execute(db.select(Merchant).filter_by(slug=spec["slug"])).scalar_one_or_none()
-    if merchant is None:
-        merchant = upsert_merchant(spec.pop("slug"), spec.pop("name"), **spec)
-        db.session.flush()
-    for email, role, password in DEMO_USERS:
-        if db.session.execute(db.select(User).filter_by(email=email)).scalar_one_or_none() is None:
-            create_user(email, merchant, role, password)
-    db.session.commit()
-    return list(DEMO_USERS)
+from portal.models import ROLES, Merchant
 
 
 def register(app: Flask) -> None:

@@ -7,7 +7,6 @@ from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 from flask import Flask
-from flask_babel import lazy_gettext as _l
 
 TAIPEI = ZoneInfo("Asia/Taipei")
 
@@ -33,38 +32,7 @@ def register(app: Flask) -> None:
     app.jinja_env.filters["twd"] = twd
     app.jinja_env.filters["taipei"] = taipei
     app.jinja_env.filters["mask_cards"] = mask_cards
-    app.jinja_env.globals["state_label"] = state_label
-    app.jinja_env.filters["state_label"] = state_label
-    app.jinja_env.globals["source_label"] = source_label
 
-
-STATE_LABELS = {
-    "draft": _l("Draft"),
-    "creating": _l("Creating link"),
-    "awaiting_payment": _l("Awaiting payment"),
-    "authorised": _l("Authorised"),
-    "processing": _l("Charging card"),
-    "paid": _l("Paid"),
-    "failed": _l("Failed"),
-    "expired": _l("Expired"),
-    "cancelled": _l("Cancelled"),
-    "partially_refunded": _l("Partially refunded"),
-    "refunded": _l("Refunded"),
-    "unknown": _l("Unknown"),
-}
-
-SOURCE_LABELS = {
-    "create": _l("link created"),
-    "callback": _l("provider callback"),
-    "callback+query": _l("callback confirmed by query"),
-    "query": _l("provider query"),
-    "reconcile": _l("reconcile"),
-    "refresh": _l("refresh from provider"),
-    "return": _l("customer returned"),
-    "expiry": _l("link expired"),
-    "manual": _l("by an admin"),
-    "refund": _l("refund"),
-}
 
 _CARD_RUN = re.compile(r"(?<!\d)(?:\d[ -]?){12,18}\d(?!\d)")
 
@@ -92,11 +60,3 @@ def mask_cards(text: str | None) -> str:
         return match.group(0)
 
     return _CARD_RUN.sub(repl, text)
-
-
-def state_label(state: str) -> str:
-    return str(STATE_LABELS.get(state, state))
-
-
-def source_label(source: str) -> str:
-    return str(SOURCE_LABELS.get(source, source))

@@ -26,6 +26,7 @@ from wtforms import (
 from wtforms.validators import DataRequired, Email, Length, Regexp, StopValidation
 
 from portal import money
+from portal.accounts import PROVIDER_ID_FIELDS, PROVIDER_SECRET_FIELDS
 from portal.config import is_test_credential
 
 
@@ -401,8 +402,6 @@ def without_row(formdata: MultiDict, prefix: str, index: str) -> MultiDict:
 
 # --- Settings: provider settings and users (admins) ---------------------------------------------------------------
 
-PROVIDER_ID_FIELDS = ("oen_merchant_id", "mypay_store_uid", "opay_merchant_id")
-PROVIDER_SECRET_FIELDS = ("oen_token", "opay_hash_key", "opay_hash_iv")
 ROLE_CHOICES = [SelectChoice("staff", _l("Staff")), SelectChoice("admin", _l("Admin"))]
 MIN_PASSWORD_CHARS = 10
 # Browsers must neither fill in nor offer to remember a provider secret.

@@ -17,7 +17,7 @@ from portal.models import Checkout, Refund
 from portal.payments import refresh_order
 from portal.providers.base import ProviderTransaction, State
 from portal.security import encrypt_secret
-from portal.views import transactions as live
+from portal import overview as live
 from tests.factories import make_checkout, make_order
 
 CARD_RUN = re.compile(r"(?<!\d)(?:\d[ -]?){12,18}\d(?!\d)")

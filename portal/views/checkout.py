@@ -12,8 +12,8 @@ from flask_babel import lazy_gettext as _l
 from flask_login import current_user, login_required
 
 from portal.extensions import db, limiter
-from portal.filters import state_label
 from portal.gateways import provider_for
+from portal.labels import state_label
 from portal.models import Checkout, utcnow
 from portal.orders import get_order
 from portal.payments import (

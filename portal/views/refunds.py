@@ -11,6 +11,7 @@ from portal.extensions import db
 from portal.forms import RefundForm
 from portal.models import Order, Refund
 from portal.orders import get_order
+from portal.overview import forget_live
 from portal.refunds import (
     RefundRefused,
     new_idempotency_key,
@@ -24,7 +25,6 @@ from portal.refunds import (
     valid_key,
 )
 from portal.security import admin_required
-from portal.views.transactions import forget_live
 
 bp = Blueprint("refunds", __name__)
 

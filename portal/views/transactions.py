@@ -1,267 +1,16 @@
-"""What the providers say now: an order's transactions and the merchant's overview, asked concurrently.
-
-Providers are asked from a bounded thread pool; what each worker needs (credentials, the checkout's reference) is read
-in the request thread, so workers never touch the database. Answers are kept for CACHE_TTL_S seconds in this process
-only (each worker process of a deployment keeps its own); a provider that has not answered by the deadline leaves its
-rows "unknown" and the page renders without waiting for it.
-"""
+"""What the providers say now: an order's transactions and the merchant's overview (portal.overview asks them)."""
 
 from __future__ import annotations
 
-import logging
-import threading
-import time
-from concurrent.futures import ThreadPoolExecutor, wait
-from dataclasses import dataclass, replace
-from datetime import UTC, datetime
-
-from flask import Blueprint, Flask, abort, current_app, flash, redirect, render_template, url_for
-from flask_babel import get_locale
+from flask import Blueprint, abort, flash, redirect, render_template, url_for
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
-from sqlalchemy import func
-from sqlalchemy.orm import selectinload
 
-from portal.extensions import db
-from portal.gateways import provider_for
-from portal.models import Checkout, Merchant, Order, Refund
 from portal.orders import get_order
-from portal.payments import (
-    PAID_STATES,
-    RANK,
-    checkout_ref,
-    refresh_checkout,
-    state_from_transactions,
-    write_transaction,
-)
-from portal.providers.base import CheckoutRef, ProviderError, ProviderTransaction, State
-from portal.security import admin_required, audit
-from portal.views.checkout import provider_label
-
-log = logging.getLogger(__name__)
+from portal.overview import CACHE_TTL_S, OVERVIEW_DEADLINE_S, apply_provider_state, order_rows, overview_rows
+from portal.security import admin_required
 
 bp = Blueprint("transactions", __name__)
-
-OVERVIEW_LIMIT = 50  # the overview's rows: the merchant's latest checkouts
-MAX_WORKERS = OVERVIEW_LIMIT  # one worker per row at most, so a full overview takes about one provider call
-OVERVIEW_DEADLINE_S = 2.0
-CACHE_TTL_S = 30.0
-
-
-# ---------------------------------------------------------------- asking the providers
-
-
-@dataclass(frozen=True)
-class LiveView:
-    """One checkout as its provider reports it now, or why it could not say."""
-
-    checkout_id: int
-    status: str  # "ok"; "error": the provider answered with an error; "unknown": no answer in time; "not_sent"
-    transactions: tuple[ProviderTransaction, ...] = ()
-    message: str = ""
-    answered_at: datetime | None = None  # UTC
-    cached: bool = False
-
-
-@dataclass(frozen=True)
-class _Job:
-    checkout_id: int
-    provider: str
-    merchant: Merchant  # a detached copy holding only the credentials
-    ref: CheckoutRef
-    unreadable: str = ""  # "cannot read the answer", in the reader's language: workers have no request context
-
-
-class LiveCache:
-    """The providers' recent answers per checkout, kept CACHE_TTL_S seconds, in this process only."""
-
-    def __init__(self, ttl: float):
-        self.ttl = ttl
-        self._lock = threading.Lock()
-        self._items: dict[int, tuple[float, LiveView]] = {}
-
-    def get(self, checkout_id: int) -> LiveView | None:
-        with self._lock:
-            item = self._items.get(checkout_id)
-            if item is None or time.monotonic() - item[0] > self.ttl:
-                self._items.pop(checkout_id, None)
-                return None
-            return replace(item[1], cached=True)
-
-    def put(self, view: LiveView) -> None:
-        with self._lock:
-            self._items[view.checkout_id] = (time.monotonic(), view)
-
-    def forget(self, checkout_id: int | None = None) -> None:
-        with self._lock:
-            if checkout_id is None:
-                self._items.clear()
-            else:
-                self._items.pop(checkout_id, None)
-
-
-def live_cache(app: Flask) -> LiveCache:
-    """The app's cache of provider answers (one per application object)."""
-    return app.extensions.setdefault("live_transactions_cache", LiveCache(CACHE_TTL_S))
-
-
-def forget_live(checkout_id: int | None = None) -> None:
-    """Drop a checkout's cached answer (after a refund or an applied state), or all of them."""
-    live_cache(current_app._get_current_object()).forget(checkout_id)
-
-
-_POOL_LOCK = threading.Lock()
-
-
-def queryable(checkout: Checkout) -> bool:
-    """Whether the provider has heard of this attempt (the same test as payments.refresh_checkout)."""
-    return checkout.state != "creating" and not (checkout.provider == "oen" and not checkout.provider_checkout_id)
-
-
-def _credentials(merchant: Merchant) -> Merchant:
-    """A detached Merchant with the provider credentials only, safe to hand to another thread."""
-    return Merchant(
-        oen_merchant_id=merchant.oen_merchant_id,
-        oen_token_enc=merchant.oen_token_enc,
-        mypay_store_uid=merchant.mypay_store_uid,
-        opay_merchant_id=merchant.opay_merchant_id,
-        opay_hash_key_enc=merchant.opay_hash_key_enc,
-        opay_hash_iv_enc=merchant.opay_hash_iv_enc,
-    )
-
-
-def _ask(app: Flask, job: _Job, locale: str) -> LiveView:
-    """One provider query, in a worker thread."""
-    with app.app_context():
-        try:
-            txns = provider_for(job.merchant, job.provider).query(job.ref)
-        except ProviderError as exc:
-            return LiveView(job.checkout_id, "error", message=exc.message(locale), answered_at=datetime.now(UTC))
-        except Exception:  # a broken answer must not break the page
-            log.exception("live query of checkout %s failed", job.checkout_id)
-            return LiveView(job.checkout_id, "error", message=job.unreadable, answered_at=datetime.now(UTC))
-        view = LiveView(job.checkout_id, "ok", tuple(txns), answered_at=datetime.now(UTC))
-        live_cache(app).put(view)
-        return view
-
-
-def query_pool(app: Flask) -> ThreadPoolExecutor:
-    """One bounded pool per application, reused across requests so its threads keep their provider connections."""
-    pool = app.extensions.get("live_query_pool")
-    if pool is None:
-        with _POOL_LOCK:
-            pool = app.extensions.get("live_query_pool")
-            if pool is None:
-                pool = ThreadPoolExecutor(max_workers=MAX_WORKERS, thread_name_prefix="live-query")
-                app.extensions["live_query_pool"] = pool
-    return pool
-
-
-def ask_providers(checkouts: list[Checkout], *, deadline: float, use_cache: bool = True) -> dict[int, LiveView]:
-    """Each checkout's live view, asked concurrently; no answer by the deadline makes a view "unknown"."""
-    app = current_app._get_current_object()
-    cache = live_cache(app)
-    views: dict[int, LiveView] = {}
-    jobs: list[_Job] = []
-    merchants: dict[int, Merchant] = {}
-    for checkout in checkouts:
-        if not queryable(checkout):
-            views[checkout.id] = LiveView(checkout.id, "not_sent")
-            continue
-        hit = cache.get(checkout.id) if use_cache else None
-        if hit is not None:
-            views[checkout.id] = hit
-            continue
-        merchant = merchants.setdefault(checkout.merchant_id, _credentials(checkout.merchant))
-        unreadable = _(
-            "%(provider)s sent an answer the portal cannot read.", provider=provider_label(checkout.provider)
-        )
-        jobs.append(_Job(checkout.id, checkout.provider, merchant, checkout_ref(checkout), unreadable))
-    db.session.commit()  # no transaction is held while the providers are asked
-    if not jobs:
-        return views
-    locale = str(get_locale() or "zh_TW")
-    pool = query_pool(app)
-    futures = {pool.submit(_ask, app, job, locale): job for job in jobs}
-    done, _late = wait(futures, timeout=deadline)
-    for future in futures:
-        future.cancel()  # not started yet: no use any more; stragglers already running finish and fill the cache
-    for future, job in futures.items():
-        if future in done:
-            views[job.checkout_id] = future.result()
-        else:
-            views[job.checkout_id] = LiveView(
-                job.checkout_id,
-                "unknown",
-                message=_(
-                    "%(provider)s did not answer within %(seconds)s seconds.",
-                    provider=provider_label(job.provider),
-                    seconds=f"{deadline:g}",
-                ),
-            )
-    return views
-
-
-# ---------------------------------------------------------------- comparing with the portal's record
-
-
-@dataclass(frozen=True)
-class Comparison:
-    """The provider's view next to the portal's record of one checkout."""
-
-    live_state: str  # a portal state name; "none": the provider has no record; "unknown": no answer
-    live_paid: int | None = None
-    live_refunded: int = 0
-    differs: bool = False
-    can_apply: bool = False  # applying the provider's state would change the portal's record
-
-
-def manual_refunded(checkout_ids: list[int]) -> dict[int, int]:
-    """Refunds recorded by hand (O'Pay), which the provider's query never shows, per checkout."""
-    if not checkout_ids:
-        return {}
-    stmt = (
-        db.select(Refund.checkout_id, func.sum(Refund.amount))
-        .where(Refund.checkout_id.in_(checkout_ids), Refund.manual.is_(True), Refund.state == "succeeded")
-        .group_by(Refund.checkout_id)
-    )
-    return {checkout_id: int(total or 0) for checkout_id, total in db.session.execute(stmt)}
-
-
-def compare(checkout: Checkout, view: LiveView, manual: int = 0) -> Comparison:
-    """Whether the provider's view differs from the portal's record (hand-recorded refunds left out)."""
-    if view.status != "ok":
-        return Comparison("unknown" if view.status != "not_sent" else "none")
-    state, figures = state_from_transactions(checkout, list(view.transactions))
-    if state is None:
-        return Comparison("none", differs=checkout.state in PAID_STATES)
-    live = "paid" if state is State.PAID_MISMATCH else ("unknown" if state is State.ERROR else state.value)
-    live_paid, live_refunded = figures.get("amount"), int(figures.get("refunded") or 0)
-    expected_refunded = max(checkout.refunded_amount - manual, 0)
-    portal_state = checkout.state
-    if manual and checkout.state in PAID_STATES:
-        paid = checkout.paid_amount or checkout.amount
-        portal_state = (
-            "paid" if not expected_refunded else ("refunded" if expected_refunded >= paid else "partially_refunded")
-        )
-    differs = live != portal_state or (live in PAID_STATES and live_refunded != expected_refunded)
-    can_apply = differs and (
-        RANK.get(live, -1) > RANK.get(checkout.state, -1) or live_refunded > checkout.refunded_amount
-    )
-    return Comparison(live, live_paid, live_refunded, differs, can_apply)
-
-
-def live_rows(checkouts: list[Checkout], views: dict[int, LiveView]) -> list[tuple[Checkout, LiveView, Comparison]]:
-    manual = manual_refunded([c.id for c in checkouts])
-    return [(c, views[c.id], compare(c, views[c.id], manual.get(c.id, 0))) for c in checkouts]
-
-
-# ---------------------------------------------------------------- pages
-
-
-def order_deadline() -> float:
-    """The order page waits as long as one provider call may take."""
-    return float(current_app.config["PROVIDER_TIMEOUT_S"]) + 1.0
 
 
 @bp.get("/orders/<int:order_id>/transactions")
@@ -269,9 +18,7 @@ def order_deadline() -> float:
 def order(order_id: int):
     """What each provider says now about the order's payment attempts."""
     order = get_order(order_id)
-    checkouts = list(reversed(order.checkouts))
-    views = ask_providers(checkouts, deadline=order_deadline(), use_cache=False)
-    return render_template("transactions/order.html", order=order, rows=live_rows(checkouts, views))
+    return render_template("transactions/order.html", order=order, rows=order_rows(order))
 
 
 @bp.post("/orders/<int:order_id>/transactions/<int:checkout_id>/apply")
@@ -282,18 +29,7 @@ def apply(order_id: int, checkout_id: int):
     checkout = next((c for c in order.checkouts if c.id == checkout_id), None)
     if checkout is None:
         abort(404)
-    reference = checkout.reference
-    changed, error = refresh_checkout(checkout_id, source="manual")
-    with write_transaction():
-        audit(
-            "provider_state_applied",
-            merchant_id=order.merchant_id,
-            order_id=order_id,
-            checkout=reference,
-            changed=changed,
-            error=error,
-        )
-    forget_live(checkout_id)
+    changed, error = apply_provider_state(order, checkout)
     if error:
         flash(error, "error")
     elif changed:
@@ -307,24 +43,9 @@ def apply(order_id: int, checkout_id: int):
 @login_required
 def overview():
     """The merchant's latest checkouts with their live state at the provider."""
-    stmt = (
-        db.select(Checkout)
-        .where(Checkout.merchant_id == current_user.merchant_id)
-        .options(
-            selectinload(Checkout.order).selectinload(Order.items),
-            selectinload(Checkout.order).selectinload(Order.vouchers),
-            selectinload(Checkout.merchant),
-        )
-        .order_by(Checkout.id.desc())
-        .limit(OVERVIEW_LIMIT)
-    )
-    checkouts = list(db.session.execute(stmt).scalars())
-    views = ask_providers(checkouts, deadline=OVERVIEW_DEADLINE_S)
-    # ask_providers ended the transaction (which expires every row): reload them in one query, not one per row.
-    checkouts = list(db.session.execute(stmt).scalars())
     return render_template(
         "transactions/overview.html",
-        rows=live_rows(checkouts, views),
+        rows=overview_rows(current_user.merchant_id),
         ttl=int(CACHE_TTL_S),
         deadline=OVERVIEW_DEADLINE_S,
     )

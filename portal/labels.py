@@ -1,0 +1,242 @@
+"""Every code-to-label table of the interface, in one place, registered once for templates.
+
+Codes (states, providers, audit actions, roles) are stored and compared as codes; a person reads these labels, in
+their language (lazy strings: each request renders its own). An unknown code shows as itself.
+"""
+
+from __future__ import annotations
+
+import json
+
+from flask import Flask
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+
+from portal.filters import mask_cards
+from portal.forms import ProviderSettingsForm
+
+# The providers as the interface names them (zh-TW: 應援科技, MyPay, 歐付寶).
+PROVIDER_NAMES = {"oen": _l("Oen Tech"), "mypay": _l("MyPay"), "opay": _l("O'Pay")}
+
+STATE_LABELS = {
+    "draft": _l("Draft"),
+    "creating": _l("Creating link"),
+    "awaiting_payment": _l("Awaiting payment"),
+    "authorised": _l("Authorised"),
+    "processing": _l("Charging card"),
+    "paid": _l("Paid"),
+    "failed": _l("Failed"),
+    "expired": _l("Expired"),
+    "cancelled": _l("Cancelled"),
+    "partially_refunded": _l("Partially refunded"),
+    "refunded": _l("Refunded"),
+    "unknown": _l("Unknown"),
+}
+
+SOURCE_LABELS = {
+    "create": _l("link created"),
+    "callback": _l("provider callback"),
+    "callback+query": _l("callback confirmed by query"),
+    "query": _l("provider query"),
+    "reconcile": _l("reconcile"),
+    "refresh": _l("refresh from provider"),
+    "return": _l("customer returned"),
+    "expiry": _l("link expired"),
+    "manual": _l("by an admin"),
+    "refund": _l("refund"),
+}
+
+
+ACTION_LABELS = {
+    "login": _l("Logged in"),
+    "login_failed": _l("Failed login"),
+    "logout": _l("Logged out"),
+    "order_created": _l("Order created"),
+    "settings_changed": _l("Provider settings changed"),
+    "user_created": _l("User created"),
+    "user_changed": _l("User changed"),
+    "card_token_read": _l("Card token read"),
+    "callback_refused": _l("Callback refused"),
+    "provider_state_applied": _l("Provider's state applied"),
+    "refund_recorded": _l("Refund recorded by hand"),
+    "refund_requested": _l("Refund requested"),
+    # refunds.py writes refund_{state} when the provider's answer settles a requested refund
+    "refund_succeeded": _l("Refund succeeded"),
+    "refund_pending": _l("Refund accepted, money moves later"),
+    "refund_failed": _l("Refund not made"),
+    "refund_unknown": _l("Refund outcome unknown"),
+    "refund_checked": _l("Refund checked with the provider"),
+}
+
+ROLE_LABELS = {"admin": _l("Admin"), "staff": _l("Staff")}
+
+# The names in audit details (security.audit's keyword arguments); an unknown name shows as is.
+DETAIL_LABELS = {
+    "amount": _l("Amount"),
+    "change": _l("Change"),
+    "changed": _l("Changed"),
+    "checkout": _l("Payment link"),
+    "code": _l("Code"),
+    "email": _l("E-mail"),
+    "error": _l("Error"),
+    "event_id": _l("Callback id"),
+    "fields": _l("Settings"),
+    "invoice_state": _l("E-invoice"),
+    "manual_reference": _l("Provider's refund reference"),
+    "message": _l("Message"),
+    "number": _l("Order number"),
+    "order_id": _l("Order id"),
+    "provider": _l("Provider"),
+    "provider_refunded": _l("Refunded at the provider"),
+    "purpose": _l("Purpose"),
+    "reason": _l("Reason"),
+    "refund_id": _l("Refund id"),
+    "role": _l("Role"),
+    "role_from": _l("Role before"),
+    "role_to": _l("Role after"),
+    "state": _l("State"),
+    "target_user_id": _l("User id"),
+}
+
+USER_CHANGE_LABELS = {"deactivated": _l("Deactivated"), "reactivated": _l("Reactivated")}
+# MyPay's invoice_state on a refund: void the e-invoice (4) or issue an allowance (6)
+INVOICE_REFUND_LABELS = {"4": _l("Void"), "6": _l("Allowance")}
+
+
+def audit_action_label(action: str) -> str:
+    """An audit action as a person reads it; unknown actions show their code."""
+    return _label(ACTION_LABELS, action)
+
+
+def role_label(role: str) -> str:
+    return _label(ROLE_LABELS, role)
+
+
+# A refund's state.
+REFUND_STATE_LABELS = {
+    "requested": _l("Being sent"),
+    "succeeded": _l("Refunded"),
+    "pending": _l("Accepted, money moves later"),
+    "failed": _l("Not made"),
+    "unknown": _l("Outcome unknown"),
+}
+
+# A stored callback's status; the code stays in the filter's value and the badge's CSS class.
+CALLBACK_STATUS_LABELS = {
+    "refused": _l("Refused"),
+    "error": _l("Error"),
+    "applied": _l("Applied"),
+    "recorded": _l("Recorded, no change"),
+    "received": _l("Received, not processed yet"),
+}
+
+
+def callback_errors() -> dict:
+    """The portal's own callback refusal reasons, stored in English (evidence), shown in the reader's language.
+
+    Reasons from the provider layer (InvalidCallback, ProviderError) are shown as stored.
+    """
+    from portal.payments import NO_MERCHANT, NOT_READY  # the intake defines its reasons; labels only translate them
+
+    return {
+        NO_MERCHANT: _l("The callback names no merchant known to this portal."),
+        NOT_READY: _l("The payment link was still being opened; the provider will send the callback again."),
+    }
+
+
+def _label(table: dict, code) -> str:
+    return str(table.get(code, code))
+
+
+def provider_label(provider: str) -> str:
+    """A provider code as the reader's language names it."""
+    return _label(PROVIDER_NAMES, provider)
+
+
+def refund_state_label(state: str) -> str:
+    """A refund's state as a person reads it."""
+    return _label(REFUND_STATE_LABELS, state)
+
+
+def callback_status_label(status: str) -> str:
+    return _label(CALLBACK_STATUS_LABELS, status)
+
+
+def callback_error_text(error: str) -> str:
+    """A stored callback error in the reader's language when it is one of the portal's own; otherwise as stored."""
+    return _label(callback_errors(), error)
+
+
+def state_label(state: str) -> str:
+    return str(STATE_LABELS.get(state, state))
+
+
+def source_label(source: str) -> str:
+    return str(SOURCE_LABELS.get(source, source))
+
+
+def setting_label(name: str) -> str:
+    """A provider setting's name (settings_changed lists them) as its form field is labelled."""
+    field = getattr(ProviderSettingsForm, name, None)
+    args = getattr(field, "args", None)
+    return str(args[0]) if args else name
+
+
+def _detail_value(action: str, key: str, value) -> str | None:
+    """A detail value that is a code, as a person reads it; None when the value is shown as stored."""
+    if isinstance(value, bool):
+        return _("Yes") if value else _("No")
+    if key in ("role", "role_from", "role_to"):
+        return role_label(str(value))
+    if key == "provider":
+        return provider_label(str(value))
+    if key == "change":
+        return str(USER_CHANGE_LABELS.get(value, value))
+    if key == "fields" and isinstance(value, list | tuple):
+        return ", ".join(setting_label(str(v)) for v in value)
+    if key == "invoice_state":
+        return str(INVOICE_REFUND_LABELS.get(str(value), value))
+    if key == "state" and action.startswith("refund"):
+        return refund_state_label(str(value))
+    if key == "reason" and action == "callback_refused" and isinstance(value, str):
+        return callback_error_text(value)
+    return None
+
+
+def describe(detail: dict | None, action: str = "") -> list[tuple[str, str]]:
+    """An audit entry's detail as (label, text) pairs in the reader's language, with anything card-like masked.
+
+    The names are translated; values that are codes (roles, providers, states) show as labels, anything else as
+    stored.
+    """
+    pairs = []
+    for key, value in (detail or {}).items():
+        text = _detail_value(action, str(key), value)
+        if text is None:
+            text = _stored_text(value)
+        pairs.append((str(DETAIL_LABELS.get(str(key), key)), mask_cards(text)))
+    return pairs
+
+
+def _stored_text(value) -> str:
+    if isinstance(value, list | tuple):
+        return ", ".join(str(v) for v in value)
+    if isinstance(value, dict):
+        return json.dumps(value, ensure_ascii=False, sort_keys=True)
+    return "" if value is None else str(value)
+
+
+def register(app: Flask) -> None:
+    """The labels as template filters and globals (the one registration)."""
+    for name, function in (
+        ("state_label", state_label),
+        ("source_label", source_label),
+        ("provider_label", provider_label),
+        ("audit_action_label", audit_action_label),
+        ("role_label", role_label),
+        ("refund_state_label", refund_state_label),
+        ("callback_status_label", callback_status_label),
+        ("callback_error_text", callback_error_text),
+    ):
+        app.jinja_env.filters[name] = function
+        app.jinja_env.globals[name] = function
