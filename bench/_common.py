@@ -1,4 +1,5 @@
-"""Helpers shared by the benchmarks: free loopback ports, gunicorn subprocesses, databases, a bounded load driver.
+"""Helpers shared by the benchmarks: free loopback ports, gunicorn subprocesses, databases, the sandbox server, a
+bounded load driver.
 
 Not a benchmark itself: `make bench` runs it like the others and it only says so.
 Everything stays on 127.0.0.1; every server started here is stopped at the end (also on error or Ctrl-C).
@@ -11,6 +12,7 @@ import contextlib
 import math
 import os
 import platform
+import re
 import signal
 import socket
 import sqlite3
@@ -32,11 +34,15 @@ if str(ROOT) not in sys.path:
 # Fixed keys for the benchmark databases: the seeding process and every gunicorn worker must agree on them.
 SECRET_KEY = "bench-secret-key-not-for-production-0123456789"
 DATA_KEY = "bench-data-key-not-for-production-0123456789"
+SANDBOX_SECRET_KEY = "bench-sandbox-secret-key-not-for-production-0123"
 PASSWORD = "bench-password-123"
 # The .ci/run role and server; a separate database is made for the benchmarks.
 DEFAULT_POSTGRES_URL = "postgresql+psycopg://portal:portal@127.0.0.1:5432/portal_test"
-OPAY = {"opay_merchant_id": "2000132", "opay_hash_key": "5294y06JbISpM5x9", "opay_hash_iv": "v77hoKGq4kWxNNIS"}
-MYPAY_STORE_UID = "289151880002"
+# The bench merchant's credentials: issued by the sandbox (registered there before it starts, see sandbox_server) and
+# configured in the portal (seed_merchant). Not the sandbox's published test accounts, so a missing registration shows.
+OEN = {"oen_merchant_id": "bench", "oen_token": "bench-oen-token-not-for-production"}
+MYPAY_STORE_UID = "100000000777"
+OPAY = {"opay_merchant_id": "3000777", "opay_hash_key": "BenchHashKey0777", "opay_hash_iv": "BenchHashIV00777"}
 
 
 # ---------------------------------------------------------------- the machine
@@ -130,11 +136,23 @@ def drop_postgres_database(database_url: str) -> None:
         print(f"  (could not drop {url.database}: {type(exc).__name__})")
 
 
-def portal_env(database_url: str, port: int, **extra: object) -> dict[str, str]:
-    """The environment of a portal process (migrations and gunicorn) for the benchmarks."""
+def _clean_environ() -> dict[str, str]:
+    """This process's environment without the settings of a portal, a sandbox or gunicorn."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GUNICORN_", "SANDBOX_", "PORTAL_"))}
-    for name in ("DATABASE_URL", "PORT", "PROVIDER_ENV", "SECRET_KEY", "MYPAY_API_URL", "OEN_API_URL", "OPAY_API_URL"):
+    for name in ("DATABASE_URL", "PORT", "PROVIDER_ENV", "SECRET_KEY", "FLASK_APP"):
         env.pop(name, None)
+    for name in [k for k in env if k.startswith(("OEN_", "MYPAY_", "OPAY_"))]:
+        env.pop(name)
+    return env
+
+
+def portal_env(database_url: str, port: int, sandbox_url: str | None = None, **extra: object) -> dict[str, str]:
+    """The environment of a portal process (migrations and gunicorn) for the benchmarks.
+
+    PROVIDER_ENV=sandbox: the providers are the sandbox server at sandbox_url (default the portal's port + 1, where
+    nothing of the benchmarks listens: give the URL of the sandbox_server started for the run).
+    """
+    env = _clean_environ()
     env.update(
         DATABASE_URL=database_url,
         PROVIDER_ENV="sandbox",
@@ -146,6 +164,8 @@ def portal_env(database_url: str, port: int, **extra: object) -> dict[str, str]:
         RATELIMIT_STORAGE_URI="memory://",
         PYTHONUNBUFFERED="1",
     )
+    if sandbox_url:
+        env["SANDBOX_URL"] = sandbox_url
     env.update({k: str(v) for k, v in extra.items()})
     return env
 
@@ -165,38 +185,32 @@ def migrate(database_url: str) -> None:
         raise RuntimeError(f"db upgrade failed:\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}")
 
 
-def make_app(database_url: str, port: int):
+def make_app(database_url: str, port: int, sandbox_url: str | None = None, **config: object):
     """The portal app in this process, on the same database and keys as the gunicorn workers (for seeding/checks)."""
     from portal import create_app
 
-    return create_app(
-        {
-            "DATABASE_URL": database_url,
-            "SQLALCHEMY_DATABASE_URI": database_url,
-            "SECRET_KEY": SECRET_KEY,
-            "PORTAL_DATA_KEY": DATA_KEY,
-            "PROVIDER_ENV": "sandbox",
-            "PORTAL_BASE_URL": f"http://127.0.0.1:{port}",
-            "LOG_LEVEL": "WARNING",
-            "RATELIMIT_STORAGE_URI": "memory://",
-        }
-    )
+    settings = {
+        "DATABASE_URL": database_url,
+        "SQLALCHEMY_DATABASE_URI": database_url,
+        "SECRET_KEY": SECRET_KEY,
+        "PORTAL_DATA_KEY": DATA_KEY,
+        "PROVIDER_ENV": "sandbox",
+        "PORTAL_BASE_URL": f"http://127.0.0.1:{port}",
+        "LOG_LEVEL": "WARNING",
+        "RATELIMIT_STORAGE_URI": "memory://",
+    }
+    if sandbox_url:
+        settings["SANDBOX_URL"] = sandbox_url
+    return create_app({**settings, **config})
 
 
 def seed_merchant(app, staff: str | None = None) -> int:
     """The benchmark merchant (every provider set up) and, if given, a staff user; returns the merchant id."""
-    from portal.cli import create_user, upsert_merchant
+    from portal.accounts import create_user, upsert_merchant
     from portal.extensions import db
 
     with app.app_context():
-        merchant = upsert_merchant(
-            "bench",
-            "Bench shop 測試商店",
-            oen_merchant_id="bench",
-            oen_token="sandbox-oen-token-bench",
-            mypay_store_uid=MYPAY_STORE_UID,
-            **OPAY,
-        )
+        merchant = upsert_merchant("bench", "Bench shop 測試商店", **OEN, mypay_store_uid=MYPAY_STORE_UID, **OPAY)
         db.session.flush()
         if staff:
             create_user(staff, merchant, "staff", PASSWORD)
@@ -204,9 +218,52 @@ def seed_merchant(app, staff: str | None = None) -> int:
         return merchant.id
 
 
+# ---------------------------------------------------------------- the sandbox (the simulated providers)
+
+
+def sandbox_env(database: Path, port: int, portal_url: str, **settings: object) -> dict[str, str]:
+    """The environment of a sandbox process: its own SQLite file, its SANDBOX_* settings, callbacks to portal_url."""
+    env = _clean_environ()
+    env.update(
+        SANDBOX_DATABASE_URL=f"sqlite:///{database}",
+        SANDBOX_SECRET_KEY=SANDBOX_SECRET_KEY,
+        SANDBOX_PORTAL_URL=portal_url,
+        GUNICORN_BIND=f"127.0.0.1:{port}",
+        PYTHONUNBUFFERED="1",
+    )
+    for name, value in settings.items():
+        env[name] = ("true" if value else "false") if isinstance(value, bool) else str(value)
+    return env
+
+
+def register_bench_merchant(env: dict[str, str], portal_url: str) -> None:
+    """`flask --app sandbox merchant add`: the sandbox issues the bench merchant's credentials (the ones seed_merchant
+    gives the portal), its Oen webhooks and MyPay callbacks going to the portal under test."""
+    command = [str(BIN / "flask"), "--app", "sandbox", "merchant", "add"]
+    command += ["--oen-merchant-id", OEN["oen_merchant_id"], "--oen-token", OEN["oen_token"]]
+    command += ["--oen-webhook-url", f"{portal_url}/webhooks/oen"]
+    command += ["--mypay-store-uid", MYPAY_STORE_UID, "--mypay-callback-url", f"{portal_url}/webhooks/mypay"]
+    command += ["--opay-merchant-id", OPAY["opay_merchant_id"]]
+    command += ["--opay-hash-key", OPAY["opay_hash_key"], "--opay-hash-iv", OPAY["opay_hash_iv"]]
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    if done.returncode != 0:  # its output holds the issued credentials: show only the error
+        raise RuntimeError(f"sandbox merchant add failed ({done.returncode}):\n{done.stderr[-4000:]}")
+
+
+def sandbox_server(name: str, log_dir: Path, portal_port: int, **settings: object) -> Server:
+    """The sandbox in its own gunicorn (`sandbox:create_app()`), not started yet: its own database file in log_dir
+    (tables made and the bench merchant registered now, before it starts), settings through its environment
+    (SANDBOX_LATENCY_MS, GUNICORN_WORKERS...), callbacks to the portal at portal_port."""
+    port, portal_url = free_port(), f"http://127.0.0.1:{portal_port}"
+    env = sandbox_env(Path(log_dir) / f"{name}.db", port, portal_url, **settings)
+    register_bench_merchant(env, portal_url)
+    return Server(name, "sandbox:create_app()", env, port, log_dir, "/healthz")
+
+
 # ---------------------------------------------------------------- gunicorn subprocesses
 
 _RUNNING: list[Server] = []
+ACCESS_LINE = re.compile(r'^\S+ "(GET|POST|PUT|PATCH|DELETE|HEAD|OPTIONS) /\S*" \d{3} ')
 
 
 class Server:
@@ -272,6 +329,14 @@ class Server:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return ""
+
+    def served(self, exclude: str = "/healthz") -> int:
+        """Requests in the access log (gunicorn.conf.py's format: `host "METHOD /path" status ...`), but `exclude`."""
+        try:
+            lines = self.log_path.read_text(errors="replace").splitlines()
+        except OSError:
+            return 0
+        return sum(1 for line in lines if ACCESS_LINE.search(line) and f' {exclude}"' not in line)
 
     def log_count(self, needle: str) -> int:
         try:

@@ -2,9 +2,13 @@
 
 For each database (a fresh SQLite file, then a fresh PostgreSQL database `portal_bench` when a server answers on
 127.0.0.1): migrate with `flask --app wsgi db upgrade`, make the open checkouts straight in the database (one per
-distinct notice, O'Pay, awaiting payment), serve the portal with `.venv/bin/gunicorn -c gunicorn.conf.py wsgi:app`,
-and POST every notice to /webhooks/opay from `--concurrency` threads. Half of the resends follow their original at
-once (so they race it), the other half come later. Then count, from the database:
+distinct notice, O'Pay, awaiting payment), serve the portal with `.venv/bin/gunicorn -c gunicorn.conf.py wsgi:app`
+(PROVIDER_ENV=sandbox, SANDBOX_URL at the sandbox: `sandbox:create_app()` in a gunicorn of its own, on its own SQLite
+file, where the bench merchant's O'Pay credentials are registered), and POST every notice to /webhooks/opay from
+`--concurrency` threads. The notices are built here, signed with the merchant's registered HashKey/HashIV, as the
+provider would send them; the portal applies an O'Pay notice without asking the provider, so the sandbox should
+answer no call during the run (printed). Half of the resends follow their original at once (so they race it), the
+other half come later. Then count, from the database:
 - lost: a distinct notice with no stored WebhookEvent, or whose checkout did not end paid;
 - applied twice: a checkout with more than one applied callback CheckoutEvent;
 both must be 0. Prints callbacks per second and the reply latencies too. Asserts nothing.
@@ -181,11 +185,15 @@ def run_database(label: str, database_url: str, args, tmp: Path) -> tuple[list, 
     setup_s = time.perf_counter() - started
     rng = random.Random(args.seed)
     order = schedule(distinct, duplicates, rng)
+    sandbox = common.sandbox_server(
+        f"sandbox-{label.split()[0]}", tmp, port, SANDBOX_LATENCY_MS=0, GUNICORN_WORKERS=1, GUNICORN_THREADS=4
+    )
     env = common.portal_env(
-        database_url, port, GUNICORN_WORKERS=args.workers, GUNICORN_THREADS=args.threads, SANDBOX_LATENCY_MS=0
+        database_url, port, sandbox.url, GUNICORN_WORKERS=args.workers, GUNICORN_THREADS=args.threads
     )
     server = common.Server(f"portal-{label}", "wsgi:app", env, port, tmp, "/healthz")
     try:
+        sandbox.start()
         server.start()
         # Built just before sending: O'Pay notices carry a timestamp the portal holds to 10 minutes.
         bodies = [opay_notice(reference, n) for n, (_id, reference) in enumerate(checkouts)]
@@ -201,10 +209,12 @@ def run_database(label: str, database_url: str, args, tmp: Path) -> tuple[list, 
 
         load = common.drive(order, call, concurrency=args.concurrency, time_limit=args.time_limit)
     except BaseException:
-        print(f"--- {server.name} log (tail)\n{server.tail()}")
+        for each in (sandbox, server):
+            print(f"--- {each.name} log (tail)\n{each.tail()}")
         raise
     finally:
         server.stop()
+        sandbox.stop()
     sent = Counter(int(r.note.split(" ", 1)[0]) for r in load.results)
     found = verify(app, checkouts, bodies, sent)
     with app.app_context():
@@ -226,7 +236,7 @@ def run_database(label: str, database_url: str, args, tmp: Path) -> tuple[list, 
     ]
     print(
         f"  {label}: setup {setup_s:.1f} s ({distinct} open checkouts), sent {load.done} in {load.wall:.1f} s; "
-        f"callbacks stored by status {dict(found['event_status'])}"
+        f"callbacks stored by status {dict(found['event_status'])}; calls to the sandbox {sandbox.served()}"
     )
     if load.stopped_by_time:
         problems.append(f"{label}: stopped by the time limit ({args.time_limit:g} s) after {load.done} callbacks")
@@ -242,11 +252,12 @@ def run_database(label: str, database_url: str, args, tmp: Path) -> tuple[list, 
     replies = Counter(f"HTTP {r.status} {' '.join(r.note.split()[1:])[:100]}" for r in load.results if not r.ok)
     for note, count in replies.most_common(5):
         problems.append(f"{label}: {count} x {note}")
-    for needle in LOG_PROBLEMS:
-        if server.log_count(needle):
-            problems.append(f"{label}: server log has {server.log_count(needle)} x {needle!r} ({server.log_path.name})")
-    if server.log_count("Traceback"):
-        print(f"--- {server.name}: first traceback in its log\n{server.first_traceback()}")
+    for each in (server, sandbox):
+        for needle in LOG_PROBLEMS:
+            if each.log_count(needle):
+                problems.append(f"{label}: {each.name} log has {each.log_count(needle)} x {needle!r}")
+        if each.log_count("Traceback"):
+            print(f"--- {each.name}: first traceback in its log\n{each.first_traceback()}")
     return row, problems
 
 
@@ -265,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     common.install_cleanup()
 
     duplicates = round(args.count * args.duplicates)
-    print("callback intake: O'Pay payment notices to POST /webhooks/opay through gunicorn")
+    print("callback intake: O'Pay payment notices to POST /webhooks/opay through gunicorn, the sandbox in its own")
     for line in common.machine_lines():
         print(line)
     print(

@@ -1,11 +1,14 @@
-"""Link creation through gunicorn against the built-in sandbox, at 0 ms and 200 ms provider latency.
+"""Link creation through gunicorn against the sandbox in its own gunicorn, at 0 ms and 200 ms provider latency.
 
 The portal is served by `.venv/bin/gunicorn -c gunicorn.conf.py wsgi:app` (a fresh SQLite file, migrated with
-`flask --app wsgi db upgrade`, PROVIDER_ENV=sandbox, SANDBOX_LATENCY_MS=0 then 200). Logged-in staff sessions POST
-/orders/<id>/checkout with provider=mypay for pre-made orders (one request each, redirect not followed), from
-`--concurrency` threads. Beside it a bare Flask app, served the same way by gunicorn, whose one endpoint sends the same
-MyPay api/orders request (portal.providers.mypay.MyPayProvider) to the same sandbox, with no database work of its
-own. Prints requests per second, p50 and p99 of both, and their ratios. Asserts nothing.
+`flask --app wsgi db upgrade`, PROVIDER_ENV=sandbox, SANDBOX_URL at the sandbox). The sandbox is `sandbox:create_app()`
+in a gunicorn of its own for each latency, as an outside provider would be: its own SQLite file, the bench merchant's
+MyPay store registered with `flask --app sandbox merchant add` before it starts, SANDBOX_LATENCY_MS=0 then 200 in its
+environment. Logged-in staff sessions POST /orders/<id>/checkout with provider=mypay for pre-made orders (one request
+each, redirect not followed), from `--concurrency` threads. Beside it a bare Flask app, served the same way by
+gunicorn, whose one endpoint sends the same MyPay api/orders request (portal.providers.mypay.MyPayProvider) to the same
+sandbox, with no database work of its own. Prints requests per second, p50 and p99 of both, and their ratios. Asserts
+nothing.
 
     .venv/bin/python bench/link_creation.py [--requests 300] [--concurrency 8] [--workers 4] [--threads 8]
 """
@@ -202,29 +205,21 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=300, help="link creations per latency (and bare calls)")
     parser.add_argument("--concurrency", type=int, default=8)
-    parser.add_argument("--workers", type=int, default=4, help="GUNICORN_WORKERS of both servers")
-    parser.add_argument("--threads", type=int, default=8, help="GUNICORN_THREADS of both servers")
+    parser.add_argument("--workers", type=int, default=4, help="GUNICORN_WORKERS of each server")
+    parser.add_argument("--threads", type=int, default=8, help="GUNICORN_THREADS of each server")
     parser.add_argument("--warmup", type=int, default=16, help="untimed requests before each measured run")
     parser.add_argument("--time-limit", type=float, default=90, help="seconds per measured run, then it stops")
     parser.add_argument("--latency", type=int, nargs="*", default=list(LATENCIES_MS), help="SANDBOX_LATENCY_MS values")
-    parser.add_argument(
-        "--sandbox",
-        choices=("builtin", "separate"),
-        default="builtin",
-        help="builtin: the portal's own /sandbox routes (PROVIDER_ENV=sandbox); separate: the sandbox app "
-        "(portal.sandbox:create_app()) in its own gunicorn, as an outside provider would be",
-    )
     parser.add_argument("--database", choices=("sqlite", "postgres"), default="sqlite")
     args = parser.parse_args(argv)
     common.install_cleanup()
 
-    where = "on the portal's server" if args.sandbox == "builtin" else "in its own gunicorn"
-    print(f"link creation: POST /orders/<id>/checkout provider=mypay through gunicorn, sandbox {where}")
+    print("link creation: POST /orders/<id>/checkout provider=mypay through gunicorn, the sandbox in its own gunicorn")
     for line in common.machine_lines():
         print(line)
     print(
         f"settings: {args.requests} requests per run, concurrency {args.concurrency}, gunicorn gthread "
-        f"{args.workers} workers x {args.threads} threads (each server), warm-up {args.warmup}, "
+        f"{args.workers} workers x {args.threads} threads (portal, sandbox, bare), warm-up {args.warmup}, "
         f"time limit {args.time_limit:g} s per run"
     )
     about = "SQLite (a fresh file)"
@@ -256,29 +251,20 @@ def run(args, database_url: str | None) -> int:
         for n, latency in enumerate(args.latency):
             mine = order_ids[n * per_run : (n + 1) * per_run]
             warm, measured = mine[: args.warmup], mine[args.warmup :]
-            port, bare_port, sandbox_port = common.free_port(), common.free_port(), common.free_port()
+            port, bare_port = common.free_port(), common.free_port()
             sizing = {"GUNICORN_WORKERS": args.workers, "GUNICORN_THREADS": args.threads}
-            portal_env = common.portal_env(database_url, port, SANDBOX_LATENCY_MS=latency, **sizing)
-            sandbox = None
-            if args.sandbox == "separate":
-                sandbox_env = common.portal_env(database_url, sandbox_port, SANDBOX_LATENCY_MS=latency, **sizing)
-                sandbox = common.Server(
-                    f"sandbox-{latency}ms",
-                    "portal.sandbox:create_app()",
-                    sandbox_env,
-                    sandbox_port,
-                    Path(tmp),
-                    "/sandbox/mypay/payment/1.html",
-                )
-                portal_env["MYPAY_API_URL"] = f"{sandbox.url}/sandbox/mypay/api/agent"
+            sandbox = common.sandbox_server(
+                f"sandbox-{latency}ms", Path(tmp), port, SANDBOX_LATENCY_MS=latency, **sizing
+            )
+            portal_env = common.portal_env(database_url, port, sandbox.url, **sizing)
             portal = common.Server(f"portal-{latency}ms", "wsgi:app", portal_env, port, Path(tmp), "/healthz")
-            bare_env = common.portal_env(database_url, bare_port, **sizing)
-            bare_env["BENCH_MYPAY_API_URL"] = portal_env.get("MYPAY_API_URL") or f"{portal.url}/sandbox/mypay/api/agent"
+            bare_env = common.portal_env(database_url, bare_port, sandbox.url, **sizing)
+            bare_env["BENCH_MYPAY_API_URL"] = f"{sandbox.url}/mypay/api/agent"
             bare_env["BENCH_RETURN_BASE"] = portal.url
             bare = common.Server(
                 f"bare-{latency}ms", "bench.link_creation:bare_app()", bare_env, bare_port, Path(tmp), "/healthz"
             )
-            servers = [s for s in (sandbox, portal, bare) if s is not None]
+            servers = [sandbox, portal, bare]
             try:
                 for server in servers:
                     server.start()

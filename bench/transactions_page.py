@@ -1,17 +1,25 @@
 """The transactions overview over real HTTP: 50 open checkouts, every provider answering after 200 ms.
 
-Prints (asserts nothing):
+The portal runs in this process (a werkzeug server thread, so the benchmark can empty its cache of live answers); the
+sandbox is `sandbox:create_app()` in a gunicorn of its own, on its own SQLite file, with SANDBOX_LATENCY_MS=200 and
+SANDBOX_HANG_S=5 in its environment and the bench merchant registered before it starts; the portal's SANDBOX_URL
+points at it. Prints (asserts nothing):
 - one provider call through the sandbox (median) and the overview's render time with an empty cache, as a ratio to it
-  (aim: at most 1.5); the render time with the cache warm; the render time with O'Pay hanging past the timeout;
-- the same overview against bare stub providers that only wait 200 ms, served from a process of their own as real
-  providers are: the portal's own share. Through the sandbox the simulated providers run inside the portal's process
-  (sharing its interpreter lock) and book every call in SQLite (several commits each), so that ratio is higher.
+  (aim: at most 1.5); the render time with the cache warm; the render time with O'Pay hanging past the timeout (armed
+  through the sandbox console's POST /console/fault); the CPU time is this process's, i.e. the portal's (and the
+  client's), no longer the simulated providers';
+- the same overview against bare stub providers that only wait 200 ms, served from a process of their own as well:
+  the portal's own share. The sandbox does more than wait: it checks every request and books it in its SQLite file
+  (several commits each, fifty calls at once contending for its one writer), on the same cores as the portal, so the
+  ratio through it is higher.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import multiprocessing
+import re
 import statistics
 import sys
 import tempfile
@@ -25,24 +33,28 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import requests  # noqa: E402
 from werkzeug.serving import make_server  # noqa: E402
 
+from bench import _common as common  # noqa: E402
 from portal import create_app  # noqa: E402
-from portal.cli import create_user, upsert_merchant  # noqa: E402
+from portal.accounts import create_user, upsert_merchant  # noqa: E402
 from portal.extensions import db  # noqa: E402
 from portal.gateways import provider_for  # noqa: E402
 from portal.models import Checkout, Order, OrderItem  # noqa: E402
+from portal.overview import OVERVIEW_DEADLINE_S, live_cache  # noqa: E402
 from portal.payments import checkout_ref, start_checkout  # noqa: E402
-from portal.sandbox import faults, settings  # noqa: E402
-from portal.views.transactions import OVERVIEW_DEADLINE_S, live_cache  # noqa: E402
 
 CHECKOUTS = 50
 LATENCY_MS = 200
 RUNS = 5
 PASSWORD = "bench-password-123"
 PROVIDERS = ("oen", "mypay", "opay")
+HANG_S = 5  # SANDBOX_HANG_S: outlasts the portal's PROVIDER_TIMEOUT_S of 3 s, and ends sooner than the default 12 s
+# The sandbox's gunicorn: enough threads in all for the fifty queries of one overview at once.
+SANDBOX_WORKERS, SANDBOX_THREADS = 4, 16
+CSRF_RE = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"|value="([^"]+)"[^>]*name="csrf_token"')
 
 
-def build_app(tmp: Path, port: int):
-    """The portal with the sandbox, one merchant with every provider, an admin."""
+def build_app(tmp: Path, port: int, sandbox_url: str):
+    """The portal on the sandbox server at sandbox_url, one merchant with every provider, an admin."""
     app = create_app(
         {
             "DATABASE_URL": f"sqlite:///{tmp / 'bench.db'}",
@@ -51,27 +63,18 @@ def build_app(tmp: Path, port: int):
             "PASSWORD_HASH_METHOD": "scrypt:1024:8:1",
             "PROVIDER_ENV": "sandbox",
             "PORTAL_BASE_URL": f"http://127.0.0.1:{port}",
+            "SANDBOX_URL": sandbox_url,
             "PROVIDER_TIMEOUT_S": 3,
-            "SANDBOX_HANG_S": 5,
             "WTF_CSRF_ENABLED": False,
             "RATELIMIT_STORAGE_URI": "memory://",
             "LOG_LEVEL": "WARNING",
-            # Each simulated call holds a database connection while it waits out its latency: the pool must not be
-            # what queues fifty of them.
-            "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True, "pool_size": 4 * CHECKOUTS, "max_overflow": 0},
         }
     )
     with app.app_context():
         db.create_all()
+        # The credentials the sandbox issued the bench merchant (common.sandbox_server registered them there).
         merchant = upsert_merchant(
-            "bench",
-            "Bench shop",
-            oen_merchant_id="bench",
-            oen_token="oen-token-bench",
-            mypay_store_uid="289151880002",
-            opay_merchant_id="2000132",
-            opay_hash_key="5294y06JbISpM5x9",
-            opay_hash_iv="v77hoKGq4kWxNNIS",
+            "bench", "Bench shop", **common.OEN, mypay_store_uid=common.MYPAY_STORE_UID, **common.OPAY
         )
         db.session.flush()
         create_user("admin@bench.example", merchant, "admin", PASSWORD)
@@ -122,13 +125,26 @@ def render(app, session: requests.Session, url: str, *, cold: bool = True) -> fl
 
 
 def median_render(app, session, url, cold: bool = True) -> tuple[float, float]:
-    """(median wall time, median CPU time of this process, which serves the portal and the sandbox)."""
+    """(median wall time, median CPU time of this process, which serves the portal; the providers run elsewhere)."""
     walls, cpus = [], []
     for _ in range(RUNS):
         cpu = time.process_time()
         walls.append(render(app, session, url, cold=cold))
         cpus.append(time.process_time() - cpu)
     return statistics.median(walls), statistics.median(cpus)
+
+
+def console(sandbox_url: str, path: str, **form: object) -> None:
+    """POST a form of the sandbox's console (e.g. /console/fault) with the CSRF token of its page, as a person would."""
+    with requests.Session() as http:
+        page = http.get(sandbox_url + "/", timeout=30)
+        match = CSRF_RE.search(page.text)
+        if page.status_code != 200 or not match:
+            raise RuntimeError(f"the sandbox console answered {page.status_code} without a CSRF token")
+        token = match.group(1) or match.group(2)
+        done = http.post(sandbox_url + path, data={**form, "csrf_token": token}, allow_redirects=False, timeout=30)
+        if done.status_code != 303:
+            raise RuntimeError(f"POST {path} {form}: the sandbox console answered {done.status_code}")
 
 
 class StubProvider(BaseHTTPRequestHandler):
@@ -186,38 +202,54 @@ def stub_figures(app, session, url) -> tuple[float, tuple[float, float]]:
 
 
 def main() -> None:
+    common.install_cleanup()
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # the portal's request log, one line per page
     with tempfile.TemporaryDirectory() as tmp:
         probe = make_server("127.0.0.1", 0, None)
         port = probe.server_port
         probe.server_close()
-        app = build_app(Path(tmp), port)
+        sandbox = common.sandbox_server(
+            "sandbox",
+            Path(tmp),
+            port,
+            SANDBOX_LATENCY_MS=LATENCY_MS,
+            SANDBOX_HANG_S=HANG_S,
+            GUNICORN_WORKERS=SANDBOX_WORKERS,
+            GUNICORN_THREADS=SANDBOX_THREADS,
+        )
+        app = build_app(Path(tmp), port, sandbox.url)
         server = make_server("127.0.0.1", port, app, threaded=True)
         thread = threading.Thread(target=server.serve_forever, daemon=True)
         thread.start()
         url = f"http://127.0.0.1:{port}"
         try:
+            sandbox.start()
             open_checkouts(app)
-            with app.app_context():
-                for name in PROVIDERS:
-                    settings.set_latency(name, LATENCY_MS)
             session = requests.Session()
             session.post(url + "/login", data={"email": "admin@bench.example", "password": PASSWORD}, timeout=30)
             render(app, session, url)  # warm up templates and connections
             call = one_provider_call(app)
             cold = median_render(app, session, url)
             warm = median_render(app, session, url, cold=False)
-            with app.app_context():
-                faults.set("opay", "hang_next", count=CHECKOUTS * 3)
+            console(sandbox.url, "/console/fault", provider="opay", kind="hang_next", count=CHECKOUTS * 3)
             hanging = render(app, session, url)
-            with app.app_context():
-                faults.clear()
+            console(sandbox.url, "/console/fault", provider="opay", kind="clear")
             stub_call, stub_cold = stub_figures(app, session, url)
+        except BaseException:
+            print(f"--- {sandbox.name} log (tail)\n{sandbox.tail()}")
+            raise
         finally:
             server.shutdown()
             thread.join(timeout=10)
+            sandbox.stop()
+        if sandbox.log_count("Traceback"):
+            print(f"--- {sandbox.name}: first traceback in its log\n{sandbox.first_traceback()}")
     ms = 1000
+    for line in common.machine_lines():
+        print(line)
     print(f"{CHECKOUTS} open checkouts (Oen, MyPay, O'Pay in turn); every provider answers after {LATENCY_MS} ms")
-    print(f"through the sandbox (medians of {RUNS}):")
+    sizing = f"{SANDBOX_WORKERS} workers x {SANDBOX_THREADS} threads"
+    print(f"through the sandbox in its own gunicorn, {sizing} (medians of {RUNS}):")
     print(f"  one provider call                {call * ms:6.0f} ms")
     print(f"  overview, empty cache            {cold[0] * ms:6.0f} ms  ratio {cold[0] / call:.2f} (aim <= 1.5)", end="")
     print(f"  cpu {cold[1] * ms:.0f} ms")
