@@ -17,8 +17,8 @@ import responses
 from portal import create_app
 from portal.extensions import db
 from portal.models import Refund
-from tests.conftest import PASSWORD
-from tests.factories import make_checkout, make_order
+from tests.support.constants import PASSWORD
+from tests.support.factories import make_checkout, make_order
 
 ROLES = ("anon", "customer", "staff", "admin", "other_admin")
 LOGINS = {"staff": "staff@a.example", "admin": "admin@a.example", "other_admin": "admin@b.example"}

@@ -9,7 +9,8 @@ from werkzeug.security import check_password_hash
 
 from portal.extensions import db
 from portal.models import AuditEvent, User, UserSession
-from tests.conftest import PASSWORD, browser_default_client, seed_merchants
+from tests.support.apps import browser_default_client, seed_merchants
+from tests.support.constants import PASSWORD
 
 
 def test_login_right_goes_to_orders(client, auth):
@@ -103,7 +104,7 @@ def test_logins_and_failures_are_audited(app, client, auth):
 
 
 def test_passwords_are_hashed_with_scrypt_n_at_least_2_16(tmp_path):
-    from tests.conftest import make_app
+    from tests.support.apps import make_app
 
     app = make_app(tmp_path, PASSWORD_HASH_METHOD=None)
     app.config.pop("PASSWORD_HASH_METHOD")

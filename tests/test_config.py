@@ -13,7 +13,7 @@ from portal import create_app
 from portal.config import TEST_MYPAY_AGENT_KEY, TEST_OPAY_MERCHANT, ConfigError
 from portal.extensions import db
 from portal.payments import provider_choices
-from tests.factories import make_order
+from tests.support.factories import make_order
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -19,8 +19,10 @@ from portal.extensions import db
 from portal.models import AuditEvent, Checkout, WebhookEvent
 from portal.payments import NOT_READY, refresh_order
 from portal.security import encrypt_secret
-from tests.conftest import PASSWORD, browser_default_client
-from tests.factories import make_checkout, make_order
+from tests.support.apps import browser_default_client
+from tests.support.constants import PASSWORD
+from tests.support.factories import make_checkout, make_order
+from tests.support.providers import opay_notice
 
 PORTAL = Path(__file__).resolve().parent.parent / "portal"
 
@@ -348,12 +350,10 @@ def test_the_checkout_stays_queryable(app, seed):
 
 
 def test_a_callback_that_came_too_early_shows_on_the_callbacks_page_translated(app, seed, zh):
-    from tests.test_webhooks import _opay_notice
-
     with app.app_context():
         checkout = make_checkout(make_order(seed.merchant_id), provider="opay", state="creating")
         reference, amount = checkout.reference, checkout.amount
-    assert zh.post("/webhooks/opay", data=_opay_notice(reference, amount)).status_code == 503
+    assert zh.post("/webhooks/opay", data=opay_notice(reference, amount)).status_code == 503
     with app.app_context():
         event = db.session.execute(db.select(WebhookEvent)).scalar_one()
         assert event.error == NOT_READY and event.merchant_id == seed.merchant_id  # English evidence, the merchant's

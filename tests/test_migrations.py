@@ -7,7 +7,7 @@ from alembic.migration import MigrationContext
 from flask_migrate import upgrade
 
 from portal.extensions import db
-from tests.conftest import make_app
+from tests.support.apps import make_app
 
 
 def test_upgrade_from_empty_matches_the_models(tmp_path):

@@ -9,8 +9,9 @@ import pytest
 
 from portal.extensions import db
 from portal.models import ORDER_STATES, Order, OrderItem, User, Voucher, utcnow
-from tests.conftest import PASSWORD, seed_merchants
-from tests.orders_pages import order_post, read_page
+from tests.support.apps import seed_merchants
+from tests.support.constants import PASSWORD
+from tests.support.pages import order_post, read_page
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from portal.extensions import db
 from portal.models import Order, OrderItem, Voucher
-from tests.orders_pages import order_post, read_page
+from tests.support.pages import order_post, read_page
 
 ROW_FIELDS = {
     "items": ("sku", "name", "unit_price", "quantity"),

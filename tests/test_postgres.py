@@ -17,8 +17,8 @@ from sqlalchemy.exc import OperationalError
 
 from portal.extensions import db
 from portal.payments import locked_checkout, write_transaction
-from tests.conftest import make_app
-from tests.factories import make_checkout, make_order
+from tests.support.apps import make_app
+from tests.support.factories import make_checkout, make_order
 
 pytestmark = [
     pytest.mark.postgres,

@@ -15,7 +15,7 @@ from portal.extensions import db
 from portal.models import AuditEvent, Checkout, Order, Refund
 from portal.payments import refresh_order
 from portal.security import encrypt_secret
-from tests.factories import make_checkout, make_order
+from tests.support.factories import make_checkout, make_order
 
 HID = "P20250301ABCDEFGH"
 KEY_RE = re.compile(r'name="idempotency_key" value="([^"]+)"')
@@ -236,7 +236,8 @@ def test_staff_get_403_and_other_merchants_404(app, seed, client, auth):
 
 
 def test_the_confirmation_carries_a_csrf_token(csrf_app):
-    from tests.conftest import PASSWORD, seed_merchants
+    from tests.support.apps import seed_merchants
+    from tests.support.constants import PASSWORD
 
     seed = seed_merchants(csrf_app)
     order_id, _c, _ref = paid(csrf_app, seed, "opay")

@@ -10,8 +10,9 @@ from flask_login.utils import encode_cookie
 
 from portal.extensions import db
 from portal.models import UserSession, utcnow
-from tests.conftest import PASSWORD, make_app, seed_merchants
-from tests.factories import make_checkout, make_order
+from tests.support.apps import make_app, seed_merchants
+from tests.support.constants import PASSWORD
+from tests.support.factories import make_checkout, make_order
 
 HTTPS_BASE = "https://portal.example"
 

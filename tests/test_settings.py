@@ -10,7 +10,8 @@ import pytest
 from portal.extensions import db
 from portal.models import AuditEvent, Merchant, User, UserSession
 from portal.security import decrypt_secret
-from tests.conftest import PASSWORD, AuthActions
+from tests.support.apps import AuthActions
+from tests.support.constants import PASSWORD
 
 SEEDED_SECRETS = ("oen-token-a", "5294y06JbISpM5x9", "v77hoKGq4kWxNNIS", "oen-token-b", "0123456789abcdef")
 NEW_SECRETS = {
@@ -138,7 +139,7 @@ def test_settings_page_shows_ids_and_callback_urls_but_no_secret(client, auth, s
 
 
 def test_callback_urls_follow_portal_base_url(tmp_path):
-    from tests.conftest import make_app, seed_merchants
+    from tests.support.apps import make_app, seed_merchants
 
     app = make_app(tmp_path, WTF_CSRF_ENABLED=False, PORTAL_BASE_URL="https://pay.shop.example/")
     seed = seed_merchants(app)
@@ -462,7 +463,7 @@ def test_user_created_by_admin_of_b_belongs_to_b(app, client, auth, seed):
 
 
 def test_settings_forms_need_a_csrf_token(csrf_app):
-    from tests.conftest import seed_merchants
+    from tests.support.apps import seed_merchants
 
     seed = seed_merchants(csrf_app)
     client = csrf_app.test_client()

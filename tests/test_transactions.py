@@ -11,14 +11,14 @@ from html import unescape
 import pytest
 import responses
 
+from portal import overview as live
 from portal.extensions import db
 from portal.filters import luhn_ok
 from portal.models import Checkout, Refund
 from portal.payments import refresh_order
 from portal.providers.base import ProviderTransaction, State
 from portal.security import encrypt_secret
-from portal import overview as live
-from tests.factories import make_checkout, make_order
+from tests.support.factories import make_checkout, make_order
 
 CARD_RUN = re.compile(r"(?<!\d)(?:\d[ -]?){12,18}\d(?!\d)")
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from babel.messages.pofile import read_po
 
-from tests.conftest import browser_default_client
+from tests.support.apps import browser_default_client
 
 TRANSLATIONS = Path(__file__).resolve().parent.parent / "portal" / "translations"
 POT = TRANSLATIONS / "messages.pot"

@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 
 import pytest
 import responses
 
 from portal.extensions import db
 from portal.models import Checkout, CheckoutEvent, WebhookEvent
-from portal.providers.crypto import opay_encrypt
 from portal.security import encrypt_secret
-from tests.factories import make_checkout, make_order
-
-OPAY_KEY, OPAY_IV = "5294y06JbISpM5x9", "v77hoKGq4kWxNNIS"
+from tests.support.accounts import OPAY_KEY
+from tests.support.constants import PASSWORD
+from tests.support.factories import make_checkout, make_order
+from tests.support.providers import opay_notice
 
 
 @pytest.fixture
@@ -115,29 +114,6 @@ def test_unknown_provider_is_404(client):
     assert client.post("/webhooks/paypal", data={"a": "b"}).status_code == 404
 
 
-def _opay_notice(reference, amount, *, rtn="1", timestamp=None, rqid=None, key=OPAY_KEY, iv=OPAY_IV):
-    data = {
-        "MerchantID": "2000132",
-        "MerchantTradeNo": reference,
-        "RtnCode": rtn,
-        "RtnMsg": "交易成功",
-        "TradeNo": "2211221030001",
-        "TradeAmt": str(amount),
-        "PaymentDate": "2026/11/22 10:30:00",
-        "TradeDate": "2026/11/22 10:29:00",
-    }
-    return {
-        "MerchantID": "2000132",
-        "PlatformID": "",
-        "Timestamp": str(int(timestamp if timestamp is not None else time.time())),
-        "RqID": rqid or str(uuid.uuid4()),
-        "Revision": "1",
-        "RtnCode": "1",
-        "RtnMsg": "OK",
-        "Data": opay_encrypt(data, key, iv),
-    }
-
-
 @pytest.fixture
 def opay_checkout(app, seed):
     with app.app_context():
@@ -147,7 +123,7 @@ def opay_checkout(app, seed):
 
 def test_opay_notice_is_applied_and_answered_1_ok(app, client, opay_checkout):
     checkout_id, reference, amount = opay_checkout
-    response = client.post("/webhooks/opay", data=_opay_notice(reference, amount))
+    response = client.post("/webhooks/opay", data=opay_notice(reference, amount))
     assert response.status_code == 200 and response.data == b"1|OK"
     assert _state(app, checkout_id) == ("paid", "paid")
 
@@ -163,7 +139,7 @@ def test_opay_notice_is_applied_and_answered_1_ok(app, client, opay_checkout):
 )
 def test_opay_forged_notices_are_refused(app, client, opay_checkout, change):
     checkout_id, reference, amount = opay_checkout
-    notice = _opay_notice(
+    notice = opay_notice(
         change.get("reference", reference),
         amount + change.get("amount_delta", 0),
         timestamp=change.get("timestamp"),
@@ -178,16 +154,16 @@ def test_opay_forged_notices_are_refused(app, client, opay_checkout, change):
 
 def test_opay_replayed_rqid_is_refused(app, client, opay_checkout):
     checkout_id, reference, amount = opay_checkout
-    first = _opay_notice(reference, amount, rtn="0")  # not paid
+    first = opay_notice(reference, amount, rtn="0")  # not paid
     assert client.post("/webhooks/opay", data=first).status_code == 200
-    replay = _opay_notice(reference, amount, rqid=first["RqID"])  # same RqID, new body
+    replay = opay_notice(reference, amount, rqid=first["RqID"])  # same RqID, new body
     assert client.post("/webhooks/opay", data=replay).status_code == 400
     assert _state(app, checkout_id)[0] == "failed"
 
 
 def test_the_same_callback_fifty_times_changes_state_once(app, client, opay_checkout):
     checkout_id, reference, amount = opay_checkout
-    notice = _opay_notice(reference, amount)
+    notice = opay_notice(reference, amount)
     replies = {client.post("/webhooks/opay", data=notice).data for _ in range(50)}
     assert replies == {b"1|OK"}
     with app.app_context():
@@ -207,7 +183,7 @@ def test_a_callback_for_an_attempt_still_being_opened_asks_for_a_resend(app, cli
     with app.app_context():
         checkout = make_checkout(make_order(seed.merchant_id), provider="opay", state="creating")
         reference, amount = checkout.reference, checkout.amount
-    response = client.post("/webhooks/opay", data=_opay_notice(reference, amount))
+    response = client.post("/webhooks/opay", data=opay_notice(reference, amount))
     assert response.status_code == 503
 
 
@@ -230,14 +206,14 @@ def test_oen_token_is_never_stored_in_clear(app, client, seed):
 
 
 def test_refusal_reason_is_shown_in_the_readers_language(app, client, mypay_checkout):
-    from tests.conftest import browser_default_client
+    from tests.support.apps import browser_default_client
 
     _checkout_id, reference, amount = mypay_checkout
     client.post("/webhooks/mypay", data=_mypay_report(reference, amount, key="0" * 32))
     english = app.test_client()
-    english.post("/login", data={"email": "admin@a.example", "password": "correct-horse-battery"})
+    english.post("/login", data={"email": "admin@a.example", "password": PASSWORD})
     assert "do not match the order MyPay created" in english.get("/callbacks").get_data(as_text=True)
     chinese = browser_default_client(app)
-    chinese.post("/login", data={"email": "admin@a.example", "password": "correct-horse-battery"})
+    chinese.post("/login", data={"email": "admin@a.example", "password": PASSWORD})
     page = chinese.get("/callbacks").get_data(as_text=True)
     assert "與 MyPay 建立的訂單不符" in page and "do not match the order MyPay created" not in page

@@ -13,7 +13,7 @@ import pytest
 
 from portal.extensions import db
 from portal.models import Order
-from tests.e2e.conftest import DESKTOP, PHONE, assert_fits_width, login, shot, wait_for_state
+from tests.support.chromium import DESKTOP, PHONE, assert_fits_width, login, shot, wait_for_state
 
 pytestmark = pytest.mark.e2e
 

@@ -6,7 +6,7 @@ import pytest
 
 from portal.extensions import db
 from portal.models import Order
-from tests.conftest import PASSWORD
+from tests.support.constants import PASSWORD
 
 pytestmark = pytest.mark.e2e
 

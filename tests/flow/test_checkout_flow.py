@@ -15,7 +15,7 @@ from portal.models import Checkout, CheckoutEvent, Order, WebhookEvent
 from portal.payments import reconcile_open_checkouts
 from sandbox import faults
 from sandbox.models import SandboxCallback, SandboxMypayOrder, SandboxOenTransaction, SandboxOpayTrade
-from tests.flow.browser import STATE_RE, Browser
+from tests.support.browser import STATE_RE, Browser
 from tests.support.sandbox import sandbox_rows
 
 

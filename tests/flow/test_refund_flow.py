@@ -17,7 +17,7 @@ from portal.models import AuditEvent, Checkout, Order, Refund
 from sandbox import faults
 from sandbox import settings as sandbox_settings
 from sandbox.models import SandboxExchange, SandboxMypayRefund, SandboxOenTransaction
-from tests.flow.browser import Browser
+from tests.support.browser import Browser
 from tests.support.sandbox import sandbox_rows
 
 HIDDEN_RE = re.compile(r'<input type="hidden" name="(\w+)" value="([^"]*)">')

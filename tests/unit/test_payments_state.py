@@ -10,7 +10,7 @@ from portal.extensions import db
 from portal.models import CheckoutEvent
 from portal.payments import RANK, apply_state, locked_checkout, write_transaction
 from portal.providers.base import State
-from tests.factories import make_checkout, make_order
+from tests.support.factories import make_checkout, make_order
 
 EVENT_STATES = [s for s in State if s != State.PARTIALLY_REFUNDED]
 

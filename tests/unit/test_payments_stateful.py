@@ -13,8 +13,8 @@ from portal.extensions import db
 from portal.models import Checkout, CheckoutEvent
 from portal.payments import PAID_STATES, RANK, apply_state, locked_checkout, write_transaction
 from portal.providers.base import State
-from tests.conftest import make_app, seed_merchants
-from tests.factories import make_checkout, make_order
+from tests.support.apps import make_app, seed_merchants
+from tests.support.factories import make_checkout, make_order
 
 PROVIDER_STATES = [
     State.AWAITING_PAYMENT,

@@ -6,22 +6,21 @@ import json
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from providers_support import (
-    MYPAY_AGENT_KEY,
-    MYPAY_AGENT_UID,
-    MYPAY_STORE_UID,
-    OPAY_IV,
-    OPAY_KEY,
-    OPAY_MERCHANT_ID,
-    checkout_request,
-    ref_of,
-)
 
 from portal.providers.base import CallbackRequest, InvalidCallback, ProviderEvent
 from portal.providers.crypto import mypay_encrypt, opay_encrypt
 from portal.providers.mypay import MyPayProvider
 from portal.providers.oen import OenProvider
 from portal.providers.opay import OPayProvider
+from tests.support.accounts import (
+    MYPAY_AGENT_KEY,
+    MYPAY_AGENT_UID,
+    MYPAY_STORE_UID,
+    OPAY_IV,
+    OPAY_KEY,
+    OPAY_MERCHANT_ID,
+)
+from tests.support.providers import checkout_request, ref_of
 
 NOW = 1_725_177_744
 REQUEST = checkout_request()

@@ -11,16 +11,6 @@ import requests
 import responses
 from Crypto.Cipher import AES
 from Crypto.Util.Padding import pad
-from providers_support import (
-    MYPAY_AGENT_KEY,
-    MYPAY_AGENT_UID,
-    MYPAY_NEXT_KEY,
-    MYPAY_STORE_UID,
-    checkout_request,
-    form_of,
-    ref_of,
-    voucher_request,
-)
 
 from portal.providers.base import (
     CallbackRequest,
@@ -33,6 +23,8 @@ from portal.providers.base import (
 )
 from portal.providers.crypto import mypay_encrypt
 from portal.providers.mypay import PRC, MyPayProvider
+from tests.support.accounts import MYPAY_AGENT_KEY, MYPAY_AGENT_UID, MYPAY_NEXT_KEY, MYPAY_STORE_UID
+from tests.support.providers import checkout_request, form_of, ref_of, voucher_request
 
 API = "https://pay.usecase.cc/api/agent"
 UID, KEY = "95227", "d2c55a2055cbe6f711f1e977039e2a8f"

@@ -7,7 +7,6 @@ import json
 import pytest
 import requests
 import responses
-from providers_support import checkout_request, ref_of, voucher_request
 
 from portal.providers.base import (
     CallbackRequest,
@@ -18,6 +17,7 @@ from portal.providers.base import (
     State,
 )
 from portal.providers.oen import CODES, OenProvider
+from tests.support.providers import checkout_request, ref_of, voucher_request
 
 API = "https://payment-api.testing.oen.tw"
 TEMPLATE = "https://{merchant_id}.testing.oen.tw/checkout/subscription/create/{id}"

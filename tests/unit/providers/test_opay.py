@@ -12,17 +12,6 @@ import requests
 import responses
 from Crypto.Cipher import AES
 from Crypto.Util.Padding import pad
-from providers_support import (
-    OPAY_IV,
-    OPAY_KEY,
-    OPAY_MERCHANT_ID,
-    OPAY_PLATFORM_ID,
-    OPAY_PLATFORM_IV,
-    OPAY_PLATFORM_KEY,
-    checkout_request,
-    form_of,
-    ref_of,
-)
 
 from portal.providers.base import (
     CallbackRequest,
@@ -35,6 +24,15 @@ from portal.providers.base import (
 )
 from portal.providers.crypto import opay_decrypt_json, opay_encrypt
 from portal.providers.opay import OPayProvider, item_name
+from tests.support.accounts import (
+    OPAY_IV,
+    OPAY_KEY,
+    OPAY_MERCHANT_ID,
+    OPAY_PLATFORM_ID,
+    OPAY_PLATFORM_IV,
+    OPAY_PLATFORM_KEY,
+)
+from tests.support.providers import checkout_request, form_of, ref_of
 
 API = "https://payment-stage.opay.tw"
 NOW = 1_725_177_744  # 2024-09-01 16:02:24 in Taipei
@@ -392,7 +390,7 @@ GOOD_DATA = notice().body.decode().split("Data=")[1]
         ({"MerchantID": "2000133"}, "another merchant"),
         ({"PlatformID": "999"}, "unknown platform"),
         ({"RqID": ""}, "no RqID"),
-        ({"Data": opay_encrypt({"MerchantTradeNo": "CK20240901A1"}, "bkuAEQufy2bpEng1", OPAY_IV)}, "wrong key"),
+        ({"Data": opay_encrypt({"MerchantTradeNo": "CK20240901A1"}, OPAY_PLATFORM_KEY, OPAY_IV)}, "wrong key"),
         ({"Data": unquote(GOOD_DATA)[:-10]}, "truncated base64"),
         ({"Data": raw_data(b"A" * 16, padded=False)}, "bad padding"),
         ({"Data": raw_data(b"%FF%FE%FD")}, "non-UTF-8"),

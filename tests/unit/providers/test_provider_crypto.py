@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 from Crypto.Cipher import AES
 from Crypto.Util.Padding import pad
-from providers_support import MYPAY_AGENT_KEY, MYPAY_AGENT_UID, MYPAY_NEXT_KEY, MYPAY_STORE_UID, voucher_request
 
 from portal.providers.crypto import (
     CryptoError,
@@ -25,6 +24,16 @@ from portal.providers.crypto import (
     percent_encode,
 )
 from portal.providers.mypay import MyPayProvider
+from tests.support.accounts import (
+    MYPAY_AGENT_KEY,
+    MYPAY_AGENT_UID,
+    MYPAY_NEXT_KEY,
+    MYPAY_STORE_UID,
+    OPAY_IV,
+    OPAY_KEY,
+    OPAY_PLATFORM_KEY,
+)
+from tests.support.providers import voucher_request
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -108,20 +117,20 @@ def test_opay_tolerates_a_double_encoded_data_field():
 @pytest.mark.parametrize(
     ("text", "key"),
     [
-        (OPAY_CIPHERTEXT, "bkuAEQufy2bpEng1"),  # wrong key
-        (OPAY_CIPHERTEXT[:-9], "5294y06JbISpM5x9"),  # truncated base64
-        (OPAY_CIPHERTEXT[:-24] + "=", "5294y06JbISpM5x9"),  # truncated to bad length
-        ("not base64 at all!", "5294y06JbISpM5x9"),
-        ("", "5294y06JbISpM5x9"),
+        (OPAY_CIPHERTEXT, OPAY_PLATFORM_KEY),  # wrong key
+        (OPAY_CIPHERTEXT[:-9], OPAY_KEY),  # truncated base64
+        (OPAY_CIPHERTEXT[:-24] + "=", OPAY_KEY),  # truncated to bad length
+        ("not base64 at all!", OPAY_KEY),
+        ("", OPAY_KEY),
     ],
 )
 def test_opay_bad_ciphertext_is_a_crypto_error(text, key):
     with pytest.raises(CryptoError):
-        opay_decrypt(text, key, "v77hoKGq4kWxNNIS")
+        opay_decrypt(text, key, OPAY_IV)
 
 
 def test_opay_bad_padding_and_non_utf8_are_crypto_errors():
-    key, iv = b"5294y06JbISpM5x9", b"v77hoKGq4kWxNNIS"
+    key, iv = OPAY_KEY.encode(), OPAY_IV.encode()
     bad_padding = AES.new(key, AES.MODE_CBC, iv).encrypt(b"A" * 15 + b"\x07")
     with pytest.raises(CryptoError, match="padding"):
         opay_decrypt(base64.b64encode(bad_padding).decode(), key.decode(), iv.decode())
@@ -132,7 +141,7 @@ def test_opay_bad_padding_and_non_utf8_are_crypto_errors():
 
 def test_opay_key_length_is_checked():
     with pytest.raises(CryptoError):
-        opay_encrypt("{}", "short", "v77hoKGq4kWxNNIS")
+        opay_encrypt("{}", "short", OPAY_IV)
 
 
 # ---------------------------------------------------------------- MyPay: the document's own code

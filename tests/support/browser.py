@@ -9,7 +9,7 @@ from urllib.parse import urljoin
 
 import requests
 
-from tests.conftest import PASSWORD
+from tests.support.constants import PASSWORD
 
 STATE_RE = re.compile(r'data-order-state="([a-z_]+)"')
 LINK_RE = re.compile(r'value="(https?://[^"]+/pay/[A-Za-z0-9_-]+)"')

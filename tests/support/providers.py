@@ -1,23 +1,15 @@
-"""Shared test data for the provider clients: sample checkouts and the seeds' published test credentials."""
+"""Shared test data for the provider clients: sample checkouts, the refs kept for them, recorded form bodies."""
 
 from __future__ import annotations
 
+import time
+import uuid
 from datetime import datetime
 from urllib.parse import parse_qsl
 
 from portal.providers.base import CheckoutRef, CheckoutRequest, LineItem, VoucherLine
-
-# Test credentials published in the provider documents (seeds/), never production secrets.
-MYPAY_AGENT_UID = "518169081001"
-MYPAY_AGENT_KEY = "2MrhtRYeF9wKZ4bKwzZoL8aZf26pWzIG"
-MYPAY_NEXT_KEY = "9xQ2mN8vB7cX6zL5kJ4hG3fD2sA1pO0i"
-MYPAY_STORE_UID = "289151880002"
-OPAY_MERCHANT_ID = "2000132"
-OPAY_KEY = "5294y06JbISpM5x9"
-OPAY_IV = "v77hoKGq4kWxNNIS"
-OPAY_PLATFORM_ID = "2012441"
-OPAY_PLATFORM_KEY = "bkuAEQufy2bpEng1"
-OPAY_PLATFORM_IV = "B0lzARl9ZSdhW9jg"
+from portal.providers.crypto import opay_encrypt
+from tests.support.accounts import OPAY_IV, OPAY_KEY, OPAY_MERCHANT_ID
 
 
 def form_of(request) -> dict[str, str]:
@@ -74,3 +66,27 @@ def ref_of(request: CheckoutRequest, **provider_ids) -> CheckoutRef:
         vouchers=request.vouchers,
         items=request.items,
     )
+
+
+def opay_notice(reference, amount, *, rtn="1", timestamp=None, rqid=None, key=OPAY_KEY, iv=OPAY_IV):
+    """An O'Pay payment notice for the portal's /webhooks/opay, as the stage merchant receives it."""
+    data = {
+        "MerchantID": OPAY_MERCHANT_ID,
+        "MerchantTradeNo": reference,
+        "RtnCode": rtn,
+        "RtnMsg": "交易成功",
+        "TradeNo": "2211221030001",
+        "TradeAmt": str(amount),
+        "PaymentDate": "2026/11/22 10:30:00",
+        "TradeDate": "2026/11/22 10:29:00",
+    }
+    return {
+        "MerchantID": OPAY_MERCHANT_ID,
+        "PlatformID": "",
+        "Timestamp": str(int(timestamp if timestamp is not None else time.time())),
+        "RqID": rqid or str(uuid.uuid4()),
+        "Revision": "1",
+        "RtnCode": "1",
+        "RtnMsg": "OK",
+        "Data": opay_encrypt(data, key, iv),
+    }
