@@ -10,6 +10,7 @@ from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
 from werkzeug.datastructures import ImmutableMultiDict
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from portal import config as settings
 from portal.extensions import babel, csrf, db, limiter, login_manager, migrate
@@ -26,6 +27,10 @@ def create_app(test_config: dict | None = None) -> Flask:
         static_folder="../static",
     )
     load_config(app, test_config)
+    if app.config["TRUSTED_PROXIES"]:
+        # Believe X-Forwarded-For/-Proto/-Host from exactly that many proxies in front, and no client's own claims.
+        hops = app.config["TRUSTED_PROXIES"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
     logging.basicConfig(level=app.config["LOG_LEVEL"], format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     register_extensions(app)
     register_blueprints(app)
@@ -185,6 +190,9 @@ def register_security_headers(app: Flask) -> None:
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("X-Frame-Options", "DENY")
         response.headers.setdefault("Referrer-Policy", "same-origin")
+        if request.endpoint != "static":
+            # Every page but the static files carries a merchant's or a customer's data, or says whether a link exists.
+            response.headers["Cache-Control"] = "no-store"
         if request.is_secure or app.config["PORTAL_BASE_URL"].startswith("https://"):
             response.headers.setdefault("Strict-Transport-Security", "max-age=63072000; includeSubDomains")
         return response

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
 import secrets
+import tempfile
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -70,12 +72,14 @@ SETTINGS: dict[str, tuple[object, str]] = {
     "PROVIDER_TIMEOUT_S": (10, "seconds per provider call"),
     "CHECKOUT_LINK_TTL_H": (168, "hours before a customer link expires"),
     "RATELIMIT_STORAGE_URI": ("memory://", "Flask-Limiter storage; redis://... when more than one process"),
+    "TRUSTED_PROXIES": (0, "how many reverse proxies sit in front; their X-Forwarded-* headers are believed"),
     "SESSION_IDLE_MINUTES": (120, "a login ends after this long without a request"),
     "SESSION_ABSOLUTE_HOURS": (12, "a login ends this long after it began, whatever happens"),
     "LOG_LEVEL": ("INFO", "log level"),
 }
 
 INT_SETTINGS = {
+    "TRUSTED_PROXIES",
     "PROVIDER_TIMEOUT_S",
     "CHECKOUT_LINK_TTL_H",
     "SESSION_IDLE_MINUTES",
@@ -83,15 +87,51 @@ INT_SETTINGS = {
 }
 
 
+MIN_KEY_CHARS = 12  # SECRET_KEY and PORTAL_DATA_KEY; production asks for PRODUCTION_KEY_CHARS
+PRODUCTION_KEY_CHARS = 32
+
+
 def _instance_secret(instance_path: Path, name: str, nbytes: int) -> str:
-    """Read a generated secret from instance/, creating it (mode 0600) on first use."""
+    """Read a generated secret from instance/, creating it (mode 0600) on first use.
+
+    Several processes may start at once on a fresh instance/: the secret is written whole to a file of its own, then
+    linked into place, which only one of them can do; the others read the winner's. A reader never sees it half written.
+    """
     path = instance_path / name
     if not path.exists():
         instance_path.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(secrets.token_urlsafe(nbytes))
-    return path.read_text().strip()
+        fd, temp = tempfile.mkstemp(prefix=f".{name}.", dir=instance_path)  # mode 0600
+        try:
+            with os.fdopen(fd, "w") as fh:
+                fh.write(secrets.token_urlsafe(nbytes))
+                fh.flush()
+                os.fsync(fh.fileno())
+            with contextlib.suppress(FileExistsError):  # another process was first: use its secret
+                os.link(temp, path)
+        finally:
+            os.unlink(temp)
+    value = path.read_text().strip()
+    if len(value) < MIN_KEY_CHARS:
+        raise ConfigError(f"{path} is empty or too short: delete it to have a new secret generated, or set it.")
+    return value
+
+
+def _check_key(config: dict, name: str) -> None:
+    """A session-signing or encryption key that is empty or short is refused, whatever its source."""
+    value = str(config.get(name) or "")
+    need = PRODUCTION_KEY_CHARS if config.get("PROVIDER_ENV") == "production" else MIN_KEY_CHARS
+    if len(value.strip()) < need:
+        raise ConfigError(f"{name} is empty or shorter than {need} characters: set a long random value.")
+
+
+def _private_sqlite_file(url: str) -> None:
+    """Create a SQLite database file readable by its owner only (it holds customers' data and encrypted secrets)."""
+    if not url.startswith("sqlite:///") or url in ("sqlite:///", "sqlite:///:memory:"):
+        return
+    path = Path(url.removeprefix("sqlite:///").split("?", 1)[0])
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
 
 
 def defaults() -> dict[str, object]:
@@ -116,6 +156,7 @@ def derive(config: dict, instance_path: Path) -> None:
         instance_path.mkdir(parents=True, exist_ok=True)
         config["DATABASE_URL"] = f"sqlite:///{instance_path / 'portal.db'}"
     config.setdefault("SQLALCHEMY_DATABASE_URI", config["DATABASE_URL"])
+    _private_sqlite_file(str(config["DATABASE_URL"]))
     if not config.get("SECRET_KEY"):
         config["SECRET_KEY"] = _instance_secret(instance_path, "secret_key", 48)
     if not config.get("PORTAL_DATA_KEY"):
@@ -132,6 +173,8 @@ def derive(config: dict, instance_path: Path) -> None:
     for name, url in urls.items():
         if not config.get(name):
             config[name] = url
+    for name in ("SECRET_KEY", "PORTAL_DATA_KEY"):
+        _check_key(config, name)
     if env == "production":  # no test default: MyPay stays off until the operator's own agent is set
         config["MYPAY_AGENT_UID"] = config.get("MYPAY_AGENT_UID") or ""
         config["MYPAY_AGENT_KEY"] = config.get("MYPAY_AGENT_KEY") or ""

@@ -13,6 +13,7 @@ from portal import create_app
 from portal.config import TEST_MYPAY_AGENT_KEY, TEST_OPAY_MERCHANT, ConfigError
 from portal.extensions import db
 from portal.payments import provider_choices
+from tests.support.accounts import MYPAY_AGENT_UID, OPAY_PLATFORM_ID, OPAY_PLATFORM_KEY
 from tests.support.factories import make_order
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -22,8 +23,8 @@ def settings(tmp_path, **overrides) -> dict:
     config = {
         "TESTING": True,
         "DATABASE_URL": f"sqlite:///{tmp_path / 'config.db'}",
-        "SECRET_KEY": "test-secret-key",
-        "PORTAL_DATA_KEY": "test-data-key",
+        "SECRET_KEY": "test-secret-key-long-enough-for-production",
+        "PORTAL_DATA_KEY": "test-data-key-long-enough-for-production",
     }
     config.update(overrides)
     return config
@@ -96,9 +97,9 @@ def test_sandbox_url_moves_every_provider(tmp_path):
         ("OEN_API_URL", "http://127.0.0.1:5001/oen/api"),
         ("MYPAY_API_URL", "https://localhost/mypay/api/agent"),
         ("OPAY_API_URL", "http://payment.opay.tw"),
-        ("MYPAY_AGENT_UID", "518169081001"),
-        ("OPAY_PLATFORM_HASH_KEY", "bkuAEQufy2bpEng1"),
-        ("OPAY_PLATFORM_ID", "2012441"),
+        ("MYPAY_AGENT_UID", MYPAY_AGENT_UID),
+        ("OPAY_PLATFORM_HASH_KEY", OPAY_PLATFORM_KEY),
+        ("OPAY_PLATFORM_ID", OPAY_PLATFORM_ID),
     ],
 )
 def test_production_refuses_sandbox_addresses_and_test_credentials(tmp_path, name, value):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, flash, g, redirect, render_template, request, session, url_for
 from flask_babel import gettext as _
+from flask_limiter.util import get_remote_address
 from flask_login import current_user, login_user, logout_user
 
 from portal.auth_session import end_session, start_session
@@ -17,8 +18,18 @@ bp = Blueprint("auth", __name__)
 
 
 def _login_email() -> str:
-    """The rate-limit key for failed logins per account (the e-mail typed, normalised)."""
-    return "login:" + (request.form.get("email") or "").strip().lower()
+    """The e-mail typed, normalised."""
+    return (request.form.get("email") or "").strip().lower()
+
+
+def _account_and_address() -> str:
+    """Failed logins of one account from one address: what slows a guesser down without locking the user out."""
+    return f"login:{_login_email()}:{get_remote_address()}"
+
+
+def _account() -> str:
+    """Failed logins of one account from anywhere: a generous cap on guessing spread over many addresses."""
+    return f"login-account:{_login_email()}"
 
 
 def _failed() -> bool:
@@ -26,8 +37,17 @@ def _failed() -> bool:
 
 
 @bp.route("/login", methods=["GET", "POST"])
-@limiter.limit("10 per 15 minutes", key_func=_login_email, methods=["POST"], deduct_when=lambda r: _failed())
+# Failed logins only. Per account and address the waits grow (5 a minute, 10 in 15 minutes, 20 a day): a guesser is
+# slowed down, while the user, from any other address, still logs in. Per address: one machine trying many accounts.
+# Per account from everywhere: a high cap, so guessing spread over many addresses is bounded too.
+@limiter.limit(
+    "5 per minute;10 per 15 minutes;20 per day",
+    key_func=_account_and_address,
+    methods=["POST"],
+    deduct_when=lambda r: _failed(),
+)
 @limiter.limit("30 per 15 minutes", methods=["POST"], deduct_when=lambda r: _failed())
+@limiter.limit("200 per day", key_func=_account, methods=["POST"], deduct_when=lambda r: _failed())
 def login():
     """The login form; the same answer whether or not the account exists."""
     if current_user.is_authenticated:
