@@ -23,3 +23,15 @@ forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 # exit): give it a path of its own when wanted, otherwise leave it off.
 control_socket = os.environ.get("GUNICORN_CONTROL_SOCKET", "")
 control_socket_disable = not control_socket
+
+
+def on_starting(server):
+    """Refuse per-process rate-limit counters when several processes serve: each would count on its own."""
+    storage = os.environ.get("RATELIMIT_STORAGE_URI", "memory://")
+    enabled = os.environ.get("RATELIMIT_ENABLED", "true").strip().lower() not in ("0", "false", "no", "off")
+    if enabled and server.cfg.workers > 1 and storage.startswith("memory://"):
+        raise SystemExit(
+            f"RATELIMIT_STORAGE_URI={storage} with {server.cfg.workers} gunicorn workers: each worker would count "
+            "failed logins and link guesses on its own. Set RATELIMIT_STORAGE_URI=redis://host:6379/0 (shared "
+            "storage), or GUNICORN_WORKERS=1."
+        )

@@ -161,7 +161,7 @@ def portal_env(database_url: str, port: int, sandbox_url: str | None = None, **e
         PORTAL_DATA_KEY=DATA_KEY,
         GUNICORN_BIND=f"127.0.0.1:{port}",
         LOG_LEVEL="WARNING",
-        RATELIMIT_STORAGE_URI="memory://",
+        RATELIMIT_ENABLED="false",  # the work is measured, not the limits (gunicorn refuses per-process ones)
         PYTHONUNBUFFERED="1",
     )
     if sandbox_url:

@@ -72,6 +72,7 @@ SETTINGS: dict[str, tuple[object, str]] = {
     "PROVIDER_TIMEOUT_S": (10, "seconds per provider call"),
     "CHECKOUT_LINK_TTL_H": (168, "hours before a customer link expires"),
     "RATELIMIT_STORAGE_URI": ("memory://", "Flask-Limiter storage; redis://... when more than one process"),
+    "RATELIMIT_ENABLED": (True, "rate limits on logins and customer links; off only where something else limits"),
     "TRUSTED_PROXIES": (0, "how many reverse proxies sit in front; their X-Forwarded-* headers are believed"),
     "SESSION_IDLE_MINUTES": (120, "a login ends after this long without a request"),
     "SESSION_ABSOLUTE_HOURS": (12, "a login ends this long after it began, whatever happens"),
@@ -139,14 +140,32 @@ def defaults() -> dict[str, object]:
     return {name: value for name, (value, _meaning) in SETTINGS.items() if value is not None}
 
 
+BOOL_SETTINGS = {"RATELIMIT_ENABLED"}
+
+
 def from_environment() -> dict[str, object]:
     """The settings present in the environment, typed."""
     found: dict[str, object] = {}
     for name in SETTINGS:
         if name in os.environ:
             raw = os.environ[name]
-            found[name] = int(raw) if name in INT_SETTINGS else raw
+            if name in INT_SETTINGS:
+                found[name] = int(raw)
+            elif name in BOOL_SETTINGS:
+                found[name] = parse_bool(name, raw)
+            else:
+                found[name] = raw
     return found
+
+
+def parse_bool(name: str, raw: str) -> bool:
+    """1/true/yes/on or 0/false/no/off; anything else is refused."""
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be true or false, not {raw!r}.")
 
 
 def derive(config: dict, instance_path: Path) -> None:
