@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from datetime import UTC, datetime
 
 from flask_login import UserMixin
@@ -9,6 +10,7 @@ from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal.extensions import db
+from portal.providers import NAMES, Provider, provider_class
 
 
 def utcnow() -> datetime:
@@ -18,18 +20,68 @@ def utcnow() -> datetime:
 
 ROLES = ("admin", "staff")
 
-ORDER_STATES = (
-    "draft",
-    "awaiting_payment",
-    "paid",
-    "failed",
-    "expired",
-    "cancelled",
-    "partially_refunded",
-    "refunded",
-)
 
-PROVIDERS = ("oen", "mypay", "opay")
+class OrderState(enum.StrEnum):
+    """An order's state, derived from its checkouts (payments.state.refresh_order); shown as data-order-state."""
+
+    DRAFT = "draft"
+    AWAITING_PAYMENT = "awaiting_payment"
+    PAID = "paid"
+    FAILED = "failed"
+    EXPIRED = "expired"
+    CANCELLED = "cancelled"
+    PARTIALLY_REFUNDED = "partially_refunded"
+    REFUNDED = "refunded"
+
+
+class CheckoutState(enum.StrEnum):
+    """A payment attempt's state; it only moves forward (payments.state.RANK)."""
+
+    CREATING = "creating"  # committed, the provider has not answered yet
+    AWAITING_PAYMENT = "awaiting_payment"
+    AUTHORISED = "authorised"
+    PROCESSING = "processing"  # an Oen card token is being charged
+    FAILED = "failed"
+    EXPIRED = "expired"
+    CANCELLED = "cancelled"
+    PAID = "paid"
+    PARTIALLY_REFUNDED = "partially_refunded"
+    REFUNDED = "refunded"
+
+
+class RefundState(enum.StrEnum):
+    """A refund's state: "requested" is committed before the provider is called."""
+
+    REQUESTED = "requested"
+    SUCCEEDED = "succeeded"
+    PENDING = "pending"  # the provider accepted it; the money moves later
+    FAILED = "failed"
+    UNKNOWN = "unknown"  # the portal did not hear the provider's answer
+
+
+class CallbackStatus(enum.StrEnum):
+    """What became of a stored callback."""
+
+    RECEIVED = "received"  # stored, not processed yet
+    APPLIED = "applied"
+    RECORDED = "recorded"  # verified and kept as evidence, no change
+    REFUSED = "refused"
+    ERROR = "error"  # could not be processed now; the provider is asked to send it again
+
+
+ORDER_STATES = tuple(state.value for state in OrderState)
+# An attempt still waiting for the customer (or for the provider to answer).
+OPEN_STATES = (
+    CheckoutState.CREATING,
+    CheckoutState.AWAITING_PAYMENT,
+    CheckoutState.AUTHORISED,
+    CheckoutState.PROCESSING,
+)
+# Money was taken: the same three words for an order and for its checkouts.
+PAID_STATES = (CheckoutState.PAID, CheckoutState.PARTIALLY_REFUNDED, CheckoutState.REFUNDED)
+FINAL_STATES = (CheckoutState.FAILED, CheckoutState.EXPIRED, CheckoutState.CANCELLED, *PAID_STATES)
+# Refunds that may still take money: counted as taken when the refundable amount is checked.
+UNSETTLED = (RefundState.REQUESTED, RefundState.PENDING, RefundState.UNKNOWN)
 
 
 class Merchant(db.Model):
@@ -46,15 +98,15 @@ class Merchant(db.Model):
 
     users: Mapped[list[User]] = relationship(back_populates="merchant")
 
+    def stored_setting(self, name: str) -> str | None:
+        """A provider setting as stored: the plain column, or "<name>_enc" (encrypted) for a secret one."""
+        return getattr(self, name, None) or getattr(self, f"{name}_enc", None)
+
     def provider_configured(self, provider: str) -> bool:
         """Whether the merchant has the settings the provider needs."""
-        if provider == "oen":
-            return bool(self.oen_merchant_id and self.oen_token_enc)
-        if provider == "mypay":
-            return bool(self.mypay_store_uid)
-        if provider == "opay":
-            return bool(self.opay_merchant_id and self.opay_hash_key_enc and self.opay_hash_iv_enc)
-        return False
+        if provider not in NAMES:
+            return False
+        return all(self.stored_setting(name) for name in provider_class(provider).merchant_settings)
 
 
 class User(UserMixin, db.Model):
@@ -114,7 +166,7 @@ class Order(db.Model):
     paid_amount: Mapped[int] = mapped_column(default=0)
     refunded_amount: Mapped[int] = mapped_column(default=0)
     note: Mapped[str] = mapped_column(Text, default="")
-    state: Mapped[str] = mapped_column(String(24), default="draft", index=True)
+    state: Mapped[str] = mapped_column(String(24), default=OrderState.DRAFT.value, index=True)  # an OrderState
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("user.id"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
@@ -131,6 +183,11 @@ class Order(db.Model):
     @property
     def refundable(self) -> int:
         return max(self.paid_amount - self.refunded_amount, 0)
+
+    @property
+    def is_paid(self) -> bool:
+        """Money was taken (paid, partially refunded or refunded)."""
+        return self.state in PAID_STATES
 
 
 class OrderItem(db.Model):
@@ -174,7 +231,7 @@ class Checkout(db.Model):
     reference: Mapped[str] = mapped_column(String(32), unique=True)
     public_token: Mapped[str] = mapped_column(String(64), unique=True)
     amount: Mapped[int]
-    state: Mapped[str] = mapped_column(String(24), default="creating", index=True)
+    state: Mapped[str] = mapped_column(String(24), default=CheckoutState.CREATING.value, index=True)  # a CheckoutState
     expires_at: Mapped[datetime]
     provider_url: Mapped[str | None] = mapped_column(Text)
     # O'Pay: its Create answer, shown again when the customer comes back (a second Create would repeat the trade no).
@@ -200,6 +257,24 @@ class Checkout(db.Model):
     events: Mapped[list[CheckoutEvent]] = relationship(
         back_populates="checkout", order_by="CheckoutEvent.id", cascade="all, delete-orphan"
     )
+
+    @property
+    def provider_rules(self) -> type[Provider]:
+        """The provider's class: what it declares (refund policy, saved cards, …), asked instead of its name."""
+        return provider_class(self.provider)
+
+    @property
+    def is_open(self) -> bool:
+        """Still waiting for the customer (or for the provider to answer)."""
+        return self.state in OPEN_STATES
+
+    @property
+    def is_paid(self) -> bool:
+        return self.state in PAID_STATES
+
+    @property
+    def is_final(self) -> bool:
+        return self.state in FINAL_STATES
 
 
 class CheckoutEvent(db.Model):
@@ -228,7 +303,7 @@ class WebhookEvent(db.Model):
     body: Mapped[str] = mapped_column(Text, default="")  # secrets (Oen card token) removed
     secret_enc: Mapped[str | None] = mapped_column(Text)  # the removed secret, encrypted
     remote_addr: Mapped[str | None] = mapped_column(String(64))
-    status: Mapped[str] = mapped_column(String(16), default="received")  # received, applied, refused, error
+    status: Mapped[str] = mapped_column(String(16), default=CallbackStatus.RECEIVED.value)  # a CallbackStatus
     error: Mapped[str | None] = mapped_column(Text)  # why it was refused or failed (English, as evidence)
     error_zh: Mapped[str | None] = mapped_column(Text)  # the same reason in zh-TW, where the provider layer gave one
     merchant_id: Mapped[int | None] = mapped_column(ForeignKey("merchant.id"), index=True)
@@ -247,8 +322,7 @@ class Refund(db.Model):
     merchant_id: Mapped[int] = mapped_column(ForeignKey("merchant.id"), index=True)
     amount: Mapped[int]
     reason: Mapped[str] = mapped_column(Text)
-    # requested, succeeded, pending, failed, unknown
-    state: Mapped[str] = mapped_column(String(16), default="requested")
+    state: Mapped[str] = mapped_column(String(16), default=RefundState.REQUESTED.value)  # a RefundState
     idempotency_key: Mapped[str] = mapped_column(String(64), unique=True)
     options: Mapped[dict] = mapped_column(JSON, default=dict)
     manual: Mapped[bool] = mapped_column(default=False)
@@ -261,6 +335,11 @@ class Refund(db.Model):
 
     checkout: Mapped[Checkout] = relationship()
     created_by: Mapped[User | None] = relationship()
+
+    @property
+    def is_unsettled(self) -> bool:
+        """It may still take money: being sent, accepted for later, or its outcome not heard."""
+        return self.state in UNSETTLED
 
 
 class AuditEvent(db.Model):

@@ -144,8 +144,8 @@ def test_hsts_on_a_secure_request_even_with_an_http_base_url(client):
 
 def test_opay_relay_is_sandboxed_and_still_has_no_unsafe_inline(app, seed, client, monkeypatch):
     """O'Pay's page is relayed under its own CSP: an opaque origin (no allow-same-origin), never framed."""
+    from portal.payments import attempts as checkout_service
     from portal.providers.base import RelayedPage
-    from portal.views import checkout as checkout_views
 
     page = b"<html><body><form id=f action='https://payment-stage.opay.tw/x'></form><script>f.submit()</script>"
 
@@ -153,7 +153,7 @@ def test_opay_relay_is_sandboxed_and_still_has_no_unsafe_inline(app, seed, clien
         def create_trade(self, _trade):
             return RelayedPage(status=200, content_type="text/html; charset=utf-8", body=page)
 
-    monkeypatch.setattr(checkout_views, "provider_for", lambda _merchant, _name: FakeOPay())
+    monkeypatch.setattr(checkout_service, "provider_for", lambda _merchant, _name: FakeOPay())
     with app.app_context():
         token = make_checkout(make_order(seed.merchant_id), provider="opay").public_token
     response = client.post(f"/pay/{token}/go")

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
+
+import requests
 
 
 class State(enum.StrEnum):
@@ -95,6 +98,8 @@ class CallbackRequest:
 
 # Given a reference (or provider id) found in a callback, the portal returns the open attempt or None.
 CheckoutLookup = Callable[[str], "CheckoutRef | None"]
+# Remember a request id a provider sent (O'Pay RqID); False when it was seen before (a replay).
+NonceStore = Callable[[str], bool]
 
 
 # ---------------------------------------------------------------- results
@@ -210,36 +215,121 @@ class ProviderRejected(ProviderError):
 
 
 class InvalidCallback(ProviderError):
-    """A callback that cannot be read or verified; it is kept but never applied."""
+    """A callback that cannot be read or verified; it is kept but never applied.
 
-    def __init__(self, provider: str, reason: str, reason_zh: str = ""):
+    `reference` is the portal reference the callback named and the provider looked up ("" when it got no further), so
+    the portal can file the refusal under that attempt.
+    """
+
+    def __init__(self, provider: str, reason: str, reason_zh: str = "", *, reference: str = ""):
         super().__init__(provider, "invalid_callback", reason, reason_zh or reason)
         self.reason = reason
+        self.reference = reference
+
+
+# ---------------------------------------------------------------- rules a provider declares
+
+
+@dataclass(frozen=True)
+class RefundPolicy:
+    """How a provider's payments are refunded; the portal's refund service asks this, never the provider's name."""
+
+    by_api: bool = True  # False: made by hand in the provider's back office, then recorded here with its reference
+    one_per_payment: bool = False  # a payment is refunded once at most (Oen: one refund per transaction)
+    by_transaction_id: bool = False  # the refund names the provider's transaction number, so one must be known
+    checked_by_query: bool = False  # the provider is asked about the payment (listed, method, refunds) before sending
+    full_only_with_vouchers: bool = False  # an order with vouchers: one refund, in full, listing every paid voucher
+    methods: tuple[str, ...] = ()  # the payment methods the API refunds, checked by a query first (empty: any)
+    invoice_states: tuple[str, ...] = ()  # e-invoice choices sent with a refund, the first the default (MyPay)
 
 
 # ---------------------------------------------------------------- the interface
 
 
 class Provider:
-    """One payment provider, configured per merchant through its constructor."""
+    """One payment provider, configured per merchant through its constructor; its class attributes are its rules."""
 
     name: str = ""
     min_amount: int = 1
     supports_refund_api: bool = True
     supports_partial_refund: bool = True
+    refund_policy: RefundPolicy = RefundPolicy()
+    # The merchant's settings the provider needs (a secret one is stored encrypted, as "<name>_enc"), and the portal's.
+    merchant_settings: tuple[str, ...] = ()
+    operator_settings: tuple[str, ...] = ()
+    # The callback field naming the merchant at the provider, and the merchant setting it matches (None: callbacks are
+    # the operator's, for any merchant, and the attempt is found by its reference alone).
+    callback_merchant_field: str | None = None
+    callback_merchant_setting: str | None = None
+    callback_secret_fields: tuple[str, ...] = ()  # removed from a callback before it is stored
+    callback_reply: str = ""  # the body a provider expects back from an accepted callback
+    callbacks_confirmed_by_query: bool = False  # a callback is only a hint: the portal asks the provider to confirm it
+    saves_cards: bool = False  # a callback may carry a saved card's token, which the portal charges (Oen)
+    creates_on_visit: bool = False  # the provider's trade is created when the customer opens the link (O'Pay)
+    queried_by_checkout_id: bool = False  # nothing to ask until the provider's checkout id is known (Oen)
+
+    @classmethod
+    def from_settings(
+        cls,
+        config: Mapping[str, Any],
+        merchant: Mapping[str, str],
+        *,
+        session: requests.Session | None = None,
+        nonce_store: NonceStore | None = None,
+    ) -> Provider:
+        """A client from the portal's settings (by setting name) and the merchant's decrypted `merchant_settings`."""
+        raise NotImplementedError
+
+    @classmethod
+    def read_callback(cls, request: CallbackRequest) -> dict[str, object]:
+        """A callback's fields, read once; InvalidCallback when the body cannot be read."""
+        from .common import callback_fields
+
+        return callback_fields(cls.name, request)
+
+    @classmethod
+    def callback_merchant(cls, fields: Mapping[str, object]) -> str:
+        """The provider's id of the merchant a callback names ("" when it names none)."""
+        value = fields.get(cls.callback_merchant_field) if cls.callback_merchant_field else None
+        return value if isinstance(value, str) else ""
+
+    @classmethod
+    def confirms_by_query(cls, event: ProviderEvent) -> bool:
+        """Whether this verified event moves money state only after a query says the same."""
+        return cls.callbacks_confirmed_by_query
 
     def create_checkout(self, request: CheckoutRequest) -> CheckoutLink:
         """Open a payment attempt at the provider (or prepare one, where the provider is called later)."""
         raise NotImplementedError
 
-    def parse_callback(self, request: CallbackRequest, lookup: CheckoutLookup) -> ProviderEvent:
-        """Read and verify a callback; raise InvalidCallback for anything unreadable or unverifiable."""
+    def parse_callback(
+        self, request: CallbackRequest, lookup: CheckoutLookup, *, fields: Mapping[str, object] | None = None
+    ) -> ProviderEvent:
+        """Read (unless `fields` were read already) and verify a callback; InvalidCallback for anything else."""
         raise NotImplementedError
 
     def query(self, ref: CheckoutRef) -> list[ProviderTransaction]:
         """Ask the provider what it knows of this attempt now."""
         raise NotImplementedError
 
-    def refund(self, ref: CheckoutRef, amount: int, reason: str, **options) -> RefundResult:
-        """Give money back; never retried automatically."""
+    def create_trade(self, request: CheckoutRequest) -> RelayedPage:
+        """A provider that `creates_on_visit`: create the trade now and hand back its page for the customer."""
+        raise NotImplementedError
+
+    def charge(self, ref: CheckoutRef, token: str, request: CheckoutRequest) -> ProviderTransaction:
+        """A provider that `saves_cards`: charge a saved card's token once."""
+        raise NotImplementedError
+
+    def refund(
+        self,
+        ref: CheckoutRef,
+        amount: int,
+        reason: str,
+        *,
+        invoice_state: str | int | None = None,
+        items: Sequence[LineItem] = (),
+        product_details: Sequence[Mapping[str, object]] = (),
+        remit_info: Mapping[str, object] | None = None,
+    ) -> RefundResult:
+        """Give money back; never retried automatically. Options a provider does not use are ignored."""
         raise NotImplementedError

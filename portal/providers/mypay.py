@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
+from typing import Any
 
 import requests
 
@@ -15,15 +16,17 @@ from .base import (
     CheckoutRequest,
     InvalidCallback,
     LineItem,
+    NonceStore,
     Provider,
     ProviderError,
     ProviderEvent,
     ProviderRejected,
     ProviderTransaction,
+    RefundPolicy,
     RefundResult,
     State,
 )
-from .common import callback_fields, last4, parse_taipei, refuse, same_secret, text_field, to_int
+from .common import last4, parse_taipei, refuse, same_secret, text_field, to_int
 from .crypto import CryptoError, mypay_decrypt_json, mypay_encrypt
 from .http import HttpClient, error
 
@@ -137,6 +140,38 @@ class MyPayProvider(Provider):
     min_amount = 1
     supports_refund_api = True
     supports_partial_refund = True  # only without vouchers: voucher mode refunds in full
+    # With vouchers MyPay refunds once and in full, listing every paid voucher; every refund says what becomes of the
+    # e-invoice: 4 void it (the default), 6 issue an allowance.
+    refund_policy = RefundPolicy(full_only_with_vouchers=True, invoice_states=("4", "6"))
+    merchant_settings = ("mypay_store_uid",)
+    operator_settings = ("MYPAY_AGENT_UID", "MYPAY_AGENT_KEY")  # the portal reaches MyPay as the operator's agent
+    callback_secret_fields = ()
+    callback_reply = "8888"
+    callbacks_confirmed_by_query = True  # a report moves money state only once api/queryorder says the same
+
+    @classmethod
+    def from_settings(
+        cls,
+        config: Mapping[str, Any],
+        merchant: Mapping[str, str],
+        *,
+        session: requests.Session | None = None,
+        nonce_store: NonceStore | None = None,
+    ) -> MyPayProvider:
+        return cls(
+            api_url=config["MYPAY_API_URL"],
+            agent_uid=config["MYPAY_AGENT_UID"],
+            agent_key=config["MYPAY_AGENT_KEY"],
+            store_uid=merchant.get("mypay_store_uid", ""),
+            next_agent_key=config.get("MYPAY_AGENT_NEXT_KEY") or "",
+            timeout=config["PROVIDER_TIMEOUT_S"],
+            session=session,
+        )
+
+    @classmethod
+    def confirms_by_query(cls, event: ProviderEvent) -> bool:
+        """Every report but "waiting for the customer" is confirmed by a query before it is applied."""
+        return event.state is not State.AWAITING_PAYMENT
 
     def __init__(
         self,
@@ -373,7 +408,17 @@ class MyPayProvider(Provider):
             details=details,
         )
 
-    def refund(self, ref: CheckoutRef, amount: int, reason: str, **options) -> RefundResult:
+    def refund(
+        self,
+        ref: CheckoutRef,
+        amount: int,
+        reason: str,
+        *,
+        invoice_state: str | int | None = None,
+        items: Sequence[LineItem] = (),
+        product_details: Sequence[Mapping[str, object]] = (),
+        remit_info: Mapping[str, object] | None = None,
+    ) -> RefundResult:
         """Refund through api/refund; with vouchers only in full; items (e-invoices) only on partial refunds."""
         uid, key = ref.provider_ids.get("uid", ""), ref.provider_ids.get("key", "")
         if not uid or not key:
@@ -399,9 +444,8 @@ class MyPayProvider(Provider):
             data["voucher_paid"] = [
                 {"product_id": v.product_id, "serial_number": v.serial_number} for v in ref.vouchers if v.kind == "paid"
             ]
-        invoice_state = options.get("invoice_state")
         if invoice_state is not None:
-            if str(invoice_state) not in ("4", "6"):
+            if str(invoice_state) not in self.refund_policy.invoice_states:
                 raise refuse(
                     NAME,
                     "invoice_state",
@@ -409,9 +453,8 @@ class MyPayProvider(Provider):
                     "電子發票只能作廢（4）或折讓（6）。",
                 )
             data["invoice_state"] = int(invoice_state)
-        items: list[LineItem] | None = options.get("items")
         if items:
-            lines = refund_items(items, amount)
+            lines = refund_items(list(items), amount)
             if amount != ref.amount:  # a full refund carries no items: MyPay fills them in itself
                 data["items"] = lines
         answer = self._call("api/refund", data)
@@ -442,16 +485,21 @@ class MyPayProvider(Provider):
 
     # ------------------------------------------------------------ callbacks
 
-    def parse_callback(self, request: CallbackRequest, lookup: CheckoutLookup) -> ProviderEvent:
+    def parse_callback(
+        self, request: CallbackRequest, lookup: CheckoutLookup, *, fields: Mapping[str, object] | None = None
+    ) -> ProviderEvent:
         """Read a MyPay report (form fields, JSON, or an encrypted envelope) and check its uid and key."""
-        fields = callback_fields(NAME, request)
+        fields = dict(self.read_callback(request) if fields is None else fields)
         if "encry_data" in fields:
             fields = self._open_envelope(fields)
         reference = text_field(fields, "order_id")
         ref = lookup(reference) if reference else None
         if ref is None:
             raise InvalidCallback(
-                NAME, "The report names no open checkout (order_id).", "回報的 order_id 對不上任何進行中的結帳。"
+                NAME,
+                "The report names no open checkout (order_id).",
+                "回報的 order_id 對不上任何進行中的結帳。",
+                reference=reference,
             )
         uid_ok = same_secret(ref.provider_ids.get("uid", ""), text_field(fields, "uid"))
         key_ok = same_secret(ref.provider_ids.get("key", ""), text_field(fields, "key"))
@@ -460,10 +508,13 @@ class MyPayProvider(Provider):
                 NAME,
                 "The report's uid and key do not match the order MyPay created.",
                 "回報的 uid 與 key 與 MyPay 建立的訂單不符。",
+                reference=reference,
             )
         prc = text_field(fields, "prc")
         if not prc:
-            raise InvalidCallback(NAME, "The report has no state code (prc).", "回報缺少狀態碼（prc）。")
+            raise InvalidCallback(
+                NAME, "The report has no state code (prc).", "回報缺少狀態碼（prc）。", reference=reference
+            )
         state = prc_state(prc)
         amount = to_int(fields.get("cost"))
         message = text_field(fields, "retmsg") or prc_message(prc)
@@ -477,7 +528,7 @@ class MyPayProvider(Provider):
             state=state,
             verified=True,
             dedupe_key=f"mypay:{text_field(fields, 'uid')}:{prc}:{finishtime}",
-            reply_body="8888",
+            reply_body=self.callback_reply,
             amount=amount,
             transaction_id=text_field(fields, "uid"),
             message=message,

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import Any
 from urllib.parse import quote
 
 import requests
@@ -15,16 +16,19 @@ from .base import (
     CheckoutRef,
     CheckoutRequest,
     InvalidCallback,
+    LineItem,
+    NonceStore,
     Provider,
     ProviderError,
     ProviderEvent,
     ProviderRejected,
     ProviderTransaction,
     ProviderUnavailable,
+    RefundPolicy,
     RefundResult,
     State,
 )
-from .common import callback_fields, last4, parse_iso, refuse, same_secret, text_field, to_int
+from .common import last4, parse_iso, refuse, same_secret, text_field, to_int
 from .http import HttpClient, error
 
 NAME = "oen"
@@ -141,6 +145,38 @@ class OenProvider(Provider):
     min_amount = 1
     supports_refund_api = True
     supports_partial_refund = True  # 1 … the original amount, but only one refund per transaction
+    # Refunds go by the transaction's HID, once per transaction, and only for card payments (others: Oen's CRM).
+    refund_policy = RefundPolicy(
+        one_per_payment=True,
+        by_transaction_id=True,
+        checked_by_query=True,
+        methods=("card", "credit", "creditcard", "credit_card"),
+    )
+    merchant_settings = ("oen_merchant_id", "oen_token")
+    callback_merchant_field = "merchantId"
+    callback_merchant_setting = "oen_merchant_id"
+    callback_secret_fields = ("token",)  # the saved card's token
+    callback_reply = ""
+    saves_cards = True
+    queried_by_checkout_id = True
+
+    @classmethod
+    def from_settings(
+        cls,
+        config: Mapping[str, Any],
+        merchant: Mapping[str, str],
+        *,
+        session: requests.Session | None = None,
+        nonce_store: NonceStore | None = None,
+    ) -> OenProvider:
+        return cls(
+            api_url=config["OEN_API_URL"],
+            checkout_url_template=config["OEN_CHECKOUT_URL"],
+            merchant_id=merchant.get("oen_merchant_id", ""),
+            token=merchant.get("oen_token", ""),
+            timeout=config["PROVIDER_TIMEOUT_S"],
+            session=session,
+        )
 
     def __init__(
         self,
@@ -287,7 +323,17 @@ class OenProvider(Provider):
             seen.add(page)
         return found
 
-    def refund(self, ref: CheckoutRef, amount: int, reason: str, **options) -> RefundResult:
+    def refund(
+        self,
+        ref: CheckoutRef,
+        amount: int,
+        reason: str,
+        *,
+        invoice_state: str | int | None = None,
+        items: Sequence[LineItem] = (),
+        product_details: Sequence[Mapping[str, object]] = (),
+        remit_info: Mapping[str, object] | None = None,
+    ) -> RefundResult:
         """Refund a card transaction by its HID (once per transaction, 1 … the original amount)."""
         hid = str(ref.provider_ids.get("transaction_id", ""))
         if not hid:
@@ -307,10 +353,10 @@ class OenProvider(Provider):
         body: dict[str, object] = {"merchantId": self.merchant_id, "amount": amount}
         if reason:
             body["reason"] = reason
-        if options.get("product_details"):
-            body["productDetails"] = list(options["product_details"])
-        if options.get("remit_info"):
-            body["remitInfo"] = dict(options["remit_info"])
+        if product_details:
+            body["productDetails"] = list(product_details)
+        if remit_info:
+            body["remitInfo"] = dict(remit_info)
         data = self._request("POST", f"/refunds/{quote(hid, safe='')}", body)
         status = text_field(data, "status")
         refunded = to_int(data.get("refundAmount")) or amount
@@ -326,9 +372,11 @@ class OenProvider(Provider):
 
     # ------------------------------------------------------------ callbacks
 
-    def parse_callback(self, request: CallbackRequest, lookup: CheckoutLookup) -> ProviderEvent:
+    def parse_callback(
+        self, request: CallbackRequest, lookup: CheckoutLookup, *, fields: Mapping[str, object] | None = None
+    ) -> ProviderEvent:
         """Read the token webhook (or a charge webhook) and match it to an open checkout."""
-        fields = callback_fields(NAME, request)
+        fields = dict(self.read_callback(request) if fields is None else fields)
         purpose = text_field(fields, "purpose")
         if not same_secret(self.merchant_id, text_field(fields, "merchantId")):
             raise InvalidCallback(NAME, "The webhook names another Oen merchant.", "通知中的應援商戶 ID 不符。")
@@ -347,24 +395,29 @@ class OenProvider(Provider):
                 NAME,
                 "The token webhook matches no open checkout (customId and id).",
                 "綁卡通知對不上任何進行中的結帳（customId 與 id）。",
+                reference=reference,
             )
         success = fields.get("success")
         token = fields.get("token")
         if success is True:
             if not isinstance(token, str) or not token:
-                raise InvalidCallback(NAME, "The token webhook carries no token.", "綁卡通知沒有 token。")
+                raise InvalidCallback(
+                    NAME, "The token webhook carries no token.", "綁卡通知沒有 token。", reference=reference
+                )
             state = State.AWAITING_PAYMENT  # the card is saved; the portal charges it next
         elif success is False:
             token, state = "", State.FAILED
         else:
-            raise InvalidCallback(NAME, "The token webhook has no success flag.", "綁卡通知缺少 success 欄位。")
+            raise InvalidCallback(
+                NAME, "The token webhook has no success flag.", "綁卡通知缺少 success 欄位。", reference=reference
+            )
         return ProviderEvent(
             provider=NAME,
             reference=ref.reference,
             state=state,
             verified=True,
             dedupe_key=f"oen:token:{checkout_id}:{'ok' if success else 'failed'}",
-            reply_body="",
+            reply_body=self.callback_reply,
             amount=ref.amount,
             transaction_id=checkout_id,
             message=text_field(fields, "message"),
@@ -382,6 +435,7 @@ class OenProvider(Provider):
                 NAME,
                 "The charge webhook matches no charged checkout (orderId and transactionHid).",
                 "扣款通知對不上任何已扣款的結帳（orderId 與 transactionHid）。",
+                reference=reference,
             )
         status = text_field(fields, "status")
         amount = to_int(fields.get("amount"))
@@ -391,7 +445,7 @@ class OenProvider(Provider):
             state=row_state(status, amount, 0),
             verified=True,
             dedupe_key=f"oen:charge:{hid}:{status}",
-            reply_body="",
+            reply_body=self.callback_reply,
             amount=amount,
             transaction_id=hid,
             message=text_field(fields, "message"),

@@ -6,8 +6,9 @@ import json
 import re
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
+from typing import Any
 from urllib.parse import parse_qsl, unquote
 
 import requests
@@ -19,16 +20,19 @@ from .base import (
     CheckoutRef,
     CheckoutRequest,
     InvalidCallback,
+    LineItem,
+    NonceStore,
     Provider,
     ProviderError,
     ProviderEvent,
     ProviderRejected,
     ProviderTransaction,
+    RefundPolicy,
     RefundResult,
     RelayedPage,
     State,
 )
-from .common import TAIPEI, callback_fields, parse_taipei, refuse, same_secret, text_field, to_int
+from .common import TAIPEI, parse_taipei, refuse, same_secret, text_field, to_int
 from .crypto import CryptoError, compact_json, opay_decrypt_json, opay_encrypt, percent_encode
 from .http import HttpClient, error
 
@@ -41,7 +45,7 @@ HTML_TAG = re.compile(r"<\s*/?\s*[A-Za-z!?][^>]*>")
 TRADE_STATUS = {"0": State.AWAITING_PAYMENT, "1": State.PAID, "v342": State.EXPIRED}
 DATE_FORMAT = "%Y/%m/%d %H:%M:%S"
 
-RqidStore = Callable[[str], bool]  # remember an RqID; False when it was seen before
+RqidStore = NonceStore  # remember an RqID; False when it was seen before
 
 
 def item_name(request: CheckoutRequest) -> str:
@@ -58,6 +62,34 @@ class OPayProvider(Provider):
     min_amount = 6
     supports_refund_api = False
     supports_partial_refund = False
+    refund_policy = RefundPolicy(by_api=False)  # made in O'Pay's vendor back office, then recorded with its reference
+    merchant_settings = ("opay_merchant_id", "opay_hash_key", "opay_hash_iv")
+    callback_merchant_field = "MerchantID"
+    callback_merchant_setting = "opay_merchant_id"
+    callback_reply = "1|OK"
+    creates_on_visit = True  # Create must run within 10 minutes of payment: when the customer opens the link
+
+    @classmethod
+    def from_settings(
+        cls,
+        config: Mapping[str, Any],
+        merchant: Mapping[str, str],
+        *,
+        session: requests.Session | None = None,
+        nonce_store: NonceStore | None = None,
+    ) -> OPayProvider:
+        return cls(
+            api_url=config["OPAY_API_URL"],
+            merchant_id=merchant.get("opay_merchant_id", ""),
+            hash_key=merchant.get("opay_hash_key", ""),
+            hash_iv=merchant.get("opay_hash_iv", ""),
+            platform_id=config.get("OPAY_PLATFORM_ID") or "",
+            platform_hash_key=config.get("OPAY_PLATFORM_HASH_KEY") or "",
+            platform_hash_iv=config.get("OPAY_PLATFORM_HASH_IV") or "",
+            timeout=config["PROVIDER_TIMEOUT_S"],
+            session=session,
+            rqid_store=nonce_store,
+        )
 
     def __init__(
         self,
@@ -269,7 +301,17 @@ class OPayProvider(Provider):
             )
         ]
 
-    def refund(self, ref: CheckoutRef, amount: int, reason: str, **options) -> RefundResult:
+    def refund(
+        self,
+        ref: CheckoutRef,
+        amount: int,
+        reason: str,
+        *,
+        invoice_state: str | int | None = None,
+        items: Sequence[LineItem] = (),
+        product_details: Sequence[Mapping[str, object]] = (),
+        remit_info: Mapping[str, object] | None = None,
+    ) -> RefundResult:
         """O'Pay's WeChat API has no refund call: say where refunds are made instead."""
         where = "https://vendor-stage.opay.tw" if "stage" in self.api_url else "O'Pay's vendor back office"
         raise ProviderRejected(
@@ -282,9 +324,11 @@ class OPayProvider(Provider):
 
     # ------------------------------------------------------------ callbacks
 
-    def parse_callback(self, request: CallbackRequest, lookup: CheckoutLookup) -> ProviderEvent:
+    def parse_callback(
+        self, request: CallbackRequest, lookup: CheckoutLookup, *, fields: Mapping[str, object] | None = None
+    ) -> ProviderEvent:
         """Check a payment notice: key, 10-minute timestamp, open trade and amount, then a never-seen RqID."""
-        fields = callback_fields(NAME, request)
+        fields = dict(self.read_callback(request) if fields is None else fields)
         if not same_secret(self.merchant_id, text_field(fields, "MerchantID")):
             raise InvalidCallback(NAME, "The notice names another O'Pay merchant.", "通知的歐付寶廠商編號不符。")
         platform_id = text_field(fields, "PlatformID")
@@ -310,23 +354,35 @@ class OPayProvider(Provider):
         if not same_secret(self.merchant_id, text_field(trade, "MerchantID")):
             raise InvalidCallback(NAME, "The notice's data names another merchant.", "通知資料的廠商編號不符。")
         trade_no = text_field(trade, "MerchantTradeNo")
-        ref = lookup(trade_no) if TRADE_NO.fullmatch(trade_no) else None
+        looked_up = trade_no if TRADE_NO.fullmatch(trade_no) else ""
+        ref = lookup(trade_no) if looked_up else None
         if ref is None or not same_secret(ref.reference, trade_no):
-            raise InvalidCallback(NAME, "The notice names no open trade.", "通知對不上任何進行中的交易。")
+            raise InvalidCallback(
+                NAME, "The notice names no open trade.", "通知對不上任何進行中的交易。", reference=looked_up
+            )
         paid = to_int(trade.get("RtnCode")) == 1
         amount = to_int(trade.get("TradeAmt"))
         if paid and amount != ref.amount:
-            raise InvalidCallback(NAME, "The notice's amount differs from the checkout's.", "通知金額與結帳金額不符。")
+            raise InvalidCallback(
+                NAME,
+                "The notice's amount differs from the checkout's.",
+                "通知金額與結帳金額不符。",
+                reference=looked_up,
+            )
         # Remembered last, so a notice refused for another reason can still be accepted when it comes again.
         if self.rqid_store is None:
             raise InvalidCallback(
                 NAME,
                 "No RqID store is configured, so replays cannot be refused.",
                 "未設定 RqID 紀錄，無法拒絕重送的通知。",
+                reference=looked_up,
             )
         if not self.rqid_store(rqid):
             raise InvalidCallback(
-                NAME, "This notice's RqID was seen before (a replay).", "此通知的 RqID 已出現過（重送）。"
+                NAME,
+                "This notice's RqID was seen before (a replay).",
+                "此通知的 RqID 已出現過（重送）。",
+                reference=looked_up,
             )
         raw = {k: v for k, v in fields.items() if k != "Data"}
         raw["Data"] = trade
@@ -336,7 +392,7 @@ class OPayProvider(Provider):
             state=State.PAID if paid else State.FAILED,
             verified=True,
             dedupe_key=f"opay:{trade_no}:{text_field(trade, 'TradeNo')}:{text_field(trade, 'RtnCode')}",
-            reply_body="1|OK",
+            reply_body=self.callback_reply,
             amount=amount,
             transaction_id=text_field(trade, "TradeNo"),
             message=text_field(trade, "RtnMsg"),

@@ -8,43 +8,28 @@ from urllib.parse import urlsplit
 import segno
 from flask import Blueprint, abort, current_app, flash, g, redirect, render_template, request, url_for
 from flask_babel import gettext as _
-from flask_babel import lazy_gettext as _l
 from flask_login import current_user, login_required
 
 from portal.extensions import db, limiter
-from portal.gateways import provider_for
-from portal.labels import state_label
-from portal.models import Checkout, utcnow
+from portal.labels import PROVIDER_NAMES, state_label
+from portal.models import Checkout, CheckoutState, utcnow
 from portal.orders import get_order
 from portal.payments import (
-    OPEN_STATES,
     CheckoutError,
     charge_again,
-    checkout_request,
     open_checkout,
     provider_choices,
-    provider_message,
     refresh_checkout,
-    remember_provider_page,
     retry_charge,
+    saved_cards,
     start_checkout,
+    trade_page,
 )
-from portal.providers.base import ProviderError
 from portal.security import admin_required
 
 bp = Blueprint("checkout", __name__)
 
-# The providers as the interface names them (zh-TW: 應援科技, MyPay, 歐付寶); lazy, so each page gets its own language.
-PROVIDER_NAMES = {"oen": _l("Oen Tech"), "mypay": _l("MyPay"), "opay": _l("O'Pay")}
-
-
-def provider_label(provider: str) -> str:
-    """A provider code as the reader's language names it; an unknown code shows as is."""
-    return str(PROVIDER_NAMES.get(provider, provider))
-
-
 ORIGIN_RE = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?")
-FINAL_STATES = ("paid", "failed", "expired", "cancelled", "partially_refunded", "refunded")
 
 
 def customer_link(checkout: Checkout) -> str:
@@ -55,26 +40,6 @@ def customer_link(checkout: Checkout) -> str:
 def qr_svg(data: str) -> str:
     """A QR code as inline SVG, made on the server."""
     return segno.make(data, error="m").svg_inline(scale=4, border=2, dark="#14213d")
-
-
-def saved_cards(order) -> list[Checkout]:
-    """Paid Oen attempts of the same customer whose card token is kept (for "charge again")."""
-    from portal.models import Order
-
-    stmt = (
-        db.select(Checkout)
-        .join(Order, Checkout.order_id == Order.id)
-        .where(
-            Checkout.merchant_id == order.merchant_id,
-            Checkout.provider == "oen",
-            Checkout.card_token_enc.is_not(None),
-            Checkout.state.in_(("paid", "partially_refunded", "refunded")),
-            db.func.lower(Order.customer_email) == order.customer_email.lower(),
-        )
-        .order_by(Checkout.id.desc())
-        .limit(5)
-    )
-    return list(db.session.execute(stmt).scalars())
 
 
 @bp.app_context_processor
@@ -113,7 +78,7 @@ def refresh(order_id: int):
     order = get_order(order_id)
     changed_any, errors = False, []
     for checkout in list(order.checkouts):
-        if checkout.state in OPEN_STATES or checkout.state in ("paid", "partially_refunded"):
+        if checkout.is_open or checkout.state in (CheckoutState.PAID, CheckoutState.PARTIALLY_REFUNDED):
             changed, error = refresh_checkout(checkout.id, source="refresh")
             changed_any |= changed
             if error:
@@ -143,7 +108,7 @@ def charge_saved_card(order_id: int):
     except CheckoutError as exc:
         flash(str(exc), "error")
     else:
-        if checkout.state == "paid":
+        if checkout.state == CheckoutState.PAID:
             flash(_("The saved card was charged."), "success")
         else:
             flash(_("The saved card could not be charged: %(why)s", why=checkout.last_error or checkout.state), "error")
@@ -163,7 +128,7 @@ def retry_card_charge(order_id: int, checkout_id: int):
     except CheckoutError as exc:
         flash(str(exc), "error")
     else:
-        if checkout.state == "paid":
+        if checkout.state == CheckoutState.PAID:
             flash(_("The card was charged."), "success")
         else:
             flash(
@@ -188,11 +153,11 @@ def load_link(token: str) -> Checkout:
 
 def link_state(checkout: Checkout) -> str:
     """What the customer's page should say: open, expired, or the final state."""
-    if checkout.state in FINAL_STATES:
+    if checkout.is_final:
         return checkout.state
     if checkout.expires_at < utcnow():
         return "expired"
-    if checkout.state == "creating":
+    if checkout.state == CheckoutState.CREATING:
         return "failed"
     return "open"
 
@@ -221,34 +186,20 @@ def pay(token: str):
 @bp.post("/pay/<token>/go")
 @limiter.limit("30 per minute")
 def go(token: str):
-    """On to the provider: Oen and MyPay by redirect; O'Pay by creating the trade now and relaying the answer."""
+    """On to the provider: by redirect, or (O'Pay) by creating the trade now and relaying the answer."""
     checkout = load_link(token)
     if link_state(checkout) != "open":
         return redirect(url_for("checkout.pay", token=token))
-    if checkout.provider != "opay":
+    if not checkout.provider_rules.creates_on_visit:
         if not checkout.provider_url:
             abort(404)
         return redirect(checkout.provider_url, code=303)
-    if checkout.provider_page is None:
-        provider = provider_for(checkout.merchant, "opay")
-        trade = checkout_request(checkout, request.remote_addr or "")
-        db.session.commit()  # no transaction is held across the provider call
-        try:
-            page = provider.create_trade(trade)
-        except ProviderError as exc:
-            return render_template(
-                "checkout/pay.html", checkout=checkout, order=checkout.order, status="open", error=provider_message(exc)
-            ), 502
-        if page.status != 200:
-            return render_template(
-                "checkout/pay.html",
-                checkout=checkout,
-                order=checkout.order,
-                status="open",
-                error=_("The payment provider did not answer as expected. Please try again in a moment."),
-            ), 502
-        remember_provider_page(checkout.id, page.body, page.content_type)
-        checkout = db.session.get(Checkout, checkout.id, populate_existing=True)
+    try:
+        checkout = trade_page(checkout, request.remote_addr or "")
+    except CheckoutError as exc:
+        return render_template(
+            "checkout/pay.html", checkout=checkout, order=checkout.order, status="open", error=str(exc)
+        ), 502
     response = current_app.response_class(
         checkout.provider_page, status=200, content_type=checkout.provider_page_type or "text/html; charset=utf-8"
     )
@@ -265,7 +216,7 @@ def go(token: str):
 def returned(token: str):
     """Where providers send the customer back: the state the portal knows, asking the provider while open."""
     checkout = load_link(token)
-    if checkout.state in OPEN_STATES and checkout.state != "creating":
+    if checkout.is_open and checkout.state != CheckoutState.CREATING:
         _changed, _error = refresh_checkout(checkout.id, source="return")
         checkout = db.session.get(Checkout, checkout.id, populate_existing=True)
     status = link_state(checkout)

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
-from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 
 from portal.extensions import db
 from portal.forms import RefundForm
-from portal.models import Order, Refund
+from portal.models import Order, Refund, RefundState
 from portal.orders import get_order
 from portal.overview import forget_live
 from portal.refunds import (
@@ -29,19 +28,6 @@ from portal.security import admin_required
 bp = Blueprint("refunds", __name__)
 
 OPAY_BACK_OFFICE = "https://vendor-stage.opay.tw"
-REFUND_STATE_LABELS = {
-    "requested": _l("Being sent"),
-    "succeeded": _l("Refunded"),
-    "pending": _l("Accepted, money moves later"),
-    "failed": _l("Not made"),
-    "unknown": _l("Outcome unknown"),
-}
-
-
-@bp.app_template_global()
-def refund_state_label(state: str) -> str:
-    """A refund's state as a person reads it."""
-    return str(REFUND_STATE_LABELS.get(state, state))
 
 
 def render_page(order: Order, form: RefundForm, status: int = 200):
@@ -67,16 +53,16 @@ def flash_outcome(refund: Refund, created: bool) -> None:
     amount = f"{refund.amount:,}"
     if not created:
         flash(_("This refund was submitted already (it is not sent twice)."), "info")
-    if refund.state == "succeeded":
+    if refund.state == RefundState.SUCCEEDED:
         if refund.manual:
             flash(_("The refund of NT$%(amount)s made in O'Pay's back office is recorded.", amount=amount), "success")
         else:
             flash(_("Refunded NT$%(amount)s.", amount=amount), "success")
-    elif refund.state == "pending":
+    elif refund.state == RefundState.PENDING:
         flash(_("The provider accepted the refund of NT$%(amount)s; the money moves later.", amount=amount), "info")
-    elif refund.state == "requested":
+    elif refund.state == RefundState.REQUESTED:
         flash(_("The refund of NT$%(amount)s is being sent to the provider.", amount=amount), "info")
-    elif refund.state == "unknown":
+    elif refund.state == RefundState.UNKNOWN:
         flash(
             _(
                 "The provider did not answer in time, so the outcome of the refund of NT$%(amount)s is unknown. It "
@@ -159,10 +145,10 @@ def check(order_id: int, refund_id: int):
         flash(exc.message, "error")
     else:
         forget_live(refund.checkout_id)
-        if refund.state == "succeeded":
+        if refund.state == RefundState.SUCCEEDED:
             amount = f"{refund.amount:,}"
             flash(_("The provider shows the refund of NT$%(amount)s: it is made.", amount=amount), "success")
-        elif refund.state == "failed":
+        elif refund.state == RefundState.FAILED:
             flash(refund.message or _("The refund was not made."), "warning")
         else:
             flash(_("The provider does not show this refund yet. Check again in a few minutes."), "info")

@@ -4,46 +4,17 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, render_template, request
 from flask_babel import get_locale
-from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 
 from portal.extensions import csrf, db
+from portal.labels import CALLBACK_STATUS_LABELS, callback_error_text
 from portal.models import WebhookEvent
-from portal.payments import NO_MERCHANT, NOT_READY, receive_callback
+from portal.payments import receive_callback
+from portal.providers import NAMES
 from portal.providers.base import CallbackRequest
 from portal.security import admin_required
 
 bp = Blueprint("webhooks", __name__)
-
-PROVIDERS = ("oen", "mypay", "opay")
-
-# A stored callback's status; the code stays in the filter's value and the badge's CSS class.
-CALLBACK_STATUS_LABELS = {
-    "refused": _l("Refused"),
-    "error": _l("Error"),
-    "applied": _l("Applied"),
-    "recorded": _l("Recorded, no change"),
-    "received": _l("Received, not processed yet"),
-}
-
-# The portal's own reasons, stored in English (WebhookEvent.error is evidence), shown in the reader's language.
-# Reasons from the provider layer (InvalidCallback, ProviderError) are shown as stored.
-CALLBACK_ERRORS = {
-    NO_MERCHANT: _l("The callback names no merchant known to this portal."),
-    NOT_READY: _l("The payment link was still being opened; the provider will send the callback again."),
-}
-
-
-@bp.app_template_filter("callback_status_label")
-def callback_status_label(status: str) -> str:
-    return str(CALLBACK_STATUS_LABELS.get(status, status))
-
-
-@bp.app_template_filter("callback_error_text")
-def callback_error_text(error: str) -> str:
-    """A stored callback error in the reader's language when it is one of the portal's own; otherwise as stored."""
-    known = CALLBACK_ERRORS.get(error)
-    return str(known) if known is not None else error
 
 
 @bp.app_template_global("callback_error")
@@ -58,7 +29,7 @@ def callback_error(event: WebhookEvent) -> str:
 @csrf.exempt
 def receive(provider: str):
     """Store the callback, verify it, apply it, and answer only after the commit."""
-    if provider not in PROVIDERS:
+    if provider not in NAMES:
         abort(404)
     body = request.get_data(cache=True)
     form = {}

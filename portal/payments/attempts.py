@@ -1,0 +1,251 @@
+"""Payment attempts: offer the providers, open one, create a deferred trade, ask the provider, reconcile, expire."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+
+from flask import current_app
+from flask_babel import gettext as _
+
+from portal.extensions import db
+from portal.gateways import operator_configured, provider_for
+from portal.models import OPEN_STATES, Checkout, CheckoutState, Order, utcnow
+from portal.payments.locking import locked_checkout, write_transaction
+from portal.payments.snapshots import checkout_ref, checkout_request, new_reference, provider_message
+from portal.payments.state import (
+    REQUERY_AFTER,
+    apply_state,
+    detail,
+    move,
+    record,
+    refresh_order,
+    state_from_transactions,
+)
+from portal.providers import REGISTRY
+from portal.providers.base import ProviderError, ProviderTransaction
+from portal.security import encrypt_secret
+
+log = logging.getLogger(__name__)
+
+
+class CheckoutError(Exception):
+    """A checkout could not be opened; the message is for the merchant, in the interface language."""
+
+
+@dataclass
+class ReconcileSummary:
+    asked: int = 0
+    changed: int = 0
+    unchanged: int = 0
+    errors: int = 0
+
+
+# ---------------------------------------------------------------- offering providers
+
+
+def provider_choices(order: Order) -> list[tuple[str, bool, str]]:
+    """Each provider with whether it can take this order and, if not, why."""
+    merchant = order.merchant
+    choices = []
+    for name, cls in REGISTRY.items():
+        if not operator_configured(name):
+            choices.append((name, False, _("Not set up on this portal yet.")))
+        elif not merchant.provider_configured(name):
+            choices.append((name, False, _("Not set up for this merchant.")))
+        elif order.payable < cls.min_amount:
+            choices.append((name, False, _("Needs at least NT$%(min)s.", min=cls.min_amount)))
+        else:
+            choices.append((name, True, ""))
+    return choices
+
+
+def open_checkout(order: Order) -> Checkout | None:
+    """The order's attempt still waiting for the customer, if any."""
+    for checkout in order.checkouts:
+        if checkout.is_open:
+            return checkout
+    return None
+
+
+# ---------------------------------------------------------------- opening an attempt
+
+
+def start_checkout(order: Order, provider: str, user_id: int | None, customer_ip: str = "") -> Checkout:
+    """Open a new attempt for the order at the provider; raises CheckoutError with a message for the merchant."""
+    allowed = {name: (ok, why) for name, ok, why in provider_choices(order)}
+    if provider not in allowed:
+        raise CheckoutError(_("Choose Oen Tech, MyPay or O'Pay."))
+    ok, why = allowed[provider]
+    if not ok:
+        raise CheckoutError(why)
+    if order.is_paid:
+        raise CheckoutError(_("This order is already paid."))
+    order_id = order.id
+    with write_transaction():
+        order = db.session.get(Order, order_id, populate_existing=True, with_for_update=True)  # one opener at a time
+        if any(c.is_open or c.is_paid for c in order.checkouts):
+            raise CheckoutError(_("This order already has a payment link that is still open or paid."))
+        ttl = timedelta(hours=current_app.config["CHECKOUT_LINK_TTL_H"])
+        checkout = Checkout(
+            order=order,
+            merchant_id=order.merchant_id,
+            provider=provider,
+            reference=new_reference(),
+            public_token=secrets.token_urlsafe(24),
+            amount=order.payable,
+            state=CheckoutState.CREATING.value,
+            expires_at=utcnow() + ttl,
+            created_by_id=user_id,
+        )
+        db.session.add(checkout)
+        db.session.flush()
+        record(checkout, "create", "creating", "creating", detail(provider=provider, amount=order.payable))
+        refresh_order(order)
+    checkout_id = checkout.id
+    request = checkout_request(checkout, customer_ip)
+    merchant = checkout.merchant
+    db.session.commit()  # no transaction is held across the provider call
+    try:
+        link = provider_for(merchant, provider).create_checkout(request)
+    except ProviderError as exc:
+        _fail_creation(checkout_id, exc)
+        raise CheckoutError(provider_message(exc)) from exc
+    with write_transaction():
+        checkout = locked_checkout(checkout_id)
+        checkout.provider_url = link.url
+        ids = dict(link.provider_ids)
+        checkout.provider_checkout_id = ids.get("checkout_id") or ids.get("uid")
+        if ids.get("key"):
+            checkout.provider_secret_enc = encrypt_secret(ids["key"])
+        move(checkout, CheckoutState.AWAITING_PAYMENT, "create", detail(url=link.url, **_public_ids(ids)))
+    return checkout
+
+
+def _fail_creation(checkout_id: int, exc: ProviderError) -> None:
+    """The provider refused or did not answer: keep the attempt, closed, with the reason."""
+    with write_transaction():
+        checkout = locked_checkout(checkout_id)
+        checkout.last_error = f"{exc.code}: {exc.message_en}"
+        move(checkout, CheckoutState.FAILED, "create", detail(error=exc.code, message=exc.message_en))
+
+
+def _public_ids(ids: dict) -> dict:
+    return {k: v for k, v in ids.items() if k not in ("key", "token")}
+
+
+def trade_page(checkout: Checkout, customer_ip: str = "") -> Checkout:
+    """A provider that creates its trade when the customer opens the link (O'Pay): create it once, keep its page.
+
+    A second visit shows the kept page instead of creating again (a second Create would repeat the trade number).
+    Raises CheckoutError with a message for the customer when the provider refuses or answers oddly.
+    """
+    if checkout.provider_page is not None:
+        return checkout
+    provider = provider_for(checkout.merchant, checkout.provider)
+    trade = checkout_request(checkout, customer_ip)
+    db.session.commit()  # no transaction is held across the provider call
+    try:
+        page = provider.create_trade(trade)
+    except ProviderError as exc:
+        raise CheckoutError(provider_message(exc)) from exc
+    if page.status != 200:
+        raise CheckoutError(_("The payment provider did not answer as expected. Please try again in a moment."))
+    remember_provider_page(checkout.id, page.body, page.content_type)
+    return db.session.get(Checkout, checkout.id, populate_existing=True)
+
+
+def remember_provider_page(checkout_id: int, body: bytes, content_type: str) -> None:
+    """Keep the provider's answer to a deferred create (O'Pay), so a second visit shows it instead of creating again."""
+    with write_transaction():
+        checkout = locked_checkout(checkout_id)
+        if checkout.provider_page is None:
+            checkout.provider_page = body.decode("utf-8", errors="replace")
+            checkout.provider_page_type = content_type[:100]
+            record(checkout, "create", checkout.state, checkout.state, detail(provider_page="received"), applied=False)
+
+
+# ---------------------------------------------------------------- asking the provider
+
+
+def queryable(checkout: Checkout) -> bool:
+    """Whether the provider has heard of this attempt, so that asking it means something."""
+    if checkout.state == CheckoutState.CREATING:
+        return False
+    return not (checkout.provider_rules.queried_by_checkout_id and not checkout.provider_checkout_id)
+
+
+def query_provider(checkout: Checkout) -> list[ProviderTransaction]:
+    """What the provider reports for this attempt now; the open transaction is ended first (none across the call)."""
+    provider = provider_for(checkout.merchant, checkout.provider)
+    ref = checkout_ref(checkout)
+    db.session.commit()
+    return provider.query(ref)
+
+
+def refresh_checkout(checkout_id: int, source: str = "query") -> tuple[bool, str | None]:
+    """Ask the provider about one attempt and apply its answer; returns (changed, error message)."""
+    checkout = db.session.get(Checkout, checkout_id, populate_existing=True)
+    if not queryable(checkout):
+        return False, None
+    try:
+        txns = query_provider(checkout)
+    except ProviderError as exc:
+        with write_transaction():
+            checkout = locked_checkout(checkout_id)
+            checkout.last_queried_at = utcnow()
+            checkout.next_query_at = utcnow() + REQUERY_AFTER
+            checkout.last_error = f"{exc.code}: {exc.message_en}"
+        return False, provider_message(exc)
+    with write_transaction():
+        checkout = locked_checkout(checkout_id)
+        checkout.last_queried_at = utcnow()
+        state, figures = state_from_transactions(checkout, txns)
+        if state is not None or checkout.state != CheckoutState.PROCESSING:
+            checkout.last_error = None  # (a charge that failed in transit keeps its error until Oen shows one)
+        changed = False
+        if state is not None:
+            evidence = detail(
+                provider_state=state.value,
+                transactions=[{"id": t.transaction_id, "state": t.state.value, "amount": t.amount} for t in txns],
+            )
+            changed = apply_state(
+                checkout,
+                state,
+                source=source,
+                detail=evidence,
+                amount=figures.get("amount"),
+                refunded_amount=figures.get("refunded"),
+                transaction_id=figures.get("transaction_id", ""),
+            )
+        elif checkout.is_open and checkout.expires_at < utcnow():
+            changed = move(checkout, CheckoutState.EXPIRED, "expiry", detail(expires_at=checkout.expires_at))
+    return changed, None
+
+
+def reconcile_open_checkouts(older_than_minutes: int = 0, merchant_id: int | None = None) -> ReconcileSummary:
+    """Query the provider for every open checkout (untouched for the given minutes) and apply the answers."""
+    cutoff = utcnow() - timedelta(minutes=older_than_minutes)
+    stmt = db.select(Checkout.id).where(Checkout.state.in_(OPEN_STATES), Checkout.updated_at <= cutoff)
+    if merchant_id is not None:
+        stmt = stmt.where(Checkout.merchant_id == merchant_id)
+    ids = list(db.session.execute(stmt.order_by(Checkout.id)).scalars())
+    summary = ReconcileSummary()
+    for checkout_id in ids:
+        summary.asked += 1
+        try:
+            changed, error = refresh_checkout(checkout_id, source="reconcile")
+        except Exception:  # one broken checkout must not stop the others
+            log.exception("reconcile failed for checkout %s", checkout_id)
+            db.session.rollback()
+            summary.errors += 1
+            continue
+        if error:
+            summary.errors += 1
+        elif changed:
+            summary.changed += 1
+        else:
+            summary.unchanged += 1
+    return summary

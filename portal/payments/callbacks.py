@@ -1,0 +1,339 @@
+"""Callback intake: read once, store (secrets removed) before anything else, dedupe, verify, apply, answer.
+
+A callback's body is read once (the provider's own reading); the fields serve redaction, naming the merchant and
+verification. Its status is written by set_callback_status alone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from dataclasses import dataclass
+
+from sqlalchemy import update
+from sqlalchemy.exc import IntegrityError
+
+from portal.extensions import db
+from portal.gateways import provider_for
+from portal.models import CallbackStatus, Checkout, CheckoutState, Merchant, WebhookEvent, utcnow
+from portal.payments.attempts import refresh_checkout
+from portal.payments.charges import charge_card
+from portal.payments.locking import locked_checkout, write_transaction
+from portal.payments.snapshots import checkout_ref
+from portal.payments.state import apply_state, detail, move, record
+from portal.providers import provider_class
+from portal.providers.base import CallbackRequest, CheckoutRef, InvalidCallback, Provider, ProviderError, ProviderEvent
+from portal.security import audit, encrypt_secret
+
+log = logging.getLogger(__name__)
+
+REDACTED = "[encrypted]"
+
+# The portal's own reasons stored in WebhookEvent.error, in English as evidence; the callbacks page shows them in the
+# reader's language (labels.py). Provider-layer reasons are stored and shown as they are.
+NO_MERCHANT = "The callback names no merchant known to this portal."
+NOT_READY = "the attempt is still being opened"
+
+RETRY_LATER = (503, "retry later")
+
+
+@dataclass
+class CallbackReply:
+    status: int
+    body: str
+
+
+@dataclass(frozen=True)
+class ReadCallback:
+    """A callback as received and read once by its provider's rules: its fields, or why they cannot be read."""
+
+    provider: type[Provider]
+    request: CallbackRequest
+    fields: dict[str, object] | None
+    unreadable: InvalidCallback | None = None
+
+
+def read_callback(provider: str, request: CallbackRequest) -> ReadCallback:
+    """Read the callback's body once."""
+    cls = provider_class(provider)
+    try:
+        return ReadCallback(cls, request, cls.read_callback(request))
+    except InvalidCallback as exc:
+        return ReadCallback(cls, request, None, exc)
+
+
+# ---------------------------------------------------------------- storing
+
+
+def redact(callback: ReadCallback) -> tuple[str, str | None]:
+    """The body to store (the provider's secret fields removed) and the removed secret, encrypted."""
+    # PostgreSQL text cannot hold NUL: it is kept as U+FFFD, like any other byte that is not UTF-8.
+    text_body = callback.request.body.decode("utf-8", errors="replace").replace("\x00", "\ufffd")
+    names = callback.provider.callback_secret_fields
+    fields = callback.fields
+    if fields is None and names:
+        fields = _lenient_json(text_body)  # unreadable to the provider, yet a secret in it is still never stored
+    found = {name: fields[name] for name in names if fields and fields.get(name)}
+    if not found:
+        return text_body, None
+    secret = str(next(iter(found.values()))) if len(found) == 1 else json.dumps({k: str(v) for k, v in found.items()})
+    kept = {**fields, **dict.fromkeys(found, REDACTED)}
+    return json.dumps(kept, ensure_ascii=False), encrypt_secret(secret)
+
+
+def _lenient_json(text_body: str) -> dict | None:
+    try:
+        value = json.loads(text_body)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def store_callback(callback: ReadCallback) -> tuple[WebhookEvent, bool]:
+    """Store the callback as received before anything else; returns (row, first time seen)."""
+    provider, request = callback.provider.name, callback.request
+    dedupe = f"{provider}:" + hashlib.sha256(request.body).hexdigest()
+    body, secret_enc = redact(callback)
+    headers = {k: v for k, v in request.headers.items() if k.lower() not in ("authorization", "cookie")}
+    row = WebhookEvent(
+        provider=provider,
+        dedupe_key=dedupe,
+        headers=headers,
+        body=body,
+        secret_enc=secret_enc,
+        remote_addr=request.remote_addr,
+    )
+    try:
+        with write_transaction():
+            db.session.add(row)
+        return row, True
+    except IntegrityError:
+        existing = db.session.execute(db.select(WebhookEvent).filter_by(dedupe_key=dedupe)).scalar_one()
+        with write_transaction():
+            db.session.execute(
+                update(WebhookEvent).where(WebhookEvent.id == existing.id).values(attempts=WebhookEvent.attempts + 1)
+            )
+        return existing, False
+
+
+def set_callback_status(
+    event_id: int,
+    status: CallbackStatus,
+    error: str | None = None,
+    *,
+    error_zh: str | None = None,
+    checkout_id: int | None = None,
+    merchant_id: int | None = None,
+) -> None:
+    """The one writer of a stored callback's status (in the caller's transaction); a refusal is audited."""
+    values: dict[str, object] = {"status": status.value, "error": error, "processed_at": utcnow()}
+    if error_zh is not None:
+        values["error_zh"] = error_zh
+    if checkout_id is not None:
+        values["checkout_id"] = checkout_id
+    if merchant_id is not None:
+        values["merchant_id"] = merchant_id
+    db.session.execute(update(WebhookEvent).where(WebhookEvent.id == event_id).values(**values))
+    if status is CallbackStatus.REFUSED:
+        audit("callback_refused", merchant_id=merchant_id, event_id=event_id, reason=error)
+
+
+def _finish(event_id: int, status: CallbackStatus, error: str | None = None, **fields) -> None:
+    """Set a callback's status in a transaction of its own."""
+    with write_transaction():
+        set_callback_status(event_id, status, error, **fields)
+
+
+# ---------------------------------------------------------------- receiving
+
+
+def receive_callback(provider: str, request: CallbackRequest) -> CallbackReply:
+    """Store, verify, apply, and answer as the provider expects (only after the commit)."""
+    callback = read_callback(provider, request)
+    row, first = store_callback(callback)
+    if not first:
+        return _reply_for_duplicate(callback.provider, row.id)
+    return process_callback(row.id, callback)
+
+
+def _reply_for_duplicate(provider: type[Provider], event_id: int) -> CallbackReply:
+    """A resent callback: answer as the first one was answered, waiting briefly if it is still being processed."""
+    deadline = time.monotonic() + 15
+    while True:
+        status = db.session.execute(
+            db.select(WebhookEvent.status).where(WebhookEvent.id == event_id).execution_options(populate_existing=True)
+        ).scalar_one()
+        db.session.commit()
+        if status != CallbackStatus.RECEIVED or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    if status in (CallbackStatus.APPLIED, CallbackStatus.RECORDED):
+        return CallbackReply(200, provider.callback_reply)
+    if status == CallbackStatus.REFUSED:
+        return CallbackReply(400, "refused")
+    return CallbackReply(*RETRY_LATER)
+
+
+def _callback_merchant(provider: type[Provider], fields: dict | None) -> Merchant | None:
+    """The merchant whose credentials read this callback, by the id the callback names (O'Pay, Oen)."""
+    if provider.callback_merchant_setting is None or not fields:
+        return None
+    named = provider.callback_merchant(fields)
+    if not named:
+        return None
+    column = getattr(Merchant, provider.callback_merchant_setting)
+    return db.session.execute(db.select(Merchant).where(column == named)).scalar_one_or_none()
+
+
+def _find_checkout(provider: str, merchant: Merchant | None, reference: str) -> Checkout | None:
+    """The attempt a callback names by its reference (scoped to the merchant the callback names, if any)."""
+    if not reference:
+        return None
+    stmt = db.select(Checkout).where(Checkout.reference == reference, Checkout.provider == provider)
+    if merchant is not None:
+        stmt = stmt.where(Checkout.merchant_id == merchant.id)
+    return db.session.execute(stmt).scalar_one_or_none()
+
+
+def _verify(callback: ReadCallback, merchant: Merchant | None) -> ProviderEvent:
+    """The provider's verified event; InvalidCallback otherwise."""
+    provider = callback.provider
+    if provider.callback_merchant_setting and merchant is None:
+        raise InvalidCallback(provider.name, NO_MERCHANT)
+    if callback.unreadable is not None:
+        raise callback.unreadable
+
+    def lookup(reference: str) -> CheckoutRef | None:
+        checkout = _find_checkout(provider.name, merchant, reference)
+        if checkout is None or checkout.state == CheckoutState.CREATING:
+            return None  # unknown, or not yet opened
+        return checkout_ref(checkout)
+
+    # MyPay callbacks are the agent's, for any store: the lookup finds the attempt by its reference.
+    client = provider_for(merchant or Merchant(), provider.name)
+    return client.parse_callback(callback.request, lookup, fields=callback.fields)
+
+
+def process_callback(event_id: int, callback: ReadCallback) -> CallbackReply:
+    """Verify a stored callback and apply it; the reply is decided only after the commit."""
+    provider = callback.provider
+    named: tuple[int, int, str] | None = None  # the attempt the callback named: id, merchant id, state
+    merchant_id = None
+    try:
+        # Parsing writes (O'Pay's RqID store), so it runs in one short write transaction; no network inside.
+        with write_transaction():
+            merchant = _callback_merchant(provider, callback.fields)
+            merchant_id = merchant.id if merchant else None
+            try:
+                event = _verify(callback, merchant)
+            except InvalidCallback as exc:
+                # Read in the same transaction as the provider's lookup, so "still being opened" is what it saw.
+                checkout = _find_checkout(provider.name, merchant, exc.reference)
+                named = (checkout.id, checkout.merchant_id, checkout.state) if checkout else None
+                raise
+            checkout = _find_checkout(provider.name, merchant, event.reference)
+            checkout_id = checkout.id
+    except InvalidCallback as exc:
+        if named is not None and named[2] == CheckoutState.CREATING:
+            _finish(event_id, CallbackStatus.ERROR, NOT_READY, checkout_id=named[0], merchant_id=named[1])
+            return CallbackReply(*RETRY_LATER)
+        _finish(
+            event_id,
+            CallbackStatus.REFUSED,
+            exc.message_en,
+            error_zh=exc.message_zh,
+            merchant_id=merchant_id or (named[1] if named else None),
+            checkout_id=named[0] if named else None,
+        )
+        return CallbackReply(400, "refused")
+    except Exception as exc:  # a broken provider answer must not lose the stored callback
+        log.exception("callback %s could not be processed", event_id)
+        db.session.rollback()
+        _finish(event_id, CallbackStatus.ERROR, f"{type(exc).__name__}")
+        return CallbackReply(*RETRY_LATER)
+    try:
+        if provider.saves_cards and event.card_token:
+            status = _apply_card_token(checkout_id, event, event_id)
+        elif provider.confirms_by_query(event):
+            status = _apply_confirmed_by_query(checkout_id, event, event_id)
+        else:
+            status = _apply_event(checkout_id, event, event_id)
+    except ProviderError as exc:
+        db.session.rollback()
+        checkout = db.session.get(Checkout, checkout_id)
+        _finish(
+            event_id,
+            CallbackStatus.ERROR,
+            f"{exc.code}: {exc.message_en}",
+            error_zh=f"{exc.code}: {exc.message_zh}",
+            checkout_id=checkout_id,
+            merchant_id=checkout.merchant_id,
+        )
+        return CallbackReply(*RETRY_LATER)
+    if status == CallbackStatus.ERROR:
+        return CallbackReply(*RETRY_LATER)
+    return CallbackReply(200, event.reply_body)
+
+
+# ---------------------------------------------------------------- applying
+
+
+def _event_detail(event: ProviderEvent, event_id: int) -> str:
+    return detail(callback=event_id, state=event.state.value, amount=event.amount, message=event.message)
+
+
+def _mark(event_id: int, checkout: Checkout, status: CallbackStatus) -> None:
+    set_callback_status(event_id, status, checkout_id=checkout.id, merchant_id=checkout.merchant_id)
+
+
+def _apply_event(checkout_id: int, event: ProviderEvent, event_id: int) -> CallbackStatus:
+    """Apply a verified event in one transaction holding the checkout's lock."""
+    with write_transaction():
+        checkout = locked_checkout(checkout_id)
+        changed = apply_state(
+            checkout,
+            event.state,
+            source="callback",
+            detail=_event_detail(event, event_id),
+            amount=event.amount,
+            transaction_id=event.transaction_id,
+            webhook_event_id=event_id,
+        )
+        _mark(event_id, checkout, CallbackStatus.APPLIED if changed else CallbackStatus.RECORDED)
+    return CallbackStatus.APPLIED
+
+
+def _record_only(checkout: Checkout, to_state: str, event: ProviderEvent, event_id: int) -> None:
+    """Keep a verified callback as evidence without applying it."""
+    evidence = _event_detail(event, event_id)
+    record(checkout, "callback", checkout.state, to_state, evidence, applied=False, webhook_event_id=event_id)
+    _mark(event_id, checkout, CallbackStatus.RECORDED)
+
+
+def _apply_confirmed_by_query(checkout_id: int, event: ProviderEvent, event_id: int) -> CallbackStatus:
+    """A callback that is only a hint (MyPay) moves money state only after the provider's query says the same."""
+    with write_transaction():
+        _record_only(locked_checkout(checkout_id), event.state.value, event, event_id)
+    _changed, error = refresh_checkout(checkout_id, source="callback+query")
+    if error:
+        _finish(event_id, CallbackStatus.ERROR, error, checkout_id=checkout_id)
+        return CallbackStatus.ERROR
+    checkout = db.session.get(Checkout, checkout_id)
+    _finish(event_id, CallbackStatus.APPLIED, checkout_id=checkout_id, merchant_id=checkout.merchant_id)
+    return CallbackStatus.APPLIED
+
+
+def _apply_card_token(checkout_id: int, event: ProviderEvent, event_id: int) -> CallbackStatus:
+    """The card is saved at the provider (Oen): keep its token encrypted and charge it exactly once."""
+    with write_transaction():
+        checkout = locked_checkout(checkout_id)
+        if checkout.state != CheckoutState.AWAITING_PAYMENT:
+            _record_only(checkout, CheckoutState.PROCESSING, event, event_id)
+            return CallbackStatus.RECORDED
+        checkout.card_token_enc = encrypt_secret(event.card_token)
+        move(checkout, CheckoutState.PROCESSING, "callback", _event_detail(event, event_id), webhook_event_id=event_id)
+        _mark(event_id, checkout, CallbackStatus.APPLIED)
+    charge_card(checkout_id, source="callback")
+    return CallbackStatus.APPLIED

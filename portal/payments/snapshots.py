@@ -1,0 +1,67 @@
+"""What a provider is given: snapshots of a checkout (never a database row); what it says, in the reader's language."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+
+from flask import current_app
+from flask_babel import get_locale
+
+from portal.models import Checkout
+from portal.providers.base import CheckoutRef, CheckoutRequest, LineItem, ProviderError, VoucherLine
+from portal.security import decrypt_secret
+
+
+def new_reference() -> str:
+    """A provider reference: 'C' and 19 upper-case letters and digits, unique per attempt."""
+    alphabet = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+    return "C" + "".join(secrets.choice(alphabet) for _ in range(19))
+
+
+def checkout_request(checkout: Checkout, customer_ip: str = "") -> CheckoutRequest:
+    """The provider's view of the order behind this attempt."""
+    order = checkout.order
+    base = current_app.config["PORTAL_BASE_URL"]
+    return_url = f"{base}/pay/{checkout.public_token}/return"
+    return CheckoutRequest(
+        reference=checkout.reference,
+        amount=checkout.amount,
+        items=tuple(LineItem(i.sku, i.name, i.unit_price, i.quantity) for i in order.items),
+        shipping_fee=order.shipping_fee,
+        vouchers=tuple(VoucherLine(v.kind, v.product_id, v.serial_number, v.name, v.amount) for v in order.vouchers),
+        customer_name=order.customer_name,
+        customer_email=order.customer_email,
+        customer_id=hashlib.sha256(f"{order.merchant_id}:{order.customer_email.lower()}".encode()).hexdigest()[:20],
+        customer_ip=customer_ip or "127.0.0.1",
+        success_url=return_url,
+        failure_url=return_url,
+        notify_url=f"{base}/webhooks/{checkout.provider}",
+        description=order.number,
+        created_at=checkout.created_at,
+    )
+
+
+def checkout_ref(checkout: Checkout) -> CheckoutRef:
+    """What a provider needs to query, verify or refund this attempt."""
+    ids = {}
+    if checkout.provider_checkout_id:
+        ids["checkout_id"] = checkout.provider_checkout_id
+        ids["uid"] = checkout.provider_checkout_id
+    if checkout.provider_secret_enc:
+        ids["key"] = decrypt_secret(checkout.provider_secret_enc)
+    if checkout.provider_transaction_id:
+        ids["transaction_id"] = checkout.provider_transaction_id
+    order = checkout.order
+    return CheckoutRef(
+        reference=checkout.reference,
+        amount=checkout.amount,
+        provider_ids=ids,
+        vouchers=tuple(VoucherLine(v.kind, v.product_id, v.serial_number, v.name, v.amount) for v in order.vouchers),
+        items=tuple(LineItem(i.sku, i.name, i.unit_price, i.quantity) for i in order.items),
+    )
+
+
+def provider_message(exc: ProviderError) -> str:
+    """The provider error's message in the interface language."""
+    return exc.message(str(get_locale() or "zh_TW"))
