@@ -5,11 +5,17 @@ from __future__ import annotations
 import hmac
 
 from flask import current_app
+from flask_babel import lazy_gettext as _l
+from zxcvbn import zxcvbn
+from zxcvbn.frequency_lists import FREQUENCY_LISTS
 
 from portal.extensions import db
 from portal.models import ROLES, Merchant, User, UserSession
 from portal.security import decrypt_secret, encrypt_secret, hash_password
 
+MIN_PASSWORD_CHARS = 12
+# The 30,000 most common passwords of zxcvbn's list (leaked password sets), compared without case.
+COMMON_PASSWORDS = frozenset(FREQUENCY_LISTS["passwords"])
 PROVIDER_ID_FIELDS = ("oen_merchant_id", "mypay_store_uid", "opay_merchant_id")
 PROVIDER_SECRET_FIELDS = ("oen_token", "opay_hash_key", "opay_hash_iv")
 
@@ -49,13 +55,24 @@ def upsert_merchant(slug: str, name: str, **provider) -> Merchant:
     return merchant
 
 
+def password_problem(password: str, *, user_inputs: tuple[str, ...] = ()) -> str | None:
+    """Why a new password is refused (in the reader's language), or None: 12 characters at least, not a common
+    password, and not easy to guess (zxcvbn's estimate, given what the user's e-mail and shop say about them)."""
+    if len(password) < MIN_PASSWORD_CHARS:
+        return str(_l("At least %(min)s characters.", min=MIN_PASSWORD_CHARS))
+    if password.lower() in COMMON_PASSWORDS or zxcvbn(password[:72], user_inputs=list(user_inputs))["score"] < 3:
+        return str(_l("This password is too easy to guess. A few unrelated words together are easy to remember."))
+    return None
+
+
 def create_user(email: str, merchant: Merchant, role: str, password: str) -> User:
-    """A new user; raises ValueError for a bad role, a short password or an e-mail in use."""
+    """A new user; raises ValueError for a bad role, a weak password or an e-mail in use."""
     email = email.strip().lower()
     if role not in ROLES:
         raise ValueError(f"role must be one of {', '.join(ROLES)}")
-    if len(password) < 10:
-        raise ValueError("the password needs at least 10 characters")
+    problem = password_problem(password, user_inputs=(email, merchant.name or ""))
+    if problem:
+        raise ValueError(problem)
     if db.session.execute(db.select(User).filter_by(email=email)).scalar_one_or_none():
         raise ValueError(f"{email} is already in use")
     user = User(email=email, merchant=merchant, role=role, password_hash=hash_password(password))
@@ -131,3 +148,12 @@ def set_active(user: User, active: bool) -> bool:
     if not active:
         db.session.execute(db.delete(UserSession).where(UserSession.user_id == user.id))
     return True
+
+
+def change_password(user: User, new_password: str, keep_session_id: str | None) -> None:
+    """Set the user's new password and end every other login of theirs (a stolen session ends with it)."""
+    user.password_hash = hash_password(new_password)
+    ended = db.delete(UserSession).where(UserSession.user_id == user.id)
+    if keep_session_id:
+        ended = ended.where(UserSession.id != keep_session_id)
+    db.session.execute(ended)

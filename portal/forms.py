@@ -26,7 +26,7 @@ from wtforms import (
 from wtforms.validators import DataRequired, Email, Length, Regexp, StopValidation
 
 from portal import money
-from portal.accounts import PROVIDER_ID_FIELDS, PROVIDER_SECRET_FIELDS
+from portal.accounts import MIN_PASSWORD_CHARS, PROVIDER_ID_FIELDS, PROVIDER_SECRET_FIELDS, password_problem
 from portal.config import is_test_credential
 
 
@@ -403,7 +403,6 @@ def without_row(formdata: MultiDict, prefix: str, index: str) -> MultiDict:
 # --- Settings: provider settings and users (admins) ---------------------------------------------------------------
 
 ROLE_CHOICES = [SelectChoice("staff", _l("Staff")), SelectChoice("admin", _l("Admin"))]
-MIN_PASSWORD_CHARS = 10
 # Browsers must neither fill in nor offer to remember a provider secret.
 _SECRET_INPUT = {"autocomplete": "new-password", "spellcheck": "false"}
 
@@ -550,6 +549,47 @@ class UserCreateForm(PortalForm):
     def validate_email(self, field):
         if _email_in_use(field.data):
             raise StopValidation(_l("This e-mail address is already in use."))
+
+    def validate_password(self, field):
+        if field.errors:  # too short or too long already said
+            return
+        problem = password_problem(field.data or "", user_inputs=(self.email.data or "",))
+        if problem:
+            raise StopValidation(problem)
+
+
+class PasswordChangeForm(PortalForm):
+    """A user's own new password: the current one first, the new one twice."""
+
+    current_password = PasswordField(
+        _l("Current password"),
+        validators=[Required(_l("Please enter your current password."))],
+        render_kw={"autocomplete": "current-password"},
+    )
+    new_password = PasswordField(
+        _l("New password"),
+        validators=[Required(_l("Please enter a new password.")), Length(max=1024)],
+        render_kw={"autocomplete": "new-password"},
+        description=_l("At least %(min)s characters, not easy to guess.", min=MIN_PASSWORD_CHARS),
+    )
+    confirm_password = PasswordField(
+        _l("New password again"),
+        validators=[Required(_l("Please enter the new password again."))],
+        render_kw={"autocomplete": "new-password"},
+    )
+
+    def __init__(self, *args, user_inputs: tuple[str, ...] = (), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.user_inputs = user_inputs
+
+    def validate_new_password(self, field):
+        problem = password_problem(field.data or "", user_inputs=self.user_inputs)
+        if problem:
+            raise StopValidation(problem)
+
+    def validate_confirm_password(self, field):
+        if field.data != self.new_password.data:
+            raise StopValidation(_l("The two new passwords do not match."))
 
 
 class UserRoleForm(PortalForm):

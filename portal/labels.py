@@ -51,6 +51,7 @@ ACTION_LABELS = {
     "login": _l("Logged in"),
     "login_failed": _l("Failed login"),
     "logout": _l("Logged out"),
+    "password_changed": _l("Password changed"),
     "order_created": _l("Order created"),
     "settings_changed": _l("Provider settings changed"),
     "user_created": _l("User created"),

@@ -10,10 +10,12 @@ import pytest
 from portal.extensions import db
 from portal.models import AuditEvent, Merchant, User, UserSession
 from portal.security import decrypt_secret
+from tests.support.accounts import SHOP_A, SHOP_B, portal_settings
 from tests.support.apps import AuthActions
 from tests.support.constants import PASSWORD
 
-SEEDED_SECRETS = ("oen-token-a", "5294y06JbISpM5x9", "v77hoKGq4kWxNNIS", "oen-token-b", "0123456789abcdef")
+A, B = portal_settings(SHOP_A), portal_settings(SHOP_B)  # the seeded merchants' settings
+SEEDED_SECRETS = (A["oen_token"], A["opay_hash_key"], A["opay_hash_iv"], B["oen_token"], B["opay_hash_key"])
 NEW_SECRETS = {
     "oen_token": "new-oen-crm-token-XYZ",
     "opay_hash_key": "Kk1234567890abcd",
@@ -24,10 +26,10 @@ NEW_SECRETS = {
 def settings_form(**overrides) -> dict:
     """Merchant A's current ids with every secret left empty (keep), plus overrides."""
     data = {
-        "oen_merchant_id": "shopa",
+        "oen_merchant_id": A["oen_merchant_id"],
         "oen_token": "",
-        "mypay_store_uid": "289151880002",
-        "opay_merchant_id": "2000132",
+        "mypay_store_uid": A["mypay_store_uid"],
+        "opay_merchant_id": A["opay_merchant_id"],
         "opay_hash_key": "",
         "opay_hash_iv": "",
     }
@@ -126,8 +128,8 @@ def test_settings_page_shows_ids_and_callback_urls_but_no_secret(client, auth, s
     response = client.get("/settings")
     body = response.get_data(as_text=True)
     assert response.status_code == 200
-    assert 'value="shopa"' in body
-    assert 'value="289151880002"' in body
+    assert f'value="{A["oen_merchant_id"]}"' in body
+    assert f'value="{A["mypay_store_uid"]}"' in body
     assert "http://127.0.0.1:5000/webhooks/oen" in body
     assert "http://127.0.0.1:5000/webhooks/mypay" in body
     assert_no_secret(body)
@@ -167,7 +169,7 @@ def test_saving_secrets_encrypts_them_and_never_shows_them(app, client, auth, se
     for url in ("/settings", "/settings/users", "/settings/audit", "/orders"):
         assert_no_secret(client.get(url).get_data(as_text=True))
     # Merchant B is untouched.
-    assert secret(app, seed.other_merchant_id, "oen_token") == "oen-token-b"
+    assert secret(app, seed.other_merchant_id, "oen_token") == B["oen_token"]
 
 
 def test_settings_change_is_audited_by_field_name_only(app, client, auth, seed):
@@ -185,9 +187,9 @@ def test_empty_secret_keeps_the_stored_one(app, client, auth, seed):
     response = client.post("/settings", data=settings_form(mypay_store_uid="MY-store_9"))
     assert response.status_code == 303
     assert merchant(app, seed.merchant_id).mypay_store_uid == "MY-store_9"
-    assert secret(app, seed.merchant_id, "oen_token") == "oen-token-a"
-    assert secret(app, seed.merchant_id, "opay_hash_key") == "5294y06JbISpM5x9"
-    assert secret(app, seed.merchant_id, "opay_hash_iv") == "v77hoKGq4kWxNNIS"
+    assert secret(app, seed.merchant_id, "oen_token") == A["oen_token"]
+    assert secret(app, seed.merchant_id, "opay_hash_key") == A["opay_hash_key"]
+    assert secret(app, seed.merchant_id, "opay_hash_iv") == A["opay_hash_iv"]
     (event,) = audit_events(app, "settings_changed")
     assert event.detail["fields"] == ["mypay_store_uid"]
 
@@ -195,7 +197,7 @@ def test_empty_secret_keeps_the_stored_one(app, client, auth, seed):
 def test_unchanged_form_changes_nothing(app, client, auth, seed):
     auth.login(seed.admin)
     before = merchant(app, seed.merchant_id).oen_token_enc
-    client.post("/settings", data=settings_form(oen_token="oen-token-a"))  # the same value again
+    client.post("/settings", data=settings_form(oen_token=A["oen_token"]))  # the same value again
     assert merchant(app, seed.merchant_id).oen_token_enc == before
     assert audit_events(app, "settings_changed") == []
 
@@ -204,7 +206,7 @@ def test_clear_removes_a_secret(app, client, auth, seed):
     auth.login(seed.admin)
     client.post("/settings", data=settings_form(clear_opay_hash_iv="y"))
     assert merchant(app, seed.merchant_id).opay_hash_iv_enc is None
-    assert secret(app, seed.merchant_id, "opay_hash_key") == "5294y06JbISpM5x9"
+    assert secret(app, seed.merchant_id, "opay_hash_key") == A["opay_hash_key"]
     body = client.get("/settings").get_data(as_text=True)
     assert "not set" in body
     (event,) = audit_events(app, "settings_changed")
@@ -218,7 +220,7 @@ def test_new_value_and_clear_together_are_refused(app, client, auth, seed):
     assert "Either enter a new value or remove the stored one, not both." in field_errors(
         response.get_data(as_text=True)
     )
-    assert secret(app, seed.merchant_id, "oen_token") == "oen-token-a"
+    assert secret(app, seed.merchant_id, "oen_token") == A["oen_token"]
 
 
 @pytest.mark.parametrize(
@@ -231,7 +233,7 @@ def test_new_value_and_clear_together_are_refused(app, client, auth, seed):
         ("mypay_store_uid", "9" * 33, "At most 32 characters."),
         ("opay_merchant_id", "2000132;", "Use only letters, digits, - and _."),
         ("opay_hash_key", "5294y06JbISpM5x", "Exactly 16 characters."),
-        ("opay_hash_key", "5294y06JbISpM5x9A", "Exactly 16 characters."),
+        ("opay_hash_key", A["opay_hash_key"] + "A", "Exactly 16 characters."),
         ("opay_hash_iv", "v77hoKGq4kWxNN!S", "Use only letters and digits."),
         ("oen_token", "short", "Between 8 and 4096 characters."),
         ("oen_token", "has a space inside", "Use only letters, digits and punctuation, with no spaces."),
@@ -248,11 +250,11 @@ def test_bad_settings_get_a_message_on_the_field(app, client, auth, seed, field,
     )
     stored = merchant(app, seed.merchant_id)
     assert (stored.oen_merchant_id, stored.mypay_store_uid, stored.opay_merchant_id) == (
-        "shopa",
-        "289151880002",
-        "2000132",
+        A["oen_merchant_id"],
+        A["mypay_store_uid"],
+        A["opay_merchant_id"],
     )
-    assert secret(app, seed.merchant_id, "oen_token") == "oen-token-a"
+    assert secret(app, seed.merchant_id, "oen_token") == A["oen_token"]
     if field in NEW_SECRETS:
         assert value not in body  # a refused secret is not echoed either
 
@@ -266,11 +268,12 @@ def test_refused_form_does_not_echo_valid_secrets(client, auth, seed):
 
 def test_an_id_of_another_merchant_is_refused(app, client, auth, seed):
     auth.login(seed.admin)
-    response = client.post("/settings", data=settings_form(opay_merchant_id="2000133", oen_merchant_id="shopb"))
+    taken = {"opay_merchant_id": B["opay_merchant_id"], "oen_merchant_id": B["oen_merchant_id"]}
+    response = client.post("/settings", data=settings_form(**taken))
     assert response.status_code == 400
     errors = field_errors(response.get_data(as_text=True))
     assert errors == ["Another merchant on this portal already uses this id."] * 2
-    assert merchant(app, seed.merchant_id).opay_merchant_id == "2000132"
+    assert merchant(app, seed.merchant_id).opay_merchant_id == A["opay_merchant_id"]
 
 
 def test_blank_id_removes_it(app, client, auth, seed):
@@ -282,22 +285,22 @@ def test_blank_id_removes_it(app, client, auth, seed):
 def test_other_merchant_admin_sees_and_changes_only_its_own_settings(app, client, auth, seed):
     auth.login(seed.other_admin)
     body = client.get("/settings").get_data(as_text=True)
-    assert 'value="shopb"' in body
-    assert "shopa" not in body
-    assert "289151880002" not in body
+    assert f'value="{B["oen_merchant_id"]}"' in body
+    assert A["oen_merchant_id"] not in body
+    assert A["mypay_store_uid"] not in body
     client.post(
         "/settings",
         data={
-            "oen_merchant_id": "shopb",
+            "oen_merchant_id": B["oen_merchant_id"],
             "mypay_store_uid": "B-1",
-            "opay_merchant_id": "2000133",
+            "opay_merchant_id": B["opay_merchant_id"],
             "oen_token": "b-new-token",
         },
     )
     assert merchant(app, seed.other_merchant_id).mypay_store_uid == "B-1"
     assert secret(app, seed.other_merchant_id, "oen_token") == "b-new-token"
-    assert merchant(app, seed.merchant_id).mypay_store_uid == "289151880002"
-    assert secret(app, seed.merchant_id, "oen_token") == "oen-token-a"
+    assert merchant(app, seed.merchant_id).mypay_store_uid == A["mypay_store_uid"]
+    assert secret(app, seed.merchant_id, "oen_token") == A["oen_token"]
 
 
 # --- Users ---------------------------------------------------------------------------------------------------------
@@ -353,9 +356,9 @@ def test_admin_creates_a_user_who_can_log_in(app, client, auth, seed):
             "This e-mail address is already in use.",
         ),
         ({"email": "n@a.example", "role": "owner", "password": "long-enough-1"}, "Choose admin or staff."),
-        ({"email": "n@a.example", "role": "staff", "password": "short"}, "Between 10 and 1024 characters."),
+        ({"email": "n@a.example", "role": "staff", "password": "short"}, "Between 12 and 1024 characters."),
         ({"email": "n@a.example", "role": "staff", "password": ""}, "Please enter an initial password."),
-        ({"email": "n@a.example", "role": "staff", "password": "x" * 1025}, "Between 10 and 1024 characters."),
+        ({"email": "n@a.example", "role": "staff", "password": "x" * 1025}, "Between 12 and 1024 characters."),
     ],
 )
 def test_bad_new_user_gets_a_message_on_the_field(app, client, auth, seed, data, message):
@@ -484,7 +487,7 @@ def test_settings_forms_need_a_csrf_token(csrf_app):
         staff = db.session.get(User, staff_id)
         assert (staff.role, staff.active) == ("staff", True)
         assert db.session.execute(db.select(User).filter_by(email="csrf@a.example")).first() is None
-        assert decrypt_secret(db.session.get(Merchant, seed.merchant_id).oen_token_enc) == "oen-token-a"
+        assert decrypt_secret(db.session.get(Merchant, seed.merchant_id).oen_token_enc) == A["oen_token"]
     # With the page's token the same request goes through.
     for url in ("/settings", "/settings/users"):
         assert 'name="csrf_token"' in client.get(url).get_data(as_text=True)

@@ -5,13 +5,14 @@ from __future__ import annotations
 from flask import Blueprint, flash, g, redirect, render_template, request, session, url_for
 from flask_babel import gettext as _
 from flask_limiter.util import get_remote_address
-from flask_login import current_user, login_user, logout_user
+from flask_login import current_user, login_required, login_user, logout_user
 
+from portal.accounts import change_password
 from portal.auth_session import end_session, start_session
 from portal.extensions import db, limiter
-from portal.forms import LoginForm
+from portal.forms import LoginForm, PasswordChangeForm
 from portal.models import User
-from portal.security import audit, verify_password_or_dummy
+from portal.security import audit, verify_password, verify_password_or_dummy
 from portal.urls import safe_next
 
 bp = Blueprint("auth", __name__)
@@ -86,3 +87,22 @@ def logout():
         session["lang"] = lang
     flash(_("You have logged out."), "info")
     return redirect(url_for("auth.login"))
+
+
+@bp.route("/account/password", methods=["GET", "POST"])
+@login_required
+@limiter.limit("10 per 15 minutes", methods=["POST"], deduct_when=lambda r: _failed())
+def password():
+    """Change one's own password; every other login of the user ends."""
+    user = db.session.get(User, current_user.id)
+    form = PasswordChangeForm(user_inputs=(user.email, user.merchant.name or ""))
+    if form.validate_on_submit():
+        if verify_password(user.password_hash, form.current_password.data):
+            change_password(user, form.new_password.data, keep_session_id=current_user.get_id())
+            audit("password_changed")
+            db.session.commit()
+            flash(_("Your password is changed. Your other logins have ended."), "success")
+            return redirect(url_for("auth.password"), code=303)
+        g.login_failed = True
+        form.current_password.errors.append(_("This is not your current password."))
+    return render_template("auth/password.html", form=form), 400 if form.errors else 200
