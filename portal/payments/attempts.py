@@ -102,7 +102,8 @@ def start_checkout(order: Order, provider: str, user_id: int | None, customer_ip
         )
         db.session.add(checkout)
         db.session.flush()
-        record(checkout, "create", "creating", "creating", detail(provider=provider, amount=order.payable))
+        creating = CheckoutState.CREATING
+        record(checkout, "create", creating, creating, detail(provider=provider, amount=order.payable))
         refresh_order(order)
     checkout_id = checkout.id
     request = checkout_request(checkout, customer_ip)

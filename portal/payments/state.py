@@ -170,5 +170,5 @@ def state_from_transactions(checkout: Checkout, txns: list[ProviderTransaction])
 
 
 def _rank_of(state: State) -> int:
-    value = "paid" if state == State.PAID_MISMATCH else state.value
+    value = CheckoutState.PAID if state == State.PAID_MISMATCH else state.value
     return RANK.get(value, -1)

@@ -251,8 +251,6 @@ class Provider:
 
     name: str = ""
     min_amount: int = 1
-    supports_refund_api: bool = True
-    supports_partial_refund: bool = True
     refund_policy: RefundPolicy = RefundPolicy()
     # The merchant's settings the provider needs (a secret one is stored encrypted, as "<name>_enc"), and the portal's.
     merchant_settings: tuple[str, ...] = ()
@@ -279,6 +277,11 @@ class Provider:
     ) -> Provider:
         """A client from the portal's settings (by setting name) and the merchant's decrypted `merchant_settings`."""
         raise NotImplementedError
+
+    @property
+    def supports_refund_api(self) -> bool:
+        """Whether refunds are sent through the provider's API (else made by hand and recorded)."""
+        return self.refund_policy.by_api
 
     @classmethod
     def read_callback(cls, request: CallbackRequest) -> dict[str, object]:

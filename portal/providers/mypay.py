@@ -138,8 +138,6 @@ class MyPayProvider(Provider):
 
     name = NAME
     min_amount = 1
-    supports_refund_api = True
-    supports_partial_refund = True  # only without vouchers: voucher mode refunds in full
     # With vouchers MyPay refunds once and in full, listing every paid voucher; every refund says what becomes of the
     # e-invoice: 4 void it (the default), 6 issue an allowance.
     refund_policy = RefundPolicy(full_only_with_vouchers=True, invoice_states=("4", "6"))

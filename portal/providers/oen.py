@@ -143,9 +143,7 @@ class OenProvider(Provider):
 
     name = NAME
     min_amount = 1
-    supports_refund_api = True
-    supports_partial_refund = True  # 1 … the original amount, but only one refund per transaction
-    # Refunds go by the transaction's HID, once per transaction, and only for card payments (others: Oen's CRM).
+    # Refunds go by the transaction's HID, once per transaction (1 … the amount), card payments only (others: CRM).
     refund_policy = RefundPolicy(
         one_per_payment=True,
         by_transaction_id=True,

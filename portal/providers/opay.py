@@ -60,8 +60,6 @@ class OPayProvider(Provider):
 
     name = NAME
     min_amount = 6
-    supports_refund_api = False
-    supports_partial_refund = False
     refund_policy = RefundPolicy(by_api=False)  # made in O'Pay's vendor back office, then recorded with its reference
     merchant_settings = ("opay_merchant_id", "opay_hash_key", "opay_hash_iv")
     callback_merchant_field = "MerchantID"

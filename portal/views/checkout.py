@@ -156,9 +156,9 @@ def link_state(checkout: Checkout) -> str:
     if checkout.is_final:
         return checkout.state
     if checkout.expires_at < utcnow():
-        return "expired"
+        return CheckoutState.EXPIRED.value
     if checkout.state == CheckoutState.CREATING:
-        return "failed"
+        return CheckoutState.FAILED.value
     return "open"
 
 
