@@ -8,6 +8,7 @@ from html.parser import HTMLParser
 
 from portal.extensions import db
 from portal.models import AuditEvent, User
+from tests.support.accounts import SHOP_A
 
 WRITE_METHODS = ("post", "put", "patch", "delete")
 
@@ -178,8 +179,8 @@ def test_settings_and_user_changes_appear_in_the_trail(app, client, auth, seed):
         "/settings",
         data={
             "oen_merchant_id": "shopa",
-            "mypay_store_uid": "289151880002",
-            "opay_merchant_id": "2000132",
+            "mypay_store_uid": SHOP_A["mypay"],
+            "opay_merchant_id": SHOP_A["opay"][0],
             "oen_token": "rotated-oen-token-1",
         },
     )

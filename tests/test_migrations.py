@@ -7,6 +7,7 @@ from alembic.migration import MigrationContext
 from flask_migrate import upgrade
 
 from portal.extensions import db
+from tests.support.accounts import OPAY_IV, OPAY_KEY, OPAY_MERCHANT_ID
 from tests.support.apps import make_app
 
 
@@ -49,11 +50,11 @@ def test_cli_merchant_and_user_create(tmp_path):
             "--name",
             "茶行",
             "--opay-merchant-id",
-            "2000132",
+            OPAY_MERCHANT_ID,
             "--opay-hash-key",
-            "5294y06JbISpM5x9",
+            OPAY_KEY,
             "--opay-hash-iv",
-            "v77hoKGq4kWxNNIS",
+            OPAY_IV,
         ]
     )
     assert result.exit_code == 0, result.output
@@ -73,6 +74,6 @@ def test_cli_merchant_and_user_create(tmp_path):
 
     with app.app_context():
         merchant = db.session.query(Merchant).filter_by(slug="tea").one()
-        assert merchant.opay_hash_key_enc and "5294y06JbISpM5x9" not in merchant.opay_hash_key_enc
+        assert merchant.opay_hash_key_enc and OPAY_KEY not in merchant.opay_hash_key_enc
         assert db.session.query(User).filter_by(email="boss@tea.example").one().role == "admin"
         db.engine.dispose()

@@ -28,6 +28,7 @@ from portal.providers.oen import OenProvider
 from portal.providers.opay import OPayProvider
 from sandbox import faults
 from sandbox.extensions import db
+from tests.support.accounts import OPAY_MERCHANT_ID, OPAY_STAGE_MERCHANT, SANDBOX_SHOP_A
 
 
 def reference() -> str:
@@ -63,7 +64,7 @@ def submit(session, url, base, **fields):
 
 
 class TestOenClient:
-    def client(self, sandbox, token="oen-token-a"):
+    def client(self, sandbox, token=SANDBOX_SHOP_A["oen"][1]):
         return OenProvider(
             f"{sandbox.url}/oen/api",
             sandbox.url + "/oen/checkout/{merchant_id}/subscription/create/{id}",
@@ -174,7 +175,7 @@ class TestMyPayClient:
 
 class TestOPayClient:
     def client(self, sandbox, creds=None):
-        merchant_id, key, iv = creds or ("2000132", "5294y06JbISpM5x9", "v77hoKGq4kWxNNIS")
+        merchant_id, key, iv = creds or OPAY_STAGE_MERCHANT
         seen: set[str] = set()
 
         def remember(rqid: str) -> bool:
@@ -206,7 +207,7 @@ class TestOPayClient:
     def test_refusals_are_provider_errors(self, sandbox):
         request = checkout_request(sandbox, amount=300, items=(LineItem("S", "x", 300, 1),))
         with pytest.raises(ProviderError):
-            self.client(sandbox, ("2000132", "0" * 16, "0" * 16)).create_trade(request)
+            self.client(sandbox, (OPAY_MERCHANT_ID, "0" * 16, "0" * 16)).create_trade(request)
         client = self.client(sandbox)
         client.create_trade(request)
         with pytest.raises(ProviderError):

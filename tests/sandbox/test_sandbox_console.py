@@ -10,9 +10,11 @@ import requests
 from sandbox import faults, settings
 from sandbox.extensions import db
 from sandbox.models import SandboxOenCheckout
+from tests.support.accounts import SANDBOX_SHOP_A
 
+TOKEN_A = SANDBOX_SHOP_A["oen"][1]
 BODY = {"merchantId": "shopa", "successUrl": "https://shop.example/ok", "failureUrl": "https://shop.example/ko"}
-HEADERS = {"Authorization": "Bearer oen-token-a"}
+HEADERS = {"Authorization": f"Bearer {TOKEN_A}"}
 
 
 def checkout_token(sandbox, timeout=10):
@@ -104,7 +106,7 @@ class TestConsole:
             token = db.session.execute(db.select(SandboxOenCheckout.token).where(SandboxOenCheckout.token.is_not(None)))
             token = token.scalar_one()
         console = requests.get(f"{sandbox.url}/", timeout=10).text
-        for secret in ("4242424242424242", "4012888818888333", "oen-token-a", token, "k" * 32):
+        for secret in ("4242424242424242", "4012888818888333", TOKEN_A, token, "k" * 32):
             assert secret not in console
         assert "••••••••••••4242" in console and "••••••••••••8333" in console
         assert "api/queryorder" in console  # the MyPay service field, decrypted

@@ -17,9 +17,10 @@ import requests
 from sandbox import callbacks, faults
 from sandbox.extensions import db
 from sandbox.models import SandboxCallback
+from tests.support.accounts import MYPAY_STORE_UID
 
 FIXTURES = Path(__file__).parent / "fixtures"
-DOC_STORE = "289151880002"
+DOC_STORE = MYPAY_STORE_UID
 
 
 def doc_order(sandbox, order_id=None, **changes):

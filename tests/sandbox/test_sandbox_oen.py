@@ -8,8 +8,10 @@ import requests
 
 from sandbox import settings
 from sandbox.models import SandboxOenCheckout
+from tests.support.accounts import SANDBOX_SHOP_A, SANDBOX_SHOP_B
 
-TOKEN_A = "oen-token-a"
+TOKEN_A = SANDBOX_SHOP_A["oen"][1]
+TOKEN_B = SANDBOX_SHOP_B["oen"][1]
 
 
 def api(sandbox, method, path, body=None, token=TOKEN_A, **kwargs):
@@ -83,7 +85,7 @@ class TestCheckoutToken:
         assert checkout_token(sandbox, token=None).json()["code"] == "A0001"
 
     def test_another_merchants_token_is_unauthorised(self, sandbox):
-        answer = checkout_token(sandbox, token="oen-token-b")
+        answer = checkout_token(sandbox, token=TOKEN_B)
         assert (answer.status_code, answer.json()["code"]) == (401, "A0001")
 
     def test_missing_success_url_is_a_bad_request(self, sandbox):
@@ -178,7 +180,7 @@ class TestCharges:
         token = self.bound_token(sandbox, wire)
         assert charge(sandbox, "no-such-token").json()["code"] == "V0001"
         assert charge(sandbox, token, bearer="wrong").status_code == 401
-        assert charge(sandbox, token, merchant="shopb", bearer="oen-token-b").json()["code"] == "V0001"
+        assert charge(sandbox, token, merchant="shopb", bearer=TOKEN_B).json()["code"] == "V0001"
         assert charge(sandbox, token, amount="899").json()["code"] == "V0001"
 
     def test_query_lists_transactions_with_the_documented_fields(self, sandbox, wire):
@@ -199,7 +201,7 @@ class TestCharges:
             settings.set_oen_full_card_number(False)
         txn = api(sandbox, "GET", "/order/ORDER00001/transactions").json()["data"]["transactions"][0]
         assert txn["paymentInfo"]["cardNum"] == "424242******4242"
-        assert api(sandbox, "GET", "/order/ORDER00001/transactions", token="oen-token-b").json()["data"] == {
+        assert api(sandbox, "GET", "/order/ORDER00001/transactions", token=TOKEN_B).json()["data"] == {
             "transactions": []
         }
 

@@ -12,6 +12,7 @@ import requests
 
 from sandbox.extensions import db
 from sandbox.models import SandboxExchange
+from tests.support.accounts import OPAY_IV, OPAY_MERCHANT_ID
 
 # The known answer of PROVIDERS.md (the document's appendix 1 with its OCR slips corrected).
 KAT_JSON = (
@@ -28,7 +29,7 @@ KAT_DATA = (
 )
 
 
-def order(sandbox, merchant_id="2000132", **changes):
+def order(sandbox, merchant_id=OPAY_MERCHANT_ID, **changes):
     data = {
         "MerchantID": merchant_id,
         "ItemName": "%E6%89%8B%E6%A9%9F%2020%20%E5%85%83%20X2%23%E9%9A%A8%E8%BA%AB%E7%A2%9F%2060%20%E5%85%83%20X1",
@@ -103,7 +104,7 @@ class TestCreate:
         (notice,) = sandbox.receiver.of("opay")
         fields = notice.form
         assert set(fields) == {"MerchantID", "Timestamp", "RqID", "Revision", "RtnCode", "RtnMsg", "Data"}
-        assert fields["MerchantID"] == "2000132" and fields["RtnCode"] == "1" and fields["Revision"] == "1"
+        assert fields["MerchantID"] == OPAY_MERCHANT_ID and fields["RtnCode"] == "1" and fields["Revision"] == "1"
         assert abs(int(fields["Timestamp"]) - time.time()) < 60 and fields["RqID"]
         inner = wire.opay_decrypt(fields["Data"], *wire.STAGE_MERCHANT[1:])
         assert inner["MerchantTradeNo"] == data["MerchantTradeNo"] and inner["RtnCode"] == 1
@@ -132,9 +133,9 @@ class TestCreate:
         assert wire.opay_decrypt(notice.form["Data"], *wire.STAGE_PLATFORM[1:])["RtnCode"] == 1
 
     def test_bad_key_is_refused(self, sandbox, wire):
-        bad = ("2000132", "0000000000000000", "v77hoKGq4kWxNNIS")
+        bad = (OPAY_MERCHANT_ID, "0000000000000000", OPAY_IV)
         assert "解密" in refused(create(sandbox, wire, order(sandbox), creds=bad))
-        other_merchants_key = ("2000132", *wire.SHOP_A["opay"][1:])
+        other_merchants_key = (OPAY_MERCHANT_ID, *wire.SHOP_A["opay"][1:])
         assert "解密" in refused(create(sandbox, wire, order(sandbox), creds=other_merchants_key))
 
     @pytest.mark.parametrize("offset", [-601, 601, -3600])
@@ -172,7 +173,7 @@ class TestCreate:
         assert "ReturnURL" in refused(create(sandbox, wire, order(sandbox, ReturnURL="")))
         mismatch = order(sandbox, MerchantID="3000001")
         assert "MerchantID" in refused(create(sandbox, wire, mismatch))
-        fields = wire.opay_fields("2000132", "")
+        fields = wire.opay_fields(OPAY_MERCHANT_ID, "")
         assert "Data" in refused(post(sandbox, "Create", fields))
 
 
@@ -206,7 +207,7 @@ class TestQuery:
         rqid = uuid.uuid4().hex
         assert query(sandbox, wire, data["MerchantTradeNo"], rqid=rqid)[0]["RtnCode"] == 1
         assert query(sandbox, wire, data["MerchantTradeNo"], rqid=rqid)[0]["RtnCode"] == 99
-        wrong_key = ("2000132", "0" * 16, "0" * 16)
+        wrong_key = (OPAY_MERCHANT_ID, "0" * 16, "0" * 16)
         assert query(sandbox, wire, data["MerchantTradeNo"], creds=wrong_key)[0]["RtnCode"] == 99
 
     def test_another_merchant_cannot_see_the_trade(self, sandbox, wire):

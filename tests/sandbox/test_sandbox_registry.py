@@ -17,6 +17,14 @@ from sandbox.__main__ import main
 from sandbox.common import is_loopback
 from sandbox.extensions import db
 from sandbox.models import SandboxMypayStore, SandboxOenMerchant
+from tests.support.accounts import (
+    MYPAY_AGENT_UID,
+    MYPAY_STORE_UID,
+    OPAY_IV,
+    OPAY_KEY,
+    OPAY_PLATFORM_ID,
+    OPAY_STAGE_MERCHANT,
+)
 from tests.support.sandbox import LiveSandbox, SandboxProcess, free_port
 
 
@@ -40,10 +48,8 @@ class TestRegistry:
             registry.seed_test_accounts()  # idempotent
             found = registry.accounts()
         assert ("demo", "sandbox-oen-demo-token") in [(m.merchant_id, m.token) for m in found["oen"]]
-        assert "289151880002" in [s.store_uid for s in found["mypay"]]
-        assert ("2000132", "5294y06JbISpM5x9", "v77hoKGq4kWxNNIS") in [
-            (m.merchant_id, m.hash_key, m.hash_iv) for m in found["opay"]
-        ]
+        assert MYPAY_STORE_UID in [s.store_uid for s in found["mypay"]]
+        assert OPAY_STAGE_MERCHANT in [(m.merchant_id, m.hash_key, m.hash_iv) for m in found["opay"]]
         assert registry.TEST_ACCOUNTS.oen == ("demo", "sandbox-oen-demo-token")
         assert oen_checkout(sandbox.url, "demo", "sandbox-oen-demo-token").json()["code"] == "S0000"
 
@@ -83,11 +89,11 @@ class TestRegistry:
         assert (registered.path, registered.json["merchantId"]) == ("/shop-x/webhooks/oen", "shopx")
         assert (default.path, default.json["merchantId"]) == ("/webhooks/oen", "demo")
         with sandbox.ctx():
-            assert db.session.query(SandboxMypayStore).filter_by(store_uid="289151880002").one().callback_url is None
+            assert db.session.query(SandboxMypayStore).filter_by(store_uid=MYPAY_STORE_UID).one().callback_url is None
 
     def test_the_console_lists_accounts_with_secrets_masked_except_the_test_accounts(self, sandbox, wire):
         console = requests.get(f"{sandbox.url}/", timeout=10).text
-        for public in ("sandbox-oen-demo-token", "5294y06JbISpM5x9", "v77hoKGq4kWxNNIS", "289151880002"):
+        for public in ("sandbox-oen-demo-token", OPAY_KEY, OPAY_IV, MYPAY_STORE_UID):
             assert public in console
         for secret in (wire.SHOP_A["oen"][1], *wire.SHOP_A["opay"][1:], *wire.SHOP_B["opay"][1:]):
             assert secret not in console
@@ -127,8 +133,8 @@ class TestSettings:
         config = app.config
         assert config["SANDBOX_LATENCY_MS_OEN"] == 7 and config["SANDBOX_CALLBACK_SYNC"] is True
         assert config["SANDBOX_HANG_S"] == 4.5 and config["SANDBOX_PORTAL_URL"] == "http://127.0.0.1:5999"
-        assert config["SANDBOX_MYPAY_AGENT_UID"] == "518169081001" and config["SANDBOX_MYPAY_AGENT_NEXT_KEY"] == ""
-        assert config["SANDBOX_OPAY_PLATFORM_ID"] == "2012441" and config["SECRET_KEY"] == "k"
+        assert config["SANDBOX_MYPAY_AGENT_UID"] == MYPAY_AGENT_UID and config["SANDBOX_MYPAY_AGENT_NEXT_KEY"] == ""
+        assert config["SANDBOX_OPAY_PLATFORM_ID"] == OPAY_PLATFORM_ID and config["SECRET_KEY"] == "k"
         assert config["SANDBOX_OEN_FULL_CARD_NUMBER"] is True and config["SANDBOX_CALLBACK_RETRY_DELAY_S"] == 3
         with app.app_context():
             from sandbox import settings

@@ -1,7 +1,7 @@
 """The simulated providers as a separate party for tests: in a thread of the test process, or as its own OS process.
 
     live = LiveSandbox(tmp_path / "sandbox.db", portal_url=portal.url, SANDBOX_CALLBACK_SYNC=True)
-    live.register(oen=("shopa", "oen-token-a"), mypay="111111110001", opay=("3000001", key, iv))
+    live.register(oen=SHOP_A["oen"], mypay=SHOP_A["mypay"], opay=SHOP_A["opay"])  # tests.support.accounts
     ...  # the portal with OEN_API_URL=f"{live.url}/oen/api", MYPAY_API_URL=f"{live.url}/mypay/api/agent", ...
     live.stop()
 
