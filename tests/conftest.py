@@ -1,4 +1,7 @@
-"""Shared fixtures: app, client, runner, users of two merchants, a live server for flow tests."""
+"""Shared fixtures: app, client, runner, users of two merchants, a live server for flow tests, the network guard.
+
+Fixtures and hooks only: the helpers they use live in tests/support/.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +9,18 @@ import pytest
 
 from portal.extensions import db
 from tests.support.apps import AuthActions, Seed, make_app, seed_merchants, start_live_portal, stop_live_portal
+from tests.support.network import NetworkGuard
 from tests.support.sandbox import LiveSandbox, free_port
+
+
+@pytest.fixture(autouse=True)
+def network_guard(monkeypatch):
+    """Every test: a connection outside loopback raises at once and fails the test (see tests/support/network.py;
+    subprocesses are not covered)."""
+    guard = NetworkGuard().install(monkeypatch)
+    yield guard
+    if guard.refused:
+        pytest.fail(f"the test tried to reach the network: {guard.refused}", pytrace=False)
 
 
 @pytest.fixture
