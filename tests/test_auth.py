@@ -8,9 +8,14 @@ import pytest
 from werkzeug.security import check_password_hash
 
 from portal.extensions import db
-from portal.models import AuditEvent, User, UserSession
+from portal.models import AuditEvent, Refund, User, UserSession
+from tests.support.accounts import SHOP_A, portal_settings
 from tests.support.apps import browser_default_client, seed_merchants
 from tests.support.constants import PASSWORD
+from tests.support.factories import make_checkout, make_order
+from tests.support.pages import order_post
+
+CSRF_REFUSAL = "The form has expired or was not sent from this site."
 
 
 def test_login_right_goes_to_orders(client, auth):
@@ -153,26 +158,68 @@ class TestCsrf:
         assert client.get("/orders").status_code == 302
 
     def test_every_form_post_without_token_is_refused(self, csrf_app):
-        seed_merchants(csrf_app)
+        """Every POST route but the provider callbacks, posted a form that would act on the user's own objects."""
+        seed = seed_merchants(csrf_app)
+        with csrf_app.app_context():
+            awaiting = make_checkout(make_order(seed.merchant_id), provider="mypay")  # a link not paid yet
+            awaiting.provider_url = "http://127.0.0.1:9/mypay/pay"  # where the pay button would lead
+            paid = make_checkout(make_order(seed.merchant_id), provider="oen", state="paid")
+            refund = Refund(
+                checkout=paid,
+                order_id=paid.order_id,
+                merchant_id=seed.merchant_id,
+                amount=100,
+                reason="damaged",
+                state="pending",
+                idempotency_key="csrf-sweep-refund",
+            )
+            db.session.add(refund)
+            db.session.commit()
+            staff_id = db.session.execute(db.select(User.id).filter_by(email=seed.staff)).scalar_one()
+            on_awaiting = {"order_id": awaiting.order_id, "checkout_id": awaiting.id, "token": awaiting.public_token}
+            on_paid = {"order_id": paid.order_id, "checkout_id": paid.id, "refund_id": refund.id}
+        # refunds and card charges act on a paid order; links, refreshes and the pay button on one awaiting payment
+        args_of = {"refunds.index": on_paid, "refunds.check": on_paid, "checkout.charge_saved_card": on_paid}
+        args_of["checkout.retry_card_charge"] = on_paid
+        form = {
+            **order_post(),  # orders.new
+            "provider": "mypay",  # checkout.create
+            "amount": "100",  # refunds.index
+            "reason": "damaged",
+            "email": "clerk@a.example",  # settings.users
+            "password": "a-long-password-1",
+            "role": "admin",  # settings.users, settings.user_role
+            **portal_settings(SHOP_A),  # settings.index
+        }
+        form_of = {"auth.login": {"email": seed.admin, "password": PASSWORD}}
         client = csrf_app.test_client()
         page = client.get("/login").get_data(as_text=True)
         token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page).group(1)
-        response = client.post("/login", data={"email": "admin@a.example", "password": PASSWORD, "csrf_token": token})
+        response = client.post("/login", data={"email": seed.admin, "password": PASSWORD, "csrf_token": token})
         assert response.status_code == 302
-        exempt = {"webhooks."}  # provider callbacks carry no CSRF token; they are verified instead
-        checked = 0
+        # provider callbacks carry no CSRF token; they are verified instead
+        expected = {r.endpoint for r in csrf_app.url_map.iter_rules() if "POST" in r.methods} - {"webhooks.receive"}
+        checked = set()
         for rule in csrf_app.url_map.iter_rules():
-            if "POST" not in rule.methods or rule.endpoint.startswith(tuple(exempt)):
+            if rule.endpoint not in expected:
                 continue
-            url = re.sub(r"<(?:int:)?[a-z_]+>", "1", rule.rule)
-            with csrf_app.app_context():
-                before = db.session.query(AuditEvent).count()
-            response = client.post(url, data={"amount": "1", "reason": "x"})
-            assert response.status_code in (400, 404), (rule.rule, response.status_code)
-            with csrf_app.app_context():
-                assert db.session.query(AuditEvent).count() == before
-            checked += 1
-        assert checked >= 2
+            values = {**on_awaiting, "user_id": staff_id, **args_of.get(rule.endpoint, {})}
+            assert set(rule.arguments) <= set(values), f"{rule.rule}: no object to post to; add one above"
+            url = rule.build({name: values[name] for name in rule.arguments}, append_unknown=False)[1]
+            before = database_rows(csrf_app)
+            response = client.post(url, data=form_of.get(rule.endpoint, form))
+            assert response.status_code == 400, (rule.rule, response.status_code)
+            assert CSRF_REFUSAL in response.get_data(as_text=True), rule.rule
+            assert database_rows(csrf_app) == before, f"{rule.rule} changed the database"
+            checked.add(rule.endpoint)
+        assert checked == expected and len(checked) >= 16, sorted(checked)
+        assert client.get("/orders").status_code == 200  # still logged in: the refused logout did nothing either
+
+
+def database_rows(app) -> dict[str, list]:
+    """Every row of every table, to tell whether a request changed anything."""
+    with app.app_context():
+        return {table.name: db.session.execute(table.select()).all() for table in db.metadata.sorted_tables}
 
 
 @pytest.mark.parametrize("body", ['"abc"', "[1, 2]", "{}", '{"email": ["x"]}', "not json"])
