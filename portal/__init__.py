@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-from flask import Flask, abort, g, render_template, request, session
+from flask import Flask, abort, g, has_request_context, render_template, request, session
 from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
@@ -89,7 +89,9 @@ def load_cookie_config(app: Flask) -> None:
 
 
 def select_locale() -> str:
-    """The interface language: the remembered choice, else the browser's, else zh-TW."""
+    """The interface language: the remembered choice, else the browser's, else zh-TW; English on the command line."""
+    if not has_request_context():
+        return "en"
     chosen = session.get("lang")
     if chosen in LOCALES:
         return chosen

@@ -11,6 +11,7 @@ from zxcvbn.frequency_lists import FREQUENCY_LISTS
 
 from portal.extensions import db
 from portal.models import ROLES, Merchant, User, UserSession
+from portal.providers import NAMES
 from portal.security import decrypt_secret, encrypt_secret, hash_password
 
 MIN_PASSWORD_CHARS = 12
@@ -127,7 +128,7 @@ def _same_secret(stored: str | None, plaintext: str) -> bool:
 def callback_urls() -> dict[str, str]:
     """The addresses each merchant registers at Oen (CRM) and MyPay (admin); O'Pay is told per request."""
     base = current_app.config["PORTAL_BASE_URL"].rstrip("/")
-    return {provider: f"{base}/webhooks/{provider}" for provider in ("oen", "mypay", "opay")}
+    return {provider: f"{base}/webhooks/{provider}" for provider in NAMES}
 
 
 def set_role(user: User, role: str) -> bool:

@@ -29,10 +29,12 @@ from portal.payments import (
     PAID_STATES,
     RANK,
     checkout_ref,
+    queryable,
     refresh_checkout,
     state_from_transactions,
     write_transaction,
 )
+from portal.providers import REGISTRY
 from portal.providers.base import CheckoutRef, ProviderError, ProviderTransaction, State
 from portal.security import audit
 
@@ -109,21 +111,14 @@ def forget_live(checkout_id: int | None = None) -> None:
 _POOL_LOCK = threading.Lock()
 
 
-def queryable(checkout: Checkout) -> bool:
-    """Whether the provider has heard of this attempt (the same test as payments.refresh_checkout)."""
-    return checkout.state != "creating" and not (checkout.provider == "oen" and not checkout.provider_checkout_id)
-
-
 def _credentials(merchant: Merchant) -> Merchant:
-    """A detached Merchant with the provider credentials only, safe to hand to another thread."""
-    return Merchant(
-        oen_merchant_id=merchant.oen_merchant_id,
-        oen_token_enc=merchant.oen_token_enc,
-        mypay_store_uid=merchant.mypay_store_uid,
-        opay_merchant_id=merchant.opay_merchant_id,
-        opay_hash_key_enc=merchant.opay_hash_key_enc,
-        opay_hash_iv_enc=merchant.opay_hash_iv_enc,
-    )
+    """A detached Merchant with the providers' settings only (as stored), safe to hand to another thread."""
+    copy = Merchant()
+    for cls in REGISTRY.values():
+        for name in cls.merchant_settings:
+            column = name if hasattr(Merchant, name) else f"{name}_enc"
+            setattr(copy, column, getattr(merchant, column))
+    return copy
 
 
 def _ask(app: Flask, job: _Job, locale: str) -> LiveView:

@@ -34,6 +34,8 @@ ACCESS: dict[str, dict[str, int | str]] = {
     "main.set_language": {"anon": 302, "customer": 302, "staff": 302, "admin": 302, "other_admin": 302},
     "auth.login": {"anon": 200, "customer": 200, "staff": 302, "admin": 302, "other_admin": 302},
     "auth.logout": {"anon": LOGIN, "customer": LOGIN, "staff": LOGIN, "admin": LOGIN, "other_admin": LOGIN},
+    # one's own account (other_admin changes their own)
+    "auth.password": {"anon": LOGIN, "customer": LOGIN, "staff": 200, "admin": 200, "other_admin": 200},
     # providers: verified by content, not by login (the empty body is refused)
     "webhooks.receive": {"anon": 400, "customer": 400, "staff": 400, "admin": 400, "other_admin": 400},
     # customers: whoever holds the link (a made-up link is a 404; the paid link's "go" leads back to its page)
@@ -66,6 +68,7 @@ ACCESS: dict[str, dict[str, int | str]] = {
 # The POST side of GET+POST routes (an empty form: re-rendered with its messages, 200 or 400, once past the guard).
 WRITES: dict[str, dict[str, int | str]] = {
     "auth.login": {"anon": 200, "customer": 200, "staff": 302, "admin": 302, "other_admin": 302},
+    "auth.password": {"anon": LOGIN, "customer": LOGIN, "staff": 400, "admin": 400, "other_admin": 400},
     "orders.new": {"anon": LOGIN, "customer": LOGIN, "staff": 200, "admin": 200, "other_admin": 200},
     "refunds.index": {"anon": LOGIN, "customer": LOGIN, "staff": 403, "admin": 400, "other_admin": 404},
     "settings.index": {"anon": LOGIN, "customer": LOGIN, "staff": 403, "admin": 303, "other_admin": 303},
@@ -189,8 +192,8 @@ def test_no_simulated_provider_route_in_the_portal(tmp_path, env):
         {
             "TESTING": True,
             "DATABASE_URL": f"sqlite:///{tmp_path / 'unused.db'}",
-            "SECRET_KEY": "k",
-            "PORTAL_DATA_KEY": "d",
+            "SECRET_KEY": "k" * 32,
+            "PORTAL_DATA_KEY": "d" * 32,
             "PROVIDER_ENV": env,
         }
     )

@@ -65,7 +65,7 @@ def test_cli_merchant_and_user_create(tmp_path):
     result = runner.invoke(
         args=["user", "create", "x@tea.example", "--merchant", "tea", "--role", "admin"], input="short\n"
     )
-    assert result.exit_code != 0 and "10 characters" in result.output
+    assert result.exit_code != 0 and "12 characters" in result.output
     result = runner.invoke(
         args=["user", "create", "y@tea.example", "--merchant", "nope", "--role", "staff"], input="a-long-password\n"
     )
