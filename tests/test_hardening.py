@@ -120,6 +120,21 @@ def test_without_a_trusted_proxy_a_spoofed_forwarded_for_changes_nothing(tmp_pat
     assert 429 in codes  # the header is ignored: all 70 guesses come from one address
 
 
+def test_many_customers_behind_one_shared_address_are_never_blocked_on_real_links(tmp_path):
+    app = proxied_app(tmp_path, proxies=0)
+    with app.app_context():
+        from portal.accounts import upsert_merchant
+
+        merchant = upsert_merchant("m", "M", mypay_store_uid="289151880002")
+        db.session.flush()
+        tokens = [make_checkout(make_order(merchant.id)).public_token for _ in range(40)]
+        db.session.commit()
+    client = app.test_client()
+    # 40 customers behind one carrier address each open their link three times: 120 requests, none refused
+    codes = {client.get(f"/pay/{token}").status_code for token in tokens for _ in range(3)}
+    assert codes == {200}
+
+
 # ---------------------------------------------------------------- item 13: no lockout of a real user
 
 

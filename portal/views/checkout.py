@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 import segno
 from flask import Blueprint, abort, current_app, flash, g, redirect, render_template, request, url_for
 from flask_babel import gettext as _
+from flask_limiter.util import get_remote_address
 from flask_login import current_user, login_required
 
 from portal.extensions import db, limiter
@@ -141,14 +142,36 @@ def retry_card_charge(order_id: int, checkout_id: int):
 # ---------------------------------------------------------------- customers
 
 
+def find_link(token: str) -> Checkout | None:
+    """The checkout behind a customer link, looked up once per request."""
+    if "link" not in g:
+        found = None
+        if token and len(token) <= 64:
+            found = db.session.execute(db.select(Checkout).filter_by(public_token=token)).scalar_one_or_none()
+        g.link = found
+    return g.link
+
+
 def load_link(token: str) -> Checkout:
     """The checkout behind a customer link; unknown links are a 404."""
-    if not token or len(token) > 64:
-        abort(404)
-    checkout = db.session.execute(db.select(Checkout).filter_by(public_token=token)).scalar_one_or_none()
+    checkout = find_link(token)
     if checkout is None:
         abort(404)
     return checkout
+
+
+def link_limit_key() -> str:
+    """A real link is limited per link (many customers may share one address: a carrier's, an office's); guesses at
+    unknown links are limited per address."""
+    token = (request.view_args or {}).get("token", "")
+    if find_link(token) is not None:
+        return f"link:{token}"
+    return f"guess:{get_remote_address()}"
+
+
+# Per link: far above what one customer does; per guessing address: a handful of mistyped links a minute.
+LINK_LIMIT = "60 per minute"
+GO_LIMIT = "30 per minute"
 
 
 def link_state(checkout: Checkout) -> str:
@@ -170,7 +193,7 @@ def provider_origin(url: str) -> str | None:
 
 
 @bp.get("/pay/<token>")
-@limiter.limit("60 per minute")
+@limiter.limit(LINK_LIMIT, key_func=link_limit_key)
 def pay(token: str):
     """The customer's summary page, then on to the provider."""
     checkout = load_link(token)
@@ -184,7 +207,7 @@ def pay(token: str):
 
 
 @bp.post("/pay/<token>/go")
-@limiter.limit("30 per minute")
+@limiter.limit(GO_LIMIT, key_func=link_limit_key)
 def go(token: str):
     """On to the provider: by redirect, or (O'Pay) by creating the trade now and relaying the answer."""
     checkout = load_link(token)
@@ -212,7 +235,7 @@ def go(token: str):
 
 
 @bp.get("/pay/<token>/return")
-@limiter.limit("60 per minute")
+@limiter.limit(LINK_LIMIT, key_func=link_limit_key)
 def returned(token: str):
     """Where providers send the customer back: the state the portal knows, asking the provider while open."""
     checkout = load_link(token)
