@@ -178,12 +178,13 @@ class TestCsrf:
             staff_id = db.session.execute(db.select(User.id).filter_by(email=seed.staff)).scalar_one()
             on_awaiting = {"order_id": awaiting.order_id, "checkout_id": awaiting.id, "token": awaiting.public_token}
             on_paid = {"order_id": paid.order_id, "checkout_id": paid.id, "refund_id": refund.id}
-        # refunds and card charges act on a paid order; links, refreshes and the pay button on one awaiting payment
-        args_of = {"refunds.index": on_paid, "refunds.check": on_paid, "checkout.charge_saved_card": on_paid}
-        args_of["checkout.retry_card_charge"] = on_paid
+        # refunds and a charge retried act on a paid order; links, refreshes, the pay button and a saved card charged
+        # again on one awaiting payment
+        args_of = {"refunds.index": on_paid, "refunds.check": on_paid, "checkout.retry_card_charge": on_paid}
         form = {
             **order_post(),  # orders.new
             "provider": "mypay",  # checkout.create
+            "from_checkout": str(on_paid["checkout_id"]),  # checkout.charge_saved_card
             "amount": "100",  # refunds.index
             "reason": "damaged",
             "email": "clerk@a.example",  # settings.users
