@@ -38,7 +38,6 @@ def checkout_request(checkout: Checkout, customer_ip: str = "") -> CheckoutReque
         failure_url=return_url,
         notify_url=f"{base}/webhooks/{checkout.provider}",
         description=order.number,
-        created_at=checkout.created_at,
     )
 
 

@@ -187,9 +187,8 @@ class OPayProvider(Provider):
                 "O'Pay needs a result-notice URL of at most 200 characters.",
                 "歐付寶需要長度不超過 200 字元的付款結果通知網址。",
             )
-        when = request.created_at or datetime.fromtimestamp(self.clock(), TAIPEI)
-        if when.tzinfo is not None:
-            when = when.astimezone(TAIPEI)
+        # Taipei wall time when Create is sent (the customer is at the link), never the link's creation time.
+        when = datetime.fromtimestamp(self.clock(), TAIPEI)
         name = item_name(request)
         data: dict[str, object] = {
             "MerchantID": self.merchant_id,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+from datetime import datetime
 from urllib.parse import unquote, urlencode
 
 import pytest
@@ -430,3 +431,16 @@ def test_create_trade_needs_a_short_return_url(opay, rsps, url):
         opay.create_trade(checkout_request(notify_url=url))
     assert caught.value.code == "return_url"
     assert len(rsps.calls) == 0
+
+
+def test_trade_date_is_taipei_time_when_create_is_sent_not_when_the_link_was_made(rsps, store):
+    """Issue 12, item 2: MerchantTradeDate is the Taipei wall time of the Create call (UTC+8), read from the clock;
+    the link's creation time (a week earlier, in UTC, naive) is never sent as if it were local."""
+    sent_at = NOW + 7 * 24 * 3600 + 61  # a week after the link was made: 2024-09-08 16:03:25 in Taipei
+    opay = OPayProvider(API, OPAY_MERCHANT_ID, OPAY_KEY, OPAY_IV, clock=lambda: sent_at, rqid_store=store)
+    rsps.post(f"{API}/WxAPI/Create", body="<html/>")
+    link_made_utc = datetime(2024, 9, 1, 8, 2, 24)  # the link's creation, UTC without a zone
+    opay.create_trade(checkout_request(created_at=link_made_utc))
+    fields, data = opened(rsps.calls[0])
+    assert data["MerchantTradeDate"] == "2024-09-08 16:03:25"
+    assert fields["Timestamp"] == str(sent_at)
