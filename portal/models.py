@@ -6,7 +6,7 @@ import enum
 from datetime import UTC, datetime
 
 from flask_login import UserMixin
-from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal.extensions import db
@@ -65,6 +65,7 @@ class CallbackStatus(enum.StrEnum):
     RECEIVED = "received"  # stored, not processed yet
     APPLIED = "applied"
     RECORDED = "recorded"  # verified and kept as evidence, no change
+    UNCONFIRMED = "unconfirmed"  # a hint the provider's own answer did not confirm: kept, no change
     REFUSED = "refused"
     ERROR = "error"  # could not be processed now; the provider is asked to send it again
 
@@ -94,6 +95,8 @@ class Merchant(db.Model):
     opay_merchant_id: Mapped[str | None] = mapped_column(String(32), index=True)
     opay_hash_key_enc: Mapped[str | None] = mapped_column(Text)
     opay_hash_iv_enc: Mapped[str | None] = mapped_column(Text)
+    # Admins must sign in with a second factor before they refund or change settings (off by default).
+    require_admin_two_factor: Mapped[bool] = mapped_column(default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     users: Mapped[list[User]] = relationship(back_populates="merchant")
@@ -117,9 +120,19 @@ class User(UserMixin, db.Model):
     merchant_id: Mapped[int] = mapped_column(ForeignKey("merchant.id"), index=True)
     active: Mapped[bool] = mapped_column(default=True)
     locale: Mapped[str | None] = mapped_column(String(10))
+    # Two-factor sign-in (TOTP): the secret encrypted; set but unconfirmed while enrolling; the last time step used,
+    # so that a code is accepted once.
+    totp_secret_enc: Mapped[str | None] = mapped_column(Text)
+    totp_confirmed_at: Mapped[datetime | None]
+    totp_last_step: Mapped[int | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     merchant: Mapped[Merchant] = relationship(back_populates="users")
+    recovery_codes: Mapped[list[RecoveryCode]] = relationship(back_populates="user", cascade="all, delete-orphan")
+
+    @property
+    def two_factor_enabled(self) -> bool:
+        return self.totp_confirmed_at is not None
 
     # Flask-Login identifies a login by its UserSession id, set when the session is loaded.
     login_session_id = None
@@ -134,6 +147,17 @@ class User(UserMixin, db.Model):
     @property
     def is_admin(self) -> bool:
         return self.role == "admin"
+
+
+class RecoveryCode(db.Model):
+    """A one-time code that stands in for the authenticator app; stored hashed, shown once."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("user.id"), index=True)
+    code_hash: Mapped[str] = mapped_column(String(255))
+    used_at: Mapped[datetime | None]
+
+    user: Mapped[User] = relationship(back_populates="recovery_codes")
 
 
 class UserSession(db.Model):

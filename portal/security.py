@@ -9,7 +9,8 @@ import logging
 
 from Crypto.Cipher import AES
 from Crypto.Random import get_random_bytes
-from flask import abort, current_app, has_request_context, request
+from flask import abort, current_app, flash, has_request_context, redirect, request, url_for
+from flask_babel import gettext as _
 from flask_login import current_user, login_required
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -76,13 +77,17 @@ def verify_password_or_dummy(password_hash: str | None, password: str) -> bool:
 
 
 def admin_required(view):
-    """Only a logged-in admin may pass; staff get 403."""
+    """Only a logged-in admin may pass; staff get 403. Where the merchant asks for it, only with two-factor sign-in on
+    (the admin is sent to turn it on first)."""
 
     @functools.wraps(view)
     @login_required
     def wrapped(*args, **kwargs):
         if not current_user.is_admin:
             abort(403)
+        if current_user.merchant.require_admin_two_factor and not current_user.two_factor_enabled:
+            flash(_("Your shop asks admins to turn on two-factor sign-in before refunds and settings."), "warning")
+            return redirect(url_for("auth.two_factor_setup"))
         return view(*args, **kwargs)
 
     return wrapped

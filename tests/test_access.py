@@ -36,6 +36,10 @@ ACCESS: dict[str, dict[str, int | str]] = {
     "auth.logout": {"anon": LOGIN, "customer": LOGIN, "staff": LOGIN, "admin": LOGIN, "other_admin": LOGIN},
     # one's own account (other_admin changes their own)
     "auth.password": {"anon": LOGIN, "customer": LOGIN, "staff": 200, "admin": 200, "other_admin": 200},
+    "auth.two_factor_setup": {"anon": LOGIN, "customer": LOGIN, "staff": 200, "admin": 200, "other_admin": 200},
+    "auth.two_factor_off": {"anon": LOGIN, "customer": LOGIN, "staff": 303, "admin": 303, "other_admin": 303},
+    # the second step of a login: only after the right password (otherwise back to the login page)
+    "auth.login_code": {"anon": LOGIN, "customer": LOGIN, "staff": LOGIN, "admin": LOGIN, "other_admin": LOGIN},
     # providers: verified by content, not by login (the empty body is refused)
     "webhooks.receive": {"anon": 400, "customer": 400, "staff": 400, "admin": 400, "other_admin": 400},
     # customers: whoever holds the link (a made-up link is a 404; the paid link's "go" leads back to its page)
@@ -63,12 +67,28 @@ ACCESS: dict[str, dict[str, int | str]] = {
     "settings.user_deactivate": {"anon": LOGIN, "customer": LOGIN, "staff": 403, "admin": 303, "other_admin": 404},
     "settings.user_reactivate": {"anon": LOGIN, "customer": LOGIN, "staff": 403, "admin": 303, "other_admin": 404},
     "settings.audit": {"anon": LOGIN, "customer": LOGIN, "staff": 403, "admin": 200, "other_admin": 200},
+    "settings.two_factor_requirement": {
+        "anon": LOGIN,
+        "customer": LOGIN,
+        "staff": 403,
+        "admin": 303,
+        "other_admin": 303,
+    },
+    "settings.user_reset_two_factor": {
+        "anon": LOGIN,
+        "customer": LOGIN,
+        "staff": 403,
+        "admin": 303,
+        "other_admin": 404,
+    },
 }
 
 # The POST side of GET+POST routes (an empty form: re-rendered with its messages, 200 or 400, once past the guard).
 WRITES: dict[str, dict[str, int | str]] = {
     "auth.login": {"anon": 200, "customer": 200, "staff": 302, "admin": 302, "other_admin": 302},
     "auth.password": {"anon": LOGIN, "customer": LOGIN, "staff": 400, "admin": 400, "other_admin": 400},
+    "auth.two_factor_setup": {"anon": LOGIN, "customer": LOGIN, "staff": 400, "admin": 400, "other_admin": 400},
+    "auth.login_code": {"anon": LOGIN, "customer": LOGIN, "staff": LOGIN, "admin": LOGIN, "other_admin": LOGIN},
     "orders.new": {"anon": LOGIN, "customer": LOGIN, "staff": 200, "admin": 200, "other_admin": 200},
     "refunds.index": {"anon": LOGIN, "customer": LOGIN, "staff": 403, "admin": 400, "other_admin": 404},
     "settings.index": {"anon": LOGIN, "customer": LOGIN, "staff": 403, "admin": 303, "other_admin": 303},

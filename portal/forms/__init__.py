@@ -5,6 +5,8 @@ from portal.forms.accounts import (  # noqa: F401
     LoginForm,
     PasswordChangeForm,
     ProviderSettingsForm,
+    TwoFactorCodeForm,
+    TwoFactorOffForm,
     UserCreateForm,
     UserRoleForm,
     UserStatusForm,

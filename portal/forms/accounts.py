@@ -225,3 +225,22 @@ class UserRoleForm(PortalForm):
 
 class UserStatusForm(PortalForm):
     """Deactivate or reactivate a user (the CSRF token is the only field)."""
+
+
+class TwoFactorCodeForm(PortalForm):
+    """A code from the authenticator app (six digits) or a recovery code."""
+
+    code = StringField(
+        _l("Code"),
+        filters=[_strip],
+        validators=[Required(_l("Please enter the code.")), Length(max=32)],
+        render_kw={"autocomplete": "one-time-code", "inputmode": "numeric", "autofocus": True},
+    )
+
+
+class TwoFactorOffForm(PortalForm):
+    password = PasswordField(
+        _l("Password"),
+        validators=[Required(_l("Please enter your current password."))],
+        render_kw={"autocomplete": "current-password"},
+    )

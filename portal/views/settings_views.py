@@ -7,6 +7,7 @@ from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy.orm import selectinload
 
+from portal import two_factor
 from portal.accounts import (
     PROVIDER_SECRET_FIELDS,
     callback_urls,
@@ -60,6 +61,25 @@ def index():
         ),
         status,
     )
+
+
+@bp.post("/settings/two-factor-requirement")
+@admin_required
+def two_factor_requirement():
+    """Require two-factor sign-in of the merchant's admins, or stop requiring it."""
+    if not UserStatusForm().validate_on_submit():
+        abort(400)
+    merchant = current_merchant()
+    required = request.form.get("required") == "1"
+    if required and not current_user.two_factor_enabled:
+        flash(_("Turn on two-factor sign-in for yourself first."), "error")
+        return redirect(url_for("auth.two_factor_setup"), code=303)
+    if merchant.require_admin_two_factor != required:
+        merchant.require_admin_two_factor = required
+        audit("two_factor_requirement_changed", required=required)
+        db.session.commit()
+    flash(_("Admins must now use two-factor sign-in.") if required else _("Two-factor sign-in is optional."), "success")
+    return redirect(url_for("settings.index"), code=303)
 
 
 # --- Users ----------------------------------------------------------------------------------------------------------
@@ -150,6 +170,21 @@ def user_deactivate(user_id: int):
 def user_reactivate(user_id: int):
     """Let a deactivated user log in again."""
     return _set_active(get_user(user_id), active=True)
+
+
+@bp.post("/settings/users/<int:user_id>/reset-two-factor")
+@admin_required
+def user_reset_two_factor(user_id: int):
+    """Turn a user's two-factor sign-in off (a lost phone, no recovery code left); they can turn it on again."""
+    user = get_user(user_id)
+    if not UserStatusForm().validate_on_submit():
+        abort(400)
+    if user.two_factor_enabled:
+        two_factor.turn_off(user)
+        audit("two_factor_reset", target_user_id=user.id, email=user.email)
+        db.session.commit()
+        flash(_("Two-factor sign-in of %(email)s is reset.", email=user.email), "success")
+    return redirect(url_for("settings.users"), code=303)
 
 
 def _set_active(user: User, *, active: bool):
