@@ -11,6 +11,7 @@ import pytest
 from portal import create_app
 from portal.config import ConfigError
 from portal.extensions import db
+from tests.support.accounts import MYPAY_STORE_UID
 from tests.support.factories import make_checkout, make_order
 
 STRONG = "correct-horse-battery"
@@ -125,7 +126,7 @@ def test_many_customers_behind_one_shared_address_are_never_blocked_on_real_link
     with app.app_context():
         from portal.accounts import upsert_merchant
 
-        merchant = upsert_merchant("m", "M", mypay_store_uid="289151880002")
+        merchant = upsert_merchant("m", "M", mypay_store_uid=MYPAY_STORE_UID)
         db.session.flush()
         tokens = [make_checkout(make_order(merchant.id)).public_token for _ in range(40)]
         db.session.commit()
