@@ -11,7 +11,7 @@ from sqlalchemy import text
 from werkzeug.serving import make_server
 
 from portal import create_app
-from portal.cli import create_user, upsert_merchant
+from portal.accounts import create_user, upsert_merchant
 from portal.extensions import db
 from tests.support.accounts import SHOP_A, SHOP_B, portal_settings
 from tests.support.constants import FAST_HASH, PASSWORD
