@@ -56,6 +56,7 @@ def checkout_ref(checkout: Checkout) -> CheckoutRef:
         reference=checkout.reference,
         amount=checkout.amount,
         provider_ids=ids,
+        paid_amount=checkout.paid_amount or 0,
         vouchers=tuple(VoucherLine(v.kind, v.product_id, v.serial_number, v.name, v.amount) for v in order.vouchers),
         items=tuple(LineItem(i.sku, i.name, i.unit_price, i.quantity) for i in order.items),
     )

@@ -81,6 +81,7 @@ class CheckoutRef:
     reference: str
     amount: int
     provider_ids: Mapping[str, str] = field(default_factory=dict)  # e.g. {"checkout_id": ...} or {"uid", "key"}
+    paid_amount: int = 0  # what the provider reported paid (MyPay actual_cost); 0 while not paid or not known
     vouchers: tuple[VoucherLine, ...] = ()
     items: tuple[LineItem, ...] = ()
 

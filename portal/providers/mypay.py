@@ -387,6 +387,17 @@ class MyPayProvider(Provider):
             )
         if cancel:
             details["record"] = "cancel_order"
+        state, amount = prc_state(prc), to_int(row.get("cost")) or 0
+        if kind == "payment":
+            # The amount paid is actual_cost; cost is the order's total. A difference keeps the payment paid but
+            # flags it for a person (as prc 290 does), with both amounts kept to show.
+            actual = to_int(row.get("actual_cost"))
+            if text_field(row, "cost"):
+                details["cost"] = text_field(row, "cost")
+            if actual is not None:
+                if state is State.PAID and actual != amount:
+                    state = State.PAID_MISMATCH
+                amount = actual
         vouchers = row.get("voucher_paid")
         if isinstance(vouchers, list) and vouchers:
             details["voucher_paid"] = ", ".join(text_field(v, "serial_number") for v in vouchers if isinstance(v, dict))
@@ -394,8 +405,8 @@ class MyPayProvider(Provider):
             provider=NAME,
             reference=text_field(row, "order_id") or ref.reference,
             transaction_id=text_field(row, "uid"),
-            state=prc_state(prc),
-            amount=to_int(row.get("cost")) or 0,
+            state=state,
+            amount=amount,
             kind=kind,
             method=text_field(row, "pfn"),
             card_brand=CARD_TYPES.get(text_field(row, "card_type"), ""),
@@ -423,19 +434,20 @@ class MyPayProvider(Provider):
             raise ProviderRejected(
                 NAME, "no_order", "This checkout has no MyPay order to refund.", "此結帳沒有可退款的 MyPay 訂單。"
             )
-        if not 1 <= amount <= ref.amount:
+        paid = ref.paid_amount or ref.amount  # what was actually paid (actual_cost), once known
+        if not 1 <= amount <= paid:
             raise ProviderRejected(
                 NAME,
                 "refund_amount",
-                f"A MyPay refund must be between 1 and {ref.amount} TWD.",
-                f"MyPay 退款金額須介於 1 到 {ref.amount} 元之間。",
+                f"A MyPay refund must be between 1 and {paid} TWD.",
+                f"MyPay 退款金額須介於 1 到 {paid} 元之間。",
             )
-        if ref.vouchers and amount != ref.amount:
+        if ref.vouchers and amount != paid:
             raise ProviderRejected(
                 NAME,
                 "voucher_full_refund",
-                f"Orders paid with vouchers can only be refunded in full ({ref.amount} TWD plus every paid voucher).",
-                f"使用折價券的訂單只能全額退款（{ref.amount} 元及所有有償票券）。",
+                f"Orders paid with vouchers can only be refunded in full ({paid} TWD plus every paid voucher).",
+                f"使用折價券的訂單只能全額退款（{paid} 元及所有有償票券）。",
             )
         data: dict[str, object] = {"store_uid": self.store_uid, "uid": uid, "key": key, "cost": amount}
         if ref.vouchers:
@@ -453,7 +465,7 @@ class MyPayProvider(Provider):
             data["invoice_state"] = int(invoice_state)
         if items:
             lines = refund_items(list(items), amount)
-            if amount != ref.amount:  # a full refund carries no items: MyPay fills them in itself
+            if amount != paid:  # a full refund carries no items: MyPay fills them in itself
                 data["items"] = lines
         answer = self._call("api/refund", data)
         code = text_field(answer, "code")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from dataclasses import replace
 from urllib.parse import urlencode
 
 import pytest
@@ -279,6 +280,7 @@ def test_query_details_carry_instalments_and_the_e_invoice(mypay, rsps):
         "pfn": "CREDITCARD",
         "acode": "AA1234",
         "actual_cost": "900",
+        "cost": "900",
         "appropriation_date": "20211208",
         "retmsg": "付款完成",
         "trans_type": "2",
@@ -615,3 +617,47 @@ def test_encrypted_callback_with_bad_plaintext_is_invalid(mypay, encry_data):
         mypay.parse_callback(
             CallbackRequest(body=b"", form={"agent_uid": MYPAY_AGENT_UID, "encry_data": encry_data}), lookup
         )
+
+
+# ---------------------------------------------------------------- the amount paid is actual_cost (issue 12, item 3)
+
+
+def test_query_amount_paid_is_actual_cost_and_a_difference_needs_attention(mypay, rsps):
+    answer = {**QUERY_ANSWER, "prc": "250", "cost": 900, "actual_cost": 850, "refund_order": []}
+    rsps.post(API, json=answer)
+    (payment,) = mypay.query(ref_of(voucher_request(), uid="95217", key=KEY))
+    assert payment.amount == 850  # what the customer paid, not the order's cost
+    assert payment.state is State.PAID_MISMATCH  # kept paid, flagged for a person
+    assert payment.details["cost"] == "900" and payment.details["actual_cost"] == "850"
+
+
+def test_query_prc_290_is_paid_but_needs_attention_with_both_amounts(mypay, rsps):
+    answer = {**QUERY_ANSWER, "prc": "290", "cost": 900, "actual_cost": 950, "refund_order": []}
+    rsps.post(API, json=answer)
+    (payment,) = mypay.query(ref_of(voucher_request(), uid="95217", key=KEY))
+    assert payment.state is State.PAID_MISMATCH and payment.amount == 950
+    assert payment.details["cost"] == "900" and payment.details["actual_cost"] == "950"
+
+
+def test_query_refunds_are_measured_against_actual_cost(mypay, rsps):
+    answer = {**QUERY_ANSWER, "cost": 900, "actual_cost": 850, "refund_order": [{"uid": 1, "prc": "230", "cost": 850}]}
+    rsps.post(API, json=answer)
+    payment, _refund = mypay.query(ref_of(voucher_request(), uid="95217", key=KEY))
+    assert payment.state is State.REFUNDED and payment.refunded_amount == 850
+
+
+def test_query_without_actual_cost_falls_back_to_cost(mypay, rsps):
+    answer = {k: v for k, v in QUERY_ANSWER.items() if k != "actual_cost"}
+    rsps.post(API, json={**answer, "refund_order": []})
+    (payment,) = mypay.query(ref_of(voucher_request(), uid="95217", key=KEY))
+    assert payment.amount == 900 and payment.state is State.PAID
+
+
+def test_refund_follows_what_was_actually_paid(mypay, rsps):
+    rsps.post(API, json={"code": "B200", "msg": "ok", "row_data": {"prc": "230", "refund_uid": "9", "cost": 850}})
+    ref = replace(ref_of(voucher_request(), uid="95217", key=KEY), paid_amount=850)  # cost 900, actual_cost 850
+    with pytest.raises(ProviderRejected):
+        mypay.refund(ref, 900, "more than was paid")
+    assert len(rsps.calls) == 0
+    result = mypay.refund(ref, 850, "in full")
+    assert result.state == "succeeded" and opened(mypay, rsps.calls[0])[1]["cost"] == 850
