@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from html import unescape
 
 import pytest
@@ -9,12 +10,13 @@ import responses
 
 from portal import refunds as refund_service
 from portal.extensions import db
-from portal.models import Checkout, Order
-from portal.payments import refresh_checkout
+from portal.models import Checkout, Order, Refund
+from portal.payments import charge_card, refresh_checkout, refresh_order
 from portal.security import encrypt_secret
 from tests.support.factories import make_checkout, make_order
 
 MYPAY_UID = "95201"
+KEY_RE = re.compile(r'name="idempotency_key" value="([^"]+)"')
 
 
 @pytest.fixture
@@ -77,3 +79,96 @@ def test_mypay_paid_in_full_is_not_flagged(app, seed, admin):
         checkout = db.session.get(Checkout, checkout_id)
         assert checkout.state == "paid" and not checkout.needs_attention and checkout.paid_amount == 1000
     assert "needs attention" not in text(admin.get("/orders", headers={"Accept-Language": "en"}))
+
+
+# ---------------------------------------------------------------- item 4: an unreadable 2xx answer is "unknown"
+
+HID = "P20250301ABCDEFGH"
+
+
+def charging_oen(app, seed) -> tuple[int, str]:
+    """An Oen checkout whose card token arrived (processing), not yet charged; returns (checkout id, reference)."""
+    with app.app_context():
+        order = make_order(seed.merchant_id, items=((1000, 1),), shipping=0)
+        checkout = make_checkout(order, "oen", state="processing")
+        checkout.provider_checkout_id, checkout.card_token_enc = "2ck", encrypt_secret("tok_secret")
+        db.session.commit()
+        return checkout.id, checkout.reference
+
+
+def oen_transactions(app, rsps, reference, rows):
+    url = app.config["OEN_API_URL"] + f"/order/{reference}/transactions"
+    return rsps.get(url, json={"code": "S0000", "data": {"transactions": rows}})
+
+
+def charged_row(reference):
+    return {"id": HID, "amount": 1000, "status": "charged", "orderId": reference, "createdAt": "2025-03-01T04:00:00Z"}
+
+
+@pytest.mark.parametrize("answer", [{"body": "not json"}, {"json": {"code": "S0000", "data": {"authCode": "1"}}}])
+def test_an_unreadable_charge_answer_stays_unknown_then_a_query_settles_it_never_sent_again(app, seed, answer):
+    checkout_id, ref = charging_oen(app, seed)
+    with responses.RequestsMock() as rsps:
+        charge = rsps.post(app.config["OEN_API_URL"] + "/token/transactions", status=200, **answer)
+        oen_transactions(app, rsps, ref, [])  # Oen shows nothing yet
+        with app.test_request_context():
+            charge_card(checkout_id, source="callback")
+            charge_card(checkout_id, source="callback")  # a second attempt (a resent notice) sends nothing
+        assert charge.call_count == 1
+    with app.app_context():
+        checkout = db.session.get(Checkout, checkout_id)
+        assert checkout.state == "processing" and "unknown_outcome" in checkout.last_error  # never "failed"
+        assert any('"charge": "unknown"' in e.detail for e in checkout.events)
+    with responses.RequestsMock() as rsps:
+        oen_transactions(app, rsps, ref, [charged_row(ref)])
+        with app.test_request_context():
+            changed, error = refresh_checkout(checkout_id, source="reconcile")
+    assert changed and error is None
+    with app.app_context():
+        checkout = db.session.get(Checkout, checkout_id)
+        assert checkout.state == "paid" and checkout.provider_transaction_id == HID and checkout.paid_amount == 1000
+
+
+def paid_mypay(app, seed) -> tuple[int, int, str]:
+    order_id, checkout_id, ref = awaiting_mypay(app, seed)
+    with app.app_context():
+        checkout = db.session.get(Checkout, checkout_id)
+        checkout.state, checkout.paid_amount = "paid", 1000
+        refresh_order(checkout.order)
+        db.session.commit()
+    return order_id, checkout_id, ref
+
+
+def confirm_refund(client, order_id, amount):
+    fields = {"amount": str(amount), "reason": "退貨", "invoice_state": "6"}
+    page = client.post(f"/orders/{order_id}/refunds", data=fields)
+    key = KEY_RE.search(page.get_data(as_text=True))
+    assert key, text(page)[:3000]
+    fields["idempotency_key"] = key.group(1)
+    return fields, client.post(f"/orders/{order_id}/refunds", data=fields)
+
+
+@pytest.mark.parametrize("answer", [{"body": "<html>busy</html>"}, {"json": {"code": "B200", "msg": "執行成功"}}])
+def test_an_unreadable_mypay_partial_refund_answer_is_unknown_never_sent_twice(app, seed, admin, answer):
+    order_id, checkout_id, ref = paid_mypay(app, seed)
+    with responses.RequestsMock() as rsps:
+        sent = rsps.post(app.config["MYPAY_API_URL"], status=200, **answer)
+        fields, done = confirm_refund(admin, order_id, 300)
+        assert done.status_code == 302
+        admin.post(f"/orders/{order_id}/refunds", data=fields)  # the same confirmation again
+        again = admin.post(
+            f"/orders/{order_id}/refunds", data={"amount": "800", "reason": "again", "invoice_state": "6"}
+        )
+        assert again.status_code == 409  # 300 of 1000 is taken while unknown: 800 is more than is left
+        assert sent.call_count == 1
+    with app.app_context():
+        (refund,) = db.session.execute(db.select(Refund).filter_by(order_id=order_id)).scalars()
+        assert refund.state == "unknown" and refund.amount == 300
+        refund_id = refund.id
+    with responses.RequestsMock() as rsps:
+        shown = mypay_answer(ref, refund_order=[{"uid": "77", "prc": "230", "cost": 300, "actual_cost": 300}])
+        rsps.post(app.config["MYPAY_API_URL"], json=shown)
+        admin.post(f"/orders/{order_id}/refunds/{refund_id}/check")
+    with app.app_context():
+        assert db.session.get(Refund, refund_id).state == "succeeded"
+        assert db.session.get(Order, order_id).refunded_amount == 300

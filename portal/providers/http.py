@@ -29,6 +29,11 @@ MESSAGES = {
         "{label} sent an answer the portal cannot read. Please try again later or contact the provider.",
         "{label} 回傳的資料無法解讀，請稍後再試或聯絡金流商。",
     ),
+    "unknown_outcome": (
+        "{label} answered, but the portal cannot read the answer, so it may or may not have been done. Nothing is "
+        "sent again: the portal asks {label} what happened.",
+        "{label} 已回應，但回應無法解讀，這筆交易可能已成立也可能沒有。系統不會重送，將向 {label} 查詢實際結果。",
+    ),
     "http_error": (
         "{label} refused the request (HTTP {status}). Please check the provider settings of this merchant.",
         "{label} 拒絕了這個請求（HTTP {status}），請檢查此商店的金流設定。",
@@ -45,6 +50,12 @@ def error(kind: str, provider: str, code: str = "", cls: type[ProviderError] = P
     en, zh = MESSAGES[kind]
     label, label_zh = LABELS.get(provider, provider), LABELS_ZH.get(provider, provider)
     return cls(provider, code or kind, en.format(label=label, **fmt), zh.format(label=label_zh, **fmt))
+
+
+def unknown_outcome(provider: str) -> ProviderUnavailable:
+    """A charge or refund answered 2xx in a way the portal cannot read: it may have been done, so its outcome is
+    unknown (settled by a query, never "failed", never sent again)."""
+    return error("unknown_outcome", provider, cls=ProviderUnavailable)
 
 
 class HttpClient:

@@ -22,13 +22,14 @@ from .base import (
     ProviderEvent,
     ProviderRejected,
     ProviderTransaction,
+    ProviderUnavailable,
     RefundPolicy,
     RefundResult,
     State,
 )
 from .common import last4, parse_taipei, refuse, same_secret, text_field, to_int
 from .crypto import CryptoError, mypay_decrypt_json, mypay_encrypt
-from .http import HttpClient, error
+from .http import HttpClient, error, unknown_outcome
 
 NAME = "mypay"
 
@@ -467,23 +468,25 @@ class MyPayProvider(Provider):
             lines = refund_items(list(items), amount)
             if amount != paid:  # a full refund carries no items: MyPay fills them in itself
                 data["items"] = lines
-        answer = self._call("api/refund", data)
+        try:
+            answer = self._call("api/refund", data)
+        except ProviderUnavailable:
+            raise
+        except ProviderError as exc:
+            if exc.code == "bad_response":
+                raise unknown_outcome(NAME) from exc  # sent, and answered unreadably: it may have been made
+            raise
         code = text_field(answer, "code")
         if code == "B500":
             raise rejected(code, text_field(answer, "msg"), "refund", "退款")
         if code != "B200":
             if code:
                 raise rejected(code, text_field(answer, "msg"), "refund", "退款")
-            raise error("bad_response", NAME)
+            raise unknown_outcome(NAME)
         row = answer.get("row_data")
-        if not isinstance(row, dict):
-            # Accepted, but not an instant refund: the money moves later and a query will show it.
-            return RefundResult(
-                state="pending",
-                amount=amount,
-                message=text_field(answer, "msg"),
-                raw={"code": code, "msg": text_field(answer, "msg")},
-            )
+        if not isinstance(row, dict) or not text_field(row, "prc"):
+            # Accepted, without the row that says what became of it: unknown until api/queryorder shows it.
+            raise unknown_outcome(NAME)
         instant = text_field(row, "prc") == "230" and text_field(row, "refund_type") in ("1", "")
         return RefundResult(
             state="succeeded" if instant else "pending",

@@ -29,7 +29,7 @@ from .base import (
     State,
 )
 from .common import last4, parse_iso, refuse, same_secret, text_field, to_int
-from .http import HttpClient, error
+from .http import HttpClient, error, unknown_outcome
 
 NAME = "oen"
 
@@ -157,6 +157,14 @@ class OenProvider(Provider):
     callback_reply = ""
     saves_cards = True
     queried_by_checkout_id = True
+    # Webhooks carry no signature: every notice is a hint; Oen's answer to a query is what moves money state. Only a
+    # token notice matched to an open checkout is taken as it is: its token is charged, and Oen's charge answer counts.
+    callbacks_confirmed_by_query = True
+
+    @classmethod
+    def confirms_by_query(cls, event: ProviderEvent) -> bool:
+        """Every notice but a card token's (charged at once, for the checkout's amount) waits for Oen's query."""
+        return not event.card_token
 
     @classmethod
     def from_settings(
@@ -238,6 +246,18 @@ class OenProvider(Provider):
             raise error("bad_response", NAME)
         raise code_error(code, text_field(payload, "message"), response.status_code)
 
+    def _money_call(self, path: str, body: Mapping) -> dict:
+        """POST a charge or refund once. A 2xx answer the portal cannot read may hide a charge or refund that was
+        made: its outcome is unknown (ProviderUnavailable), settled by a query, never "failed"."""
+        try:
+            return self._request("POST", path, body)
+        except ProviderUnavailable:
+            raise
+        except ProviderError as exc:
+            if exc.code == "bad_response" or exc.code.startswith("http_2"):
+                raise unknown_outcome(NAME) from exc
+            raise
+
     def create_checkout(self, request: CheckoutRequest) -> CheckoutLink:
         """Ask for a card-token checkout and return the hosted card page."""
         self._check_amount(request.amount)
@@ -286,10 +306,10 @@ class OenProvider(Provider):
         if request.customer_email:
             body["userEmail"] = request.customer_email
         body["productDetails"] = product_details(request)
-        data = self._request("POST", "/token/transactions", body)
+        data = self._money_call("/token/transactions", body)
         hid = text_field(data, "id")
         if not hid:
-            raise error("bad_response", NAME)
+            raise unknown_outcome(NAME)  # S0000 without data.id: charged, perhaps, but the HID is not known
         details = {"authCode": text_field(data, "authCode")} if data.get("authCode") else {}
         return ProviderTransaction(
             provider=NAME,
@@ -355,7 +375,7 @@ class OenProvider(Provider):
             body["productDetails"] = list(product_details)
         if remit_info:
             body["remitInfo"] = dict(remit_info)
-        data = self._request("POST", f"/refunds/{quote(hid, safe='')}", body)
+        data = self._money_call(f"/refunds/{quote(hid, safe='')}", body)
         status = text_field(data, "status")
         refunded = to_int(data.get("refundAmount")) or amount
         state = "succeeded" if status in ("refunded", "refundedPostPayout") else "pending"

@@ -393,7 +393,8 @@ def test_refund_b500_and_pending_and_no_retry(mypay, rsps):
     with pytest.raises(ProviderRejected) as caught:
         mypay.refund(ref, 1000, "")
     assert caught.value.code == "B500" and "執行失敗" in caught.value.message_zh
-    rsps.replace(responses.POST, API, json={"code": "B200", "msg": "執行成功"})
+    manual = {"prc": "230", "refund_type": "2", "refund_uid": "9", "cost": 1000}  # accepted; made by hand later
+    rsps.replace(responses.POST, API, json={"code": "B200", "msg": "執行成功", "row_data": manual})
     assert mypay.refund(ref, 1000, "").state == "pending"
     rsps.replace(responses.POST, API, status=502)
     with pytest.raises(ProviderUnavailable):
@@ -661,3 +662,23 @@ def test_refund_follows_what_was_actually_paid(mypay, rsps):
     assert len(rsps.calls) == 0
     result = mypay.refund(ref, 850, "in full")
     assert result.state == "succeeded" and opened(mypay, rsps.calls[0])[1]["cost"] == 850
+
+
+# ---------------------------------------------------------------- an unreadable 2xx answer to a refund (item 4)
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        {"body": "<html>proxy error page</html>"},  # not JSON
+        {"json": {"code": "B200", "msg": "執行成功"}},  # accepted, without row_data
+        {"json": {"code": "B200", "msg": "執行成功", "row_data": {"refund_uid": "9"}}},  # row_data without prc
+        {"json": {"msg": "?"}},  # no code
+    ],
+)
+def test_an_unreadable_answer_to_a_refund_is_unknown_never_failed(mypay, rsps, answer):
+    rsps.post(API, status=200, **answer)
+    with pytest.raises(ProviderUnavailable) as caught:
+        mypay.refund(ref_of(checkout_request(), uid="1", key=KEY), 300, "partial")
+    assert caught.value.retryable and caught.value.code == "unknown_outcome"
+    assert len(rsps.calls) == 1  # never sent again

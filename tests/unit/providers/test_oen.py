@@ -473,3 +473,32 @@ def test_charge_refuses_items_that_do_not_add_up(oen, rsps):
         oen.charge(ref_of(request), CARD_TOKEN, request)
     assert caught.value.code == "amount_mismatch"
     assert len(rsps.calls) == 0
+
+
+# ---------------------------------------------------------------- an unreadable 2xx answer to a money call (item 4)
+
+UNREADABLE = [
+    {"body": "<html>gateway says hi</html>"},  # not JSON
+    {"json": {"code": "S0000", "data": {"authCode": "831000"}}},  # success without data.id
+    {"json": {"code": "S0000"}},  # success without data
+    {"json": {"message": "ok"}},  # no code at all
+]
+
+
+@pytest.mark.parametrize("answer", UNREADABLE)
+def test_an_unreadable_answer_to_a_charge_is_unknown_never_failed(oen, rsps, answer):
+    rsps.post(f"{API}/token/transactions", status=200, **answer)
+    request = checkout_request()
+    with pytest.raises(ProviderUnavailable) as caught:
+        oen.charge(ref_of(request), CARD_TOKEN, request)
+    assert caught.value.retryable and caught.value.code == "unknown_outcome"
+    assert len(rsps.calls) == 1  # never sent again
+
+
+@pytest.mark.parametrize("answer", [UNREADABLE[0], UNREADABLE[2], UNREADABLE[3]])
+def test_an_unreadable_answer_to_a_refund_is_unknown_never_failed(oen, rsps, answer):
+    rsps.post(f"{API}/refunds/P202210139EKASEJ7", status=200, **answer)
+    ref = ref_of(checkout_request(), transaction_id="P202210139EKASEJ7")
+    with pytest.raises(ProviderUnavailable) as caught:
+        oen.refund(ref, 100, "")
+    assert caught.value.code == "unknown_outcome" and len(rsps.calls) == 1
