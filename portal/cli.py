@@ -10,7 +10,7 @@ import sys
 import click
 from flask import Flask
 
-from portal.accounts import create_user, ensure_demo_data, upsert_merchant
+from portal.accounts import PROVIDER_ID_FIELDS, create_user, ensure_demo_data, upsert_merchant
 from portal.config import is_test_credential
 from portal.extensions import db
 from portal.models import ROLES, Merchant
@@ -41,6 +41,16 @@ def register(app: Flask) -> None:
                         f"--{option.replace('_', '-')} is a public test value from a provider's document; "
                         "PROVIDER_ENV=production needs the merchant's own."
                     )
+        for column in PROVIDER_ID_FIELDS:
+            value = provider.get(column)
+            other = (
+                value
+                and db.session.execute(
+                    db.select(Merchant.slug).where(getattr(Merchant, column) == value, Merchant.slug != slug)
+                ).scalar()
+            )
+            if other:  # callbacks find the merchant by this id: one merchant each (a unique index too)
+                raise click.ClickException(f"merchant {other} already uses --{column.replace('_', '-')} {value}")
         upsert_merchant(slug, name, **provider)
         db.session.commit()
         click.echo(f"merchant {slug} saved")

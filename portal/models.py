@@ -89,10 +89,11 @@ class Merchant(db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     slug: Mapped[str] = mapped_column(String(40), unique=True)
     name: Mapped[str] = mapped_column(String(100))
-    oen_merchant_id: Mapped[str | None] = mapped_column(String(64))
+    # Callbacks find the merchant by these ids: unique (a unique index, so any number of merchants may have none).
+    oen_merchant_id: Mapped[str | None] = mapped_column(String(64), unique=True, index=True)
     oen_token_enc: Mapped[str | None] = mapped_column(Text)
-    mypay_store_uid: Mapped[str | None] = mapped_column(String(32))
-    opay_merchant_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    mypay_store_uid: Mapped[str | None] = mapped_column(String(32), unique=True, index=True)
+    opay_merchant_id: Mapped[str | None] = mapped_column(String(32), unique=True, index=True)
     opay_hash_key_enc: Mapped[str | None] = mapped_column(Text)
     opay_hash_iv_enc: Mapped[str | None] = mapped_column(Text)
     # Admins must sign in with a second factor before they refund or change settings (off by default).

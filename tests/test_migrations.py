@@ -77,3 +77,35 @@ def test_cli_merchant_and_user_create(tmp_path):
         assert merchant.opay_hash_key_enc and OPAY_KEY not in merchant.opay_hash_key_enc
         assert db.session.query(User).filter_by(email="boss@tea.example").one().role == "admin"
         db.engine.dispose()
+
+
+def test_provider_ids_are_unique_in_the_database_and_several_may_be_empty(tmp_path):
+    """Issue 12, item 10: a duplicate provider id made every callback for it answer 503 MultipleResultsFound."""
+    import pytest
+    from sqlalchemy.exc import IntegrityError
+
+    from portal.models import Merchant
+
+    app = make_app(tmp_path)
+    with app.app_context():
+        db.session.add_all([Merchant(slug=f"empty{i}", name="x") for i in range(3)])  # NULLs: allowed
+        db.session.commit()
+        for column in ("oen_merchant_id", "mypay_store_uid", "opay_merchant_id"):
+            db.session.add(Merchant(slug=f"{column}1", name="x", **{column: "same"}))
+            db.session.commit()
+            db.session.add(Merchant(slug=f"{column}2", name="x", **{column: "same"}))
+            with pytest.raises(IntegrityError):
+                db.session.commit()
+            db.session.rollback()
+        db.engine.dispose()
+
+
+def test_cli_refuses_a_provider_id_another_merchant_uses(tmp_path):
+    app = make_app(tmp_path)
+    runner = app.test_cli_runner()
+    first = runner.invoke(args=["merchant", "create", "one", "--name", "One", "--oen-merchant-id", "dup"])
+    second = runner.invoke(args=["merchant", "create", "two", "--name", "Two", "--oen-merchant-id", "dup"])
+    assert first.exit_code == 0, first.output
+    assert second.exit_code != 0 and "already uses" in second.output
+    with app.app_context():
+        db.engine.dispose()
