@@ -53,10 +53,6 @@ def mask_cards(text: str | None) -> str:
     if not text:
         return ""
 
-    def repl(match: re.Match) -> str:
-        digits = re.sub(r"\D", "", match.group(0))
-        if 13 <= len(digits) <= 19 and luhn_ok(digits):
-            return "•••• " + digits[-4:]
-        return match.group(0)
+    from portal.payments.redaction import mask_card_text  # also cuts "493817******0003" to its last four
 
-    return _CARD_RUN.sub(repl, text)
+    return mask_card_text(text)

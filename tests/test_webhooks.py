@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 
 import pytest
@@ -89,7 +90,7 @@ def test_mypay_forged_key_is_stored_refused_and_never_applied(app, client, mypay
         event = db.session.execute(db.select(WebhookEvent)).scalar_one()
         assert event.status == "refused" and "key" in event.error
         assert event.merchant_id is not None  # so the merchant's admins see it
-        assert "0" * 32 in event.body  # kept as received
+        assert "0" * 32 not in event.body and '"key": "[encrypted]"' in event.body  # MyPay's key is never kept
 
 
 @pytest.mark.parametrize(
@@ -217,3 +218,226 @@ def test_refusal_reason_is_shown_in_the_readers_language(app, client, mypay_chec
     chinese.post("/login", data={"email": "admin@a.example", "password": PASSWORD})
     page = chinese.get("/callbacks").get_data(as_text=True)
     assert "與 MyPay 建立的訂單不符" in page and "do not match the order MyPay created" not in page
+
+
+# ---------------------------------------------------------------- Oen notices are hints (issue 12, item 1)
+
+
+@pytest.fixture
+def oen_paid_checkout(app, seed):
+    with app.app_context():
+        checkout = make_checkout(make_order(seed.merchant_id), provider="oen", state="paid")
+        checkout.provider_checkout_id = "2eqe6kF33wbq9Dy1UNoMPzY7tal"
+        checkout.provider_transaction_id = "P202210139EKASEJ7"
+        checkout.paid_amount = checkout.amount
+        checkout.card_token_enc = encrypt_secret("the-real-token")
+        db.session.commit()
+        return checkout.id, checkout.reference, checkout.amount
+
+
+def _oen_rows(reference, amount, status="charged"):
+    row = {
+        "id": "P202210139EKASEJ7",
+        "transactionId": "T1",
+        "action": "onetime",
+        "amount": amount,
+        "status": status,
+        "orderId": reference,
+        "paymentInfo": {"cardType": "VISA", "cardNum": "4242424242424242", "method": "card"},
+    }
+    return {"code": "S0000", "data": {"transactions": [row]}}
+
+
+def _oen_query_url(app, reference):
+    return f"{app.config['OEN_API_URL']}/order/{reference}/transactions"
+
+
+@responses.activate
+@pytest.mark.parametrize("status", ["refunded", "failed", "cancelled", "refundedPostPayout", "charged", "initiated"])
+def test_forged_oen_status_notice_for_a_paid_order_changes_nothing(app, client, oen_paid_checkout, status):
+    checkout_id, reference, amount = oen_paid_checkout
+    responses.get(_oen_query_url(app, reference), json=_oen_rows(reference, amount, "charged"))
+    forged = {
+        "purpose": "charge",
+        "merchantId": "shopa",
+        "orderId": reference,
+        "transactionHid": "P202210139EKASEJ7",
+        "status": status,
+        "amount": amount,
+    }
+    response = client.post("/webhooks/oen", json=forged)
+    assert response.status_code == 200
+    assert _state(app, checkout_id) == ("paid", "paid")
+    assert len(responses.calls) == 1  # Oen was asked
+    with app.app_context():
+        checkout = db.session.get(Checkout, checkout_id)
+        assert checkout.refunded_amount == 0
+        event = db.session.execute(db.select(WebhookEvent)).scalar_one()
+        assert event.status == ("recorded" if status == "charged" else "unconfirmed")
+
+
+@responses.activate
+def test_oen_refund_notice_confirmed_by_oen_is_applied(app, client, oen_paid_checkout):
+    checkout_id, reference, amount = oen_paid_checkout
+    rows = _oen_rows(reference, amount, "refunded")
+    rows["data"]["transactions"][0]["refundAmount"] = amount
+    responses.get(_oen_query_url(app, reference), json=rows)
+    notice = {
+        "purpose": "charge",
+        "merchantId": "shopa",
+        "orderId": reference,
+        "transactionHid": "P202210139EKASEJ7",
+        "status": "refunded",
+    }
+    assert client.post("/webhooks/oen", json=notice).status_code == 200
+    assert _state(app, checkout_id)[0] == "refunded"
+    with app.app_context():
+        assert db.session.execute(db.select(WebhookEvent)).scalar_one().status == "applied"
+
+
+@responses.activate
+def test_forged_oen_failed_token_notice_changes_nothing(app, client, seed):
+    with app.app_context():
+        checkout = make_checkout(make_order(seed.merchant_id), provider="oen")
+        checkout.provider_checkout_id = "chk1"
+        db.session.commit()
+        checkout_id, reference = checkout.id, checkout.reference
+    responses.get(_oen_query_url(app, reference), json={"code": "S0000", "data": {"transactions": []}})
+    forged = {"success": False, "purpose": "token", "merchantId": "shopa", "customId": reference, "id": "chk1"}
+    assert client.post("/webhooks/oen", json=forged).status_code == 200
+    assert _state(app, checkout_id)[0] == "awaiting_payment"
+    with app.app_context():
+        assert db.session.execute(db.select(WebhookEvent)).scalar_one().status == "unconfirmed"
+
+
+@responses.activate
+def test_oen_token_notice_for_a_paid_checkout_takes_no_token_and_charges_nothing(app, client, oen_paid_checkout):
+    checkout_id, reference, amount = oen_paid_checkout
+    forged = {
+        "success": True,
+        "purpose": "token",
+        "merchantId": "shopa",
+        "customId": reference,
+        "id": "2eqe6kF33wbq9Dy1UNoMPzY7tal",
+        "token": "attackers-token",
+        "amount": 1,
+    }
+    client.post("/webhooks/oen", json=forged)
+    assert [c.request.method for c in responses.calls if c.request.method == "POST"] == []  # nothing charged
+    with app.app_context():
+        checkout = db.session.get(Checkout, checkout_id)
+        from portal.security import decrypt_secret
+
+        assert decrypt_secret(checkout.card_token_enc) == "the-real-token"
+        assert checkout.state == "paid"
+
+
+@responses.activate
+def test_oen_token_notice_is_charged_for_the_checkouts_amount_only(app, client, seed):
+    with app.app_context():
+        checkout = make_checkout(make_order(seed.merchant_id), provider="oen")
+        checkout.provider_checkout_id = "chk2"
+        db.session.commit()
+        reference, amount = checkout.reference, checkout.amount
+    responses.post(
+        f"{app.config['OEN_API_URL']}/token/transactions", json={"code": "S0000", "data": {"id": "P1", "authCode": "1"}}
+    )
+    responses.get(_oen_query_url(app, reference), json=_oen_rows(reference, amount))
+    notice = {
+        "success": True,
+        "purpose": "token",
+        "merchantId": "shopa",
+        "customId": reference,
+        "id": "chk2",
+        "token": "tok-123",
+        "amount": 1,
+    }
+    client.post("/webhooks/oen", json=notice)
+    charges = [c for c in responses.calls if c.request.method == "POST"]
+    assert len(charges) == 1 and json.loads(charges[0].request.body)["amount"] == amount
+
+
+def test_unconfirmed_status_is_labelled_in_both_languages(app):
+    from portal.labels import CALLBACK_STATUS_LABELS
+
+    assert "unconfirmed" in CALLBACK_STATUS_LABELS
+    with app.test_request_context(headers={"Accept-Language": "zh-TW"}):
+        assert str(CALLBACK_STATUS_LABELS["unconfirmed"]) != "Not confirmed by the provider, no change"
+
+
+# ---------------------------------------------------------------- nothing secret at rest (issue 12, item 6)
+
+WHOLE_CARDS = ("4242424242424242", "4938 1701 3000 0003", "5200-0000-0000-2151")
+
+
+def luhn_runs(text: str) -> list[str]:
+    """Every Luhn-valid 13–19 digit run in text (the redaction's own definition, checked independently here)."""
+    from portal.payments.redaction import has_card_number
+
+    found = []
+    for match in re.finditer(r"\d(?:[ -]?\d)*", text or ""):
+        digits = re.sub(r"\D", "", match.group(0))
+        if has_card_number(digits):
+            found.append(digits)
+    return found
+
+
+@pytest.mark.parametrize("provider", ["oen", "mypay", "opay"])
+@pytest.mark.parametrize("content_type", ["application/json", "application/x-www-form-urlencoded", "text/plain"])
+def test_a_stored_callback_never_holds_a_card_number_a_token_or_a_mypay_key(app, client, seed, provider, content_type):
+    fields = {
+        "merchantId": "shopa",
+        "purpose": "charge",
+        "cardNum": WHOLE_CARDS[0],
+        "cardno": "493817******0003",
+        "paymentInfo": json.dumps({"cardNum": "4012888818888333", "method": "card"}),
+        "note": f"card {WHOLE_CARDS[1]} and {WHOLE_CARDS[2]}",
+        "token": "tok_secret_value_123",
+        "key": "d2c55a2055cbe6f711f1e977039e2a8f",
+        "uid": "95227",
+    }
+    if content_type == "application/json":
+        body = json.dumps({**fields, "paymentInfo": {"cardNum": "4012888818888333", "cardType": "VISA"}})
+    else:
+        from urllib.parse import urlencode
+
+        body = urlencode(fields)
+    client.post(f"/webhooks/{provider}", data=body, content_type=content_type)
+    with app.app_context():
+        event = db.session.execute(db.select(WebhookEvent)).scalar_one()
+        stored = event.body
+    assert luhn_runs(stored) == []
+    for secret in ("tok_secret_value_123", "d2c55a2055cbe6f711f1e977039e2a8f", "4938170130", "493817", "40128888"):
+        assert secret not in stored.replace(" ", "").replace("-", "")
+    page = _admin_page(app)
+    assert luhn_runs(page) == [] and "493817" not in page and "tok_secret_value_123" not in page
+
+
+def _admin_page(app) -> str:
+    admin = app.test_client()
+    admin.post("/login", data={"email": "admin@a.example", "password": PASSWORD})
+    with app.app_context():  # file the callback under the merchant so its page shows it
+        db.session.execute(db.update(WebhookEvent).values(merchant_id=1))
+        db.session.commit()
+    return admin.get("/callbacks").get_data(as_text=True)
+
+
+def test_callbacks_page_shows_no_more_than_the_last_four_digits(app, client, mypay_checkout):
+    _checkout_id, reference, amount = mypay_checkout
+    client.post("/webhooks/mypay", data=_mypay_report(reference, amount, key="0" * 32))
+    page = _admin_page(app)
+    assert "0003" in page and "493817" not in page and "0" * 32 not in page
+
+
+def test_redaction_takes_any_depth_without_recursion():
+    from portal.payments.redaction import scrub
+
+    deep: object = {"cardNum": WHOLE_CARDS[0]}
+    for _ in range(50_000):
+        deep = {"a": [deep]}
+    kept, found = scrub({"token": "t", "x": deep})
+    assert found == {"token": "t"}
+    node = kept["x"]
+    for _ in range(50_000):
+        node = node["a"][0]
+    assert node == {"cardNum": "•••• 4242"}

@@ -26,7 +26,6 @@ from portal.payments.attempts import (
 from portal.payments.callbacks import (
     NO_MERCHANT,
     NOT_READY,
-    REDACTED,
     CallbackReply,
     process_callback,
     read_callback,
@@ -43,6 +42,7 @@ from portal.payments.charges import (
     saved_cards,
 )
 from portal.payments.locking import locked_checkout, write_transaction
+from portal.payments.redaction import REDACTED
 from portal.payments.snapshots import checkout_ref, checkout_request, new_reference, provider_message
 from portal.payments.state import (
     RANK,

@@ -11,6 +11,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass
+from urllib.parse import parse_qsl
 
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
@@ -21,15 +22,23 @@ from portal.models import CallbackStatus, Checkout, CheckoutState, Merchant, Web
 from portal.payments.attempts import refresh_checkout
 from portal.payments.charges import charge_card
 from portal.payments.locking import locked_checkout, write_transaction
+from portal.payments.redaction import mask_card_text, scrub
 from portal.payments.snapshots import checkout_ref
 from portal.payments.state import apply_state, detail, move, record
 from portal.providers import provider_class
-from portal.providers.base import CallbackRequest, CheckoutRef, InvalidCallback, Provider, ProviderError, ProviderEvent
+from portal.providers.base import (
+    CallbackRequest,
+    CheckoutRef,
+    InvalidCallback,
+    Provider,
+    ProviderError,
+    ProviderEvent,
+    State,
+)
 from portal.security import audit, encrypt_secret
 
 log = logging.getLogger(__name__)
 
-REDACTED = "[encrypted]"
 
 # The portal's own reasons stored in WebhookEvent.error, in English as evidence; the callbacks page shows them in the
 # reader's language (labels.py). Provider-layer reasons are stored and shown as they are.
@@ -68,27 +77,44 @@ def read_callback(provider: str, request: CallbackRequest) -> ReadCallback:
 
 
 def redact(callback: ReadCallback) -> tuple[str, str | None]:
-    """The body to store (the provider's secret fields removed) and the removed secret, encrypted."""
+    """The body to store (secrets removed, card numbers cut to the last four digits) and the secrets, encrypted.
+
+    For every provider, whatever the body: the fields as read, or as well as they can be read when the provider could
+    not; a body that cannot be read at all is kept as text with its card numbers cut.
+    """
     # PostgreSQL text cannot hold NUL: it is kept as U+FFFD, like any other byte that is not UTF-8.
     text_body = callback.request.body.decode("utf-8", errors="replace").replace("\x00", "\ufffd")
-    names = callback.provider.callback_secret_fields
     fields = callback.fields
-    if fields is None and names:
-        fields = _lenient_json(text_body)  # unreadable to the provider, yet a secret in it is still never stored
-    found = {name: fields[name] for name in names if fields and fields.get(name)}
-    if not found:
-        return text_body, None
-    secret = str(next(iter(found.values()))) if len(found) == 1 else json.dumps({k: str(v) for k, v in found.items()})
-    kept = {**fields, **dict.fromkeys(found, REDACTED)}
-    return json.dumps(kept, ensure_ascii=False), encrypt_secret(secret)
-
-
-def _lenient_json(text_body: str) -> dict | None:
+    if fields is None:
+        fields = _lenient_fields(text_body)  # unreadable to the provider, yet a secret in it is still never stored
+    if fields is None:
+        return mask_card_text(text_body), None
+    kept, found = scrub(fields, callback.provider.callback_secret_fields)
+    secret = None
+    if found:
+        secret = next(iter(found.values())) if len(found) == 1 else json.dumps(found, ensure_ascii=False)
+    if kept == fields:
+        return mask_card_text(text_body), None
     try:
-        value = json.loads(text_body)
-    except ValueError:
-        return None
-    return value if isinstance(value, dict) else None
+        body = json.dumps(kept, ensure_ascii=False)
+    except (ValueError, RecursionError):
+        body = f"[{len(callback.request.body)} bytes, too deeply nested to keep]"
+    return body, encrypt_secret(secret) if secret else None
+
+
+def _lenient_fields(text_body: str) -> dict | None:
+    """A JSON object or form fields, read as leniently as possible (for redaction only)."""
+    stripped = text_body.strip()
+    try:
+        value = json.loads(stripped)
+    except (ValueError, RecursionError):
+        value = None
+    if isinstance(value, dict):
+        return value
+    if "=" in stripped and not stripped.startswith(("{", "[")):
+        fields = dict(parse_qsl(stripped, keep_blank_values=True))
+        return fields or None
+    return None
 
 
 def store_callback(callback: ReadCallback) -> tuple[WebhookEvent, bool]:
@@ -169,7 +195,7 @@ def _reply_for_duplicate(provider: type[Provider], event_id: int) -> CallbackRep
         if status != CallbackStatus.RECEIVED or time.monotonic() > deadline:
             break
         time.sleep(0.05)
-    if status in (CallbackStatus.APPLIED, CallbackStatus.RECORDED):
+    if status in (CallbackStatus.APPLIED, CallbackStatus.RECORDED, CallbackStatus.UNCONFIRMED):
         return CallbackReply(200, provider.callback_reply)
     if status == CallbackStatus.REFUSED:
         return CallbackReply(400, "refused")
@@ -316,13 +342,26 @@ def _apply_confirmed_by_query(checkout_id: int, event: ProviderEvent, event_id: 
     """A callback that is only a hint (MyPay) moves money state only after the provider's query says the same."""
     with write_transaction():
         _record_only(locked_checkout(checkout_id), event.state.value, event, event_id)
-    _changed, error = refresh_checkout(checkout_id, source="callback+query")
+    changed, error = refresh_checkout(checkout_id, source="callback+query")
     if error:
         _finish(event_id, CallbackStatus.ERROR, error, checkout_id=checkout_id)
         return CallbackStatus.ERROR
-    checkout = db.session.get(Checkout, checkout_id)
-    _finish(event_id, CallbackStatus.APPLIED, checkout_id=checkout_id, merchant_id=checkout.merchant_id)
-    return CallbackStatus.APPLIED
+    checkout = db.session.get(Checkout, checkout_id, populate_existing=True)
+    if not _confirmed(checkout.state, event.state):
+        status = CallbackStatus.UNCONFIRMED  # the provider says otherwise: kept, and it changed nothing
+    else:
+        status = CallbackStatus.APPLIED if changed else CallbackStatus.RECORDED
+    _finish(event_id, status, checkout_id=checkout_id, merchant_id=checkout.merchant_id)
+    return status
+
+
+def _confirmed(checkout_state: str, said: State) -> bool:
+    """Whether the attempt's state after the provider's answer is what the notice said."""
+    if said in (State.PAID, State.PAID_MISMATCH):
+        return checkout_state == CheckoutState.PAID
+    if said == State.AUTHORISED:
+        return checkout_state in (CheckoutState.AUTHORISED, CheckoutState.PROCESSING)
+    return checkout_state == said.value
 
 
 def _apply_card_token(checkout_id: int, event: ProviderEvent, event_id: int) -> CallbackStatus:

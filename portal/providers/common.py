@@ -85,7 +85,7 @@ def callback_fields(provider: str, request: CallbackRequest, *, allow_json: bool
     if allow_json and ("json" in (request.content_type or "").lower() or stripped.startswith("{")):
         try:
             value = json.loads(stripped)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:  # (a deeply nested body is as unreadable as a broken one)
             raise InvalidCallback(
                 provider, "The callback body is not valid JSON.", "回報內容不是有效的 JSON。"
             ) from exc

@@ -46,15 +46,59 @@ def test_oen_3d_secure_card_ends_paid(live_server, browser):
     browser.wait_for_state(order_id, "paid")
 
 
-def test_oen_failing_card_ends_failed_and_a_new_link_can_follow(live_server, browser):
+def test_oen_failed_card_notice_is_a_hint_oen_does_not_confirm(live_server, browser):
+    # A "success": false token notice is Oen's webhook word only; Oen's transactions show nothing, so nothing moves.
     order_id = browser.new_order(items=((500, 1),))
     browser.pay_oen(browser.create_link(order_id, "oen"), card="4012 8888 1888 8333")
-    browser.wait_for_state(order_id, "failed")
+    time.sleep(1)
+    assert browser.order_state(order_id) == "awaiting_payment"
+    with live_server.app.app_context():
+        event = db.session.execute(db.select(WebhookEvent).filter_by(provider="oen")).scalar_one()
+        assert event.status == "unconfirmed"
+
+
+def test_forged_oen_notices_for_a_paid_order_change_nothing(live_server, browser):
+    order_id = browser.new_order(items=((1000, 1),))
     browser.pay_oen(browser.create_link(order_id, "oen"))
     browser.wait_for_state(order_id, "paid")
     with live_server.app.app_context():
-        refs = db.session.execute(db.select(Checkout.reference).filter_by(order_id=order_id)).scalars().all()
-        assert len(set(refs)) == 2  # a retry never reuses a reference
+        checkout = db.session.execute(db.select(Checkout).filter_by(order_id=order_id)).scalar_one()
+        reference, hid, oen_id = checkout.reference, checkout.provider_transaction_id, checkout.provider_checkout_id
+    charges = len(sandbox_rows(live_server.sandbox, SandboxOenTransaction))
+    forged = [
+        {"purpose": "charge", "merchantId": "shopa", "orderId": reference, "transactionHid": hid, "status": status}
+        for status in ("refunded", "refundedPostPayout", "failed", "cancelled", "initiated")
+    ] + [
+        {
+            "success": success,
+            "purpose": "token",
+            "merchantId": "shopa",
+            "customId": reference,
+            "id": oen_id,
+            "token": "foreign-token",
+            "transactionId": "T9",
+            "message": None,
+        }
+        for success in (True, False)
+    ]
+    for body in forged:
+        response = requests.post(live_server.url + "/webhooks/oen", json=body, timeout=30)
+        assert response.status_code in (200, 400)
+    assert browser.order_state(order_id) == "paid"
+    assert len(sandbox_rows(live_server.sandbox, SandboxOenTransaction)) == charges  # nothing charged
+    with live_server.app.app_context():
+        checkout = db.session.get(Checkout, checkout.id)
+        assert checkout.state == "paid" and checkout.refunded_amount == 0
+        statuses = (
+            db.session.execute(db.select(WebhookEvent.status).filter_by(provider="oen").order_by(WebhookEvent.id))
+            .scalars()
+            .all()
+        )
+        assert statuses[0] == "applied" and set(statuses[1:]) <= {"unconfirmed", "recorded", "refused"}
+        assert statuses.count("unconfirmed") >= 4
+    admin = Browser(live_server.url)
+    admin.login("admin@a.example")
+    assert "Not confirmed by the provider" in admin.get("/callbacks?status=unconfirmed").text
 
 
 def test_oen_charge_under_100_fails_by_the_testing_rule(live_server, browser):
