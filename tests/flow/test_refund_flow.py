@@ -16,6 +16,7 @@ from portal.filters import luhn_ok
 from portal.models import AuditEvent, Checkout, Order, Refund
 from sandbox import faults
 from sandbox import settings as sandbox_settings
+from sandbox.callbacks import wait_for_senders
 from sandbox.models import SandboxExchange, SandboxMypayRefund, SandboxOenTransaction
 from tests.support.browser import Browser
 from tests.support.sandbox import sandbox_rows
@@ -64,6 +65,9 @@ def paid_order(live_server, browser: Browser, provider: str, items=((1000, 1),),
     link = browser.create_link(order_id, provider)
     {"oen": browser.pay_oen, "mypay": browser.pay_mypay, "opay": browser.pay_opay}[provider](link)
     browser.wait_for_state(order_id, "paid")
+    # The order can be paid (the return page asked the provider) before the provider's callback has arrived; that
+    # callback's confirming query would then use up a fault a test arms next. Let the callbacks land first.
+    wait_for_senders(live_server.sandbox.app, timeout=15)
     return order_id
 
 
