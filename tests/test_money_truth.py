@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from html import unescape
 
 import pytest
@@ -10,10 +11,12 @@ import responses
 
 from portal import refunds as refund_service
 from portal.extensions import db
-from portal.models import Checkout, Order, Refund
-from portal.payments import charge_card, refresh_checkout, refresh_order
+from portal.models import Checkout, Order, Refund, utcnow
+from portal.payments import charge_card, reconcile_open_checkouts, refresh_checkout, refresh_order
 from portal.security import encrypt_secret
+from tests.support.accounts import OPAY_MERCHANT_ID
 from tests.support.factories import make_checkout, make_order
+from tests.support.providers import opay_notice
 
 MYPAY_UID = "95201"
 KEY_RE = re.compile(r'name="idempotency_key" value="([^"]+)"')
@@ -172,3 +175,112 @@ def test_an_unreadable_mypay_partial_refund_answer_is_unknown_never_sent_twice(a
     with app.app_context():
         assert db.session.get(Refund, refund_id).state == "succeeded"
         assert db.session.get(Order, order_id).refunded_amount == 300
+
+
+# ---------------------------------------------------------------- item 5: expired links do not strand orders
+
+
+def overdue(app, checkout_id):
+    with app.app_context():
+        checkout = db.session.get(Checkout, checkout_id)
+        checkout.expires_at = utcnow() - timedelta(minutes=1)
+        db.session.commit()
+
+
+def state_of(app, checkout_id) -> tuple[str, bool, str]:
+    with app.app_context():
+        checkout = db.session.get(Checkout, checkout_id)
+        return checkout.state, checkout.needs_attention, checkout.order.state
+
+
+def opay_query_answer(app, reference, status="0"):
+    trade = {"MerchantID": OPAY_MERCHANT_ID, "MerchantTradeNo": reference, "TradeStatus": status, "TradeAmt": "1000"}
+    return {"RtnCode": 1, "RtnMsg": "OK", "Data": trade}
+
+
+def test_mypay_link_awaiting_at_the_provider_expires_on_refresh_then_a_new_link_can_be_made(app, seed, admin):
+    order_id, checkout_id, ref = awaiting_mypay(app, seed)
+    overdue(app, checkout_id)
+    with responses.RequestsMock() as rsps:
+        asked = rsps.post(app.config["MYPAY_API_URL"], json=mypay_answer(ref, prc="200"))  # still awaiting payment
+        admin.post(f"/orders/{order_id}/refresh")
+        assert asked.call_count == 1  # the provider is asked first
+    assert state_of(app, checkout_id) == ("expired", False, "expired")
+    with app.app_context():
+        expiry = [e for e in db.session.get(Checkout, checkout_id).events if e.to_state == "expired"]
+        assert expiry and expiry[-1].applied and "awaiting_payment" in expiry[-1].detail  # the evidence
+    page = text(admin.get(f"/orders/{order_id}", headers={"Accept-Language": "en"}))
+    assert "provider-choice" in page  # the merchant may make a new link
+    with responses.RequestsMock() as rsps:
+        created = {
+            "code": "200",
+            "msg": "ok",
+            "url": "https://pay.usecase.cc/payment/1.html",
+            "uid": 1,
+            "key": "k" * 32,
+        }
+        rsps.post(app.config["MYPAY_API_URL"], json=created)
+        admin.post(f"/orders/{order_id}/checkout", data={"provider": "mypay"})
+    with app.app_context():
+        states = [c.state for c in db.session.get(Order, order_id).checkouts]
+    assert states == ["expired", "awaiting_payment"]
+
+
+def test_opay_link_expires_on_the_customers_visit_after_asking_opay(app, seed, client):
+    with app.app_context():
+        checkout = make_checkout(make_order(seed.merchant_id, items=((1000, 1),), shipping=0), provider="opay")
+        checkout_id, ref, token = checkout.id, checkout.reference, checkout.public_token
+    overdue(app, checkout_id)
+    with responses.RequestsMock() as rsps:
+        asked = rsps.post(app.config["OPAY_API_URL"] + "/WxAPI/QueryTradeInfo", json=opay_query_answer(app, ref))
+        page = client.get(f"/pay/{token}")
+        assert asked.call_count == 1
+    assert page.status_code == 200
+    assert state_of(app, checkout_id)[0] == "expired"
+
+
+def test_reconcile_expires_overdue_links_the_provider_still_awaits(app, seed):
+    _order_id, checkout_id, ref = awaiting_mypay(app, seed)
+    overdue(app, checkout_id)
+    with responses.RequestsMock() as rsps:
+        rsps.post(app.config["MYPAY_API_URL"], json=mypay_answer(ref, prc="260"))  # waiting at a convenience store
+        with app.test_request_context():
+            summary = reconcile_open_checkouts(merchant_id=seed.merchant_id)
+    assert summary.changed == 1 and state_of(app, checkout_id)[0] == "expired"
+
+
+def test_a_link_not_yet_due_is_not_expired(app, seed):
+    _order_id, checkout_id, ref = awaiting_mypay(app, seed)
+    with responses.RequestsMock() as rsps:
+        rsps.post(app.config["MYPAY_API_URL"], json=mypay_answer(ref, prc="200"))
+        with app.test_request_context():
+            refresh_checkout(checkout_id)
+    assert state_of(app, checkout_id)[0] == "awaiting_payment"
+
+
+def test_a_late_opay_payment_after_expiry_is_applied_and_flagged(app, seed, client):
+    with app.app_context():
+        checkout = make_checkout(make_order(seed.merchant_id), provider="opay")
+        checkout_id, ref, amount = checkout.id, checkout.reference, checkout.amount
+    overdue(app, checkout_id)
+    with responses.RequestsMock() as rsps:
+        rsps.post(app.config["OPAY_API_URL"] + "/WxAPI/QueryTradeInfo", json=opay_query_answer(app, ref))
+        with app.test_request_context():
+            refresh_checkout(checkout_id)
+    assert state_of(app, checkout_id)[0] == "expired"
+    response = client.post("/webhooks/opay", data=opay_notice(ref, amount))
+    assert response.status_code == 200 and response.data == b"1|OK"
+    assert state_of(app, checkout_id) == ("paid", True, "paid")
+
+
+def test_a_late_mypay_payment_after_expiry_is_applied_and_flagged(app, seed):
+    _order_id, checkout_id, ref = awaiting_mypay(app, seed)
+    overdue(app, checkout_id)
+    with responses.RequestsMock() as rsps:
+        rsps.post(app.config["MYPAY_API_URL"], json=mypay_answer(ref, prc="200"))
+        with app.test_request_context():
+            refresh_checkout(checkout_id)
+        rsps.replace(responses.POST, app.config["MYPAY_API_URL"], json=mypay_answer(ref, prc="250"))
+        with app.test_request_context():
+            changed, _error = refresh_checkout(checkout_id, source="callback+query")
+    assert changed and state_of(app, checkout_id) == ("paid", True, "paid")

@@ -25,7 +25,7 @@ from portal.payments.state import (
     state_from_transactions,
 )
 from portal.providers import REGISTRY
-from portal.providers.base import ProviderError, ProviderTransaction
+from portal.providers.base import ProviderError, ProviderTransaction, State
 from portal.security import encrypt_secret
 
 log = logging.getLogger(__name__)
@@ -207,7 +207,12 @@ def refresh_checkout(checkout_id: int, source: str = "query") -> tuple[bool, str
         if state is not None or checkout.state != CheckoutState.PROCESSING:
             checkout.last_error = None  # (a charge that failed in transit keeps its error until Oen shows one)
         changed = False
-        if state is not None:
+        if expiry_due(checkout) and state in (None, State.AWAITING_PAYMENT):
+            # The link's time is up and the provider still awaits payment (or never heard of it): expire it here, so
+            # a new link can follow. A payment that arrives later is still applied, and flagged (apply_state).
+            evidence = detail(expires_at=checkout.expires_at, provider_state=state.value if state else "none")
+            changed = move(checkout, CheckoutState.EXPIRED, "expiry", evidence)
+        elif state is not None:
             evidence = detail(
                 provider_state=state.value,
                 transactions=[{"id": t.transaction_id, "state": t.state.value, "amount": t.amount} for t in txns],
@@ -221,9 +226,24 @@ def refresh_checkout(checkout_id: int, source: str = "query") -> tuple[bool, str
                 refunded_amount=figures.get("refunded"),
                 transaction_id=figures.get("transaction_id", ""),
             )
-        elif checkout.is_open and checkout.expires_at < utcnow():
-            changed = move(checkout, CheckoutState.EXPIRED, "expiry", detail(expires_at=checkout.expires_at))
     return changed, None
+
+
+def expiry_due(checkout: Checkout) -> bool:
+    """A link still awaiting payment whose time is up (a card charge under way is never expired)."""
+    return checkout.state == CheckoutState.AWAITING_PAYMENT and checkout.expires_at < utcnow()
+
+
+def expire_if_due(checkout_id: int) -> bool:
+    """Expire a link whose time is up, after asking the provider (which may say it was paid); True when it moved.
+
+    Called on the customer's visit, on the order page's refresh and by reconcile (and the background worker).
+    """
+    checkout = db.session.get(Checkout, checkout_id, populate_existing=True)
+    if checkout is None or not expiry_due(checkout):
+        return False
+    changed, _error = refresh_checkout(checkout_id, source="expiry")
+    return changed
 
 
 def reconcile_open_checkouts(older_than_minutes: int = 0, merchant_id: int | None = None) -> ReconcileSummary:

@@ -116,6 +116,8 @@ def apply_state(
         target = CheckoutState(state.value)
     if target in PAID_STATES and amount is not None and amount != checkout.amount and state != State.REFUNDED:
         checkout.needs_attention = True
+    if target in PAID_STATES and checkout.state == CheckoutState.EXPIRED:
+        checkout.needs_attention = True  # paid after the portal expired the link: applied, and a person looks
     if transaction_id and not checkout.provider_transaction_id:
         checkout.provider_transaction_id = transaction_id
     if target in PAID_STATES and not checkout.paid_amount:

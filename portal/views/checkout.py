@@ -26,6 +26,7 @@ from portal.payments import (
     start_checkout,
     trade_page,
 )
+from portal.payments.attempts import expire_if_due
 from portal.security import admin_required
 
 bp = Blueprint("checkout", __name__)
@@ -197,6 +198,8 @@ def provider_origin(url: str) -> str | None:
 def pay(token: str):
     """The customer's summary page, then on to the provider."""
     checkout = load_link(token)
+    if expire_if_due(checkout.id):  # its time is up: the provider is asked, then the link expires (or is paid)
+        checkout = db.session.get(Checkout, checkout.id, populate_existing=True)
     status = link_state(checkout)
     if status == "open" and checkout.provider_url:
         # The pay button's POST is answered by a redirect to the provider's page on its own origin.
