@@ -84,6 +84,14 @@ def register(app: Flask) -> None:
         for email, role, password in logins:
             click.echo(f"  {role:6} {email} / {password}")
 
+    @app.cli.command("purge-callbacks")
+    def purge_callbacks_command():
+        """Remove refused and unconfirmed callbacks older than CALLBACK_RETENTION_DAYS."""
+        from portal.payments.callbacks import purge_callbacks
+
+        days = int(app.config["CALLBACK_RETENTION_DAYS"])
+        click.echo(f"purged {purge_callbacks(days)} callbacks older than {days} days")
+
     @app.cli.command("reconcile")
     @click.option("--older-than", "older_than", type=int, default=0, help="only checkouts untouched this many minutes")
     def reconcile(older_than):

@@ -71,6 +71,7 @@ SETTINGS: dict[str, tuple[object, str]] = {
     "OPAY_PLATFORM_HASH_IV": ("", "O'Pay platform HashIV"),
     "PROVIDER_TIMEOUT_S": (10, "seconds per provider call"),
     "CHECKOUT_LINK_TTL_H": (168, "hours before a customer link expires"),
+    "CALLBACK_RETENTION_DAYS": (90, "days a refused or unconfirmed callback is kept (purge-callbacks)"),
     "RATELIMIT_STORAGE_URI": ("memory://", "Flask-Limiter storage; redis://... when more than one process"),
     "RATELIMIT_ENABLED": (True, "rate limits on logins and customer links; off only where something else limits"),
     "TRUSTED_PROXIES": (0, "how many reverse proxies sit in front; their X-Forwarded-* headers are believed"),
@@ -83,6 +84,7 @@ INT_SETTINGS = {
     "TRUSTED_PROXIES",
     "PROVIDER_TIMEOUT_S",
     "CHECKOUT_LINK_TTL_H",
+    "CALLBACK_RETENTION_DAYS",
     "SESSION_IDLE_MINUTES",
     "SESSION_ABSOLUTE_HOURS",
 }

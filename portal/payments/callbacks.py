@@ -11,14 +11,15 @@ import json
 import logging
 import time
 from dataclasses import dataclass
+from datetime import timedelta
 from urllib.parse import parse_qsl
 
-from sqlalchemy import update
+from sqlalchemy import delete, update
 from sqlalchemy.exc import IntegrityError
 
 from portal.extensions import db
 from portal.gateways import provider_for
-from portal.models import CallbackStatus, Checkout, CheckoutState, Merchant, WebhookEvent, utcnow
+from portal.models import CallbackStatus, Checkout, CheckoutEvent, CheckoutState, Merchant, WebhookEvent, utcnow
 from portal.payments.attempts import refresh_checkout
 from portal.payments.charges import charge_card
 from portal.payments.locking import locked_checkout, write_transaction
@@ -46,6 +47,31 @@ NO_MERCHANT = "The callback names no merchant known to this portal."
 NOT_READY = "the attempt is still being opened"
 
 RETRY_LATER = (503, "retry later")
+
+# Callbacks that moved nothing on their word: kept short, and purged after CALLBACK_RETENTION_DAYS.
+UNVERIFIED = (CallbackStatus.REFUSED, CallbackStatus.UNCONFIRMED)
+EXCERPT_CHARS = 300
+
+
+def excerpt(body: str) -> str:
+    """The first characters of a stored (already redacted) body, and how long it was; card numbers cut again."""
+    if len(body) <= EXCERPT_CHARS:
+        return body
+    return mask_card_text(body[:EXCERPT_CHARS]) + f"… [{len(body)} characters; sha256 of the body in dedupe_key]"
+
+
+def purge_callbacks(retention_days: int, now=None) -> int:
+    """Remove refused and unconfirmed callbacks older than the retention; returns how many (CLI and worker)."""
+    cutoff = (now or utcnow()) - timedelta(days=retention_days)
+    old = db.select(WebhookEvent.id).where(
+        WebhookEvent.status.in_([s.value for s in UNVERIFIED]), WebhookEvent.received_at < cutoff
+    )
+    with write_transaction():
+        db.session.execute(
+            update(CheckoutEvent).where(CheckoutEvent.webhook_event_id.in_(old)).values(webhook_event_id=None)
+        )
+        result = db.session.execute(delete(WebhookEvent).where(WebhookEvent.id.in_(old)))
+    return result.rowcount or 0
 
 
 @dataclass
@@ -155,6 +181,11 @@ def set_callback_status(
 ) -> None:
     """The one writer of a stored callback's status (in the caller's transaction); a refusal is audited."""
     values: dict[str, object] = {"status": status.value, "error": error, "processed_at": utcnow()}
+    if status in UNVERIFIED:
+        # Kept as its hash (dedupe_key) and a short excerpt, secrets already removed; the removed secret is not kept.
+        body = db.session.execute(db.select(WebhookEvent.body).where(WebhookEvent.id == event_id)).scalar_one()
+        values["body"] = excerpt(body or "")
+        values["secret_enc"] = None
     if error_zh is not None:
         values["error_zh"] = error_zh
     if checkout_id is not None:
@@ -246,12 +277,10 @@ def process_callback(event_id: int, callback: ReadCallback) -> CallbackReply:
     """Verify a stored callback and apply it; the reply is decided only after the commit."""
     provider = callback.provider
     named: tuple[int, int, str] | None = None  # the attempt the callback named: id, merchant id, state
-    merchant_id = None
     try:
         # Parsing writes (O'Pay's RqID store), so it runs in one short write transaction; no network inside.
         with write_transaction():
             merchant = _callback_merchant(provider, callback.fields)
-            merchant_id = merchant.id if merchant else None
             try:
                 event = _verify(callback, merchant)
             except InvalidCallback as exc:
@@ -262,17 +291,11 @@ def process_callback(event_id: int, callback: ReadCallback) -> CallbackReply:
             checkout = _find_checkout(provider.name, merchant, event.reference)
             checkout_id = checkout.id
     except InvalidCallback as exc:
-        if named is not None and named[2] == CheckoutState.CREATING:
+        if named is not None and named[2] == CheckoutState.CREATING:  # to be resent, shown to the attempt's merchant
             _finish(event_id, CallbackStatus.ERROR, NOT_READY, checkout_id=named[0], merchant_id=named[1])
             return CallbackReply(*RETRY_LATER)
-        _finish(
-            event_id,
-            CallbackStatus.REFUSED,
-            exc.message_en,
-            error_zh=exc.message_zh,
-            merchant_id=merchant_id or (named[1] if named else None),
-            checkout_id=named[0] if named else None,
-        )
+        # A refusal is filed under no merchant or attempt: what it names is its own word, not verified.
+        _finish(event_id, CallbackStatus.REFUSED, exc.message_en, error_zh=exc.message_zh)
         return CallbackReply(400, "refused")
     except Exception as exc:  # a broken provider answer must not lose the stored callback
         log.exception("callback %s could not be processed", event_id)

@@ -21,7 +21,7 @@ CARD_FIELDS = frozenset({"cardnum", "cardno", "card_no", "card_number", "cardnum
 CARD_CONTAINERS = frozenset({"paymentinfo"})
 
 _DIGIT_RUN = re.compile(r"(?<![\d*xX•])\d(?:[ -]?\d)*(?![\d*xX•])")
-_MASKED_PAN = re.compile(r"\d[\d ]*[*xX•][*xX• ]*(\d{4})(?!\d)")
+_MASKED_PAN = re.compile(r"(?<![\d ])\d[\d ]{0,18}[*xX•][*xX• ]{0,20}(\d{4})(?!\d)")  # bounded: linear
 
 
 def luhn_ok(digits: str) -> bool:

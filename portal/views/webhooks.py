@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, render_template, request
 from flask_babel import get_locale
+from flask_limiter.util import get_remote_address
 from flask_login import current_user
 
-from portal.extensions import csrf, db
+from portal.extensions import csrf, db, limiter
 from portal.labels import CALLBACK_STATUS_LABELS, callback_error_text
 from portal.models import WebhookEvent
 from portal.payments import receive_callback
@@ -25,8 +26,18 @@ def callback_error(event: WebhookEvent) -> str:
     return callback_error_text(event.error or "")
 
 
+def webhook_limit_key() -> str:
+    """Per provider and address: one misbehaving sender never blocks another provider's callbacks."""
+    return f"webhook:{(request.view_args or {}).get('provider', '')}:{get_remote_address()}"
+
+
+# Generous: providers resend (MyPay five times, Oen and O'Pay on any failure), and one address may carry many shops.
+WEBHOOK_LIMIT = "120 per minute"
+
+
 @bp.post("/webhooks/<provider>")
 @csrf.exempt
+@limiter.limit(WEBHOOK_LIMIT, key_func=webhook_limit_key)
 def receive(provider: str):
     """Store the callback, verify it, apply it, and answer only after the commit."""
     if provider not in NAMES:

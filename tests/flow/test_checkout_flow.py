@@ -299,9 +299,7 @@ def test_forged_oen_token_webhook_is_refused_and_charges_nothing(live_server, br
     with live_server.app.app_context():
         event = db.session.execute(db.select(WebhookEvent).filter_by(provider="oen")).scalar_one()
         assert event.status == "refused" and "stolen" not in event.body
-    admin = Browser(live_server.url)
-    admin.login("admin@a.example")
-    assert "not-the-checkout-id" in admin.get("/callbacks?status=refused").text
+        assert event.merchant_id is None  # filed under no merchant on its own word
 
 
 def test_provider_hanging_while_creating_keeps_the_attempt_and_a_retry_works(live_server, browser):
