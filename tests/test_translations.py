@@ -126,3 +126,33 @@ def test_login_page_speaks_zh_tw_by_default_and_english_on_request(app):
 
     client.get("/lang/zh_TW")
     assert "登入" in client.get("/login").get_data(as_text=True)
+
+
+def test_template_is_extracted_from_the_code_as_it_is(template, tmp_path):
+    """messages.pot holds every message the code and templates have now (re-extract it when this fails)."""
+    import subprocess
+    import sys
+
+    fresh = tmp_path / "messages.pot"
+    root = TRANSLATIONS.parent.parent
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "babel.messages.frontend",
+            "extract",
+            "-F",
+            "babel.cfg",
+            "-k",
+            "_l",
+            "-o",
+            str(fresh),
+            ".",
+        ],
+        cwd=root,
+        check=True,
+        capture_output=True,
+    )
+    current = {_key(m) for m in _catalog(fresh) if m.id}
+    committed = {_key(m) for m in template if m.id}
+    assert sorted(current - committed) == [], "messages.pot is missing these: run pybabel extract and translate them"
