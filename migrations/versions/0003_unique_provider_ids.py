@@ -4,15 +4,15 @@ A duplicate made every callback naming that id answer 503 (MultipleResultsFound)
 of merchants may have none (NULL); an empty id is made NULL first. A database that already holds a duplicate is
 refused with the ids to fix (in the settings page or `flask merchant create`), never silently changed.
 
-Revision ID: 0002
-Revises: 0004 (0004, two-factor sign-in, took the initial schema as its parent first: one line of history)
+Revision ID: 0003
+Revises: 0002 (two-factor sign-in)
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0002"
-down_revision = "0004"
+revision = "0003"
+down_revision = "0002"
 branch_labels = None
 depends_on = None
 

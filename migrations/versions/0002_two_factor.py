@@ -1,13 +1,13 @@
 """Two-factor sign-in: a user's TOTP secret (encrypted), recovery codes, and a merchant's requirement for admins.
 
-Revision ID: 0004
+Revision ID: 0002
 Revises: 0001
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0004"
+revision = "0002"
 down_revision = "0001"
 branch_labels = None
 depends_on = None
