@@ -596,9 +596,4 @@ def invoice_fields(row: dict) -> tuple[str, ...]:
 
 def safe_fields(fields: Mapping) -> dict[str, object]:
     """A MyPay record without its verification key and with the card number cut to the last four digits."""
-    out: dict[str, object] = {}
-    for name, value in fields.items():
-        if name in CALLBACK_SECRETS:
-            continue
-        out[str(name)] = last4(value) if name == "cardno" else value
-    return out
+    return {str(k): last4(v) if k == "cardno" else v for k, v in fields.items() if k not in CALLBACK_SECRETS}
