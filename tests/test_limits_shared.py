@@ -133,3 +133,59 @@ def test_two_workers_share_the_failed_login_count_through_redis(tmp_path, redis_
     finally:
         process.terminate()
         process.wait(timeout=20)
+
+
+def served(tmp_path, **environ) -> tuple[subprocess.Popen, str]:
+    """The portal in gunicorn (one worker), migrated, answering /healthz; returns the process and its base URL."""
+    db_env = {
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'portal.db'}",
+        "SECRET_KEY": "s" * 32,
+        "PORTAL_DATA_KEY": "d" * 32,
+    }
+    subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "wsgi", "db", "upgrade"],
+        cwd=ROOT,
+        env=os.environ | db_env,
+        check=True,
+        capture_output=True,
+    )
+    port = free_port()
+    process = gunicorn(tmp_path, port, GUNICORN_WORKERS="1", **environ)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if requests.get(f"{base}/healthz", timeout=2).status_code == 200:
+                return process, base
+        except (requests.ConnectionError, requests.Timeout):
+            pass
+        assert time.monotonic() < deadline, "gunicorn did not start"
+        time.sleep(0.2)
+
+
+def guesses(base: str, addresses) -> list[int]:
+    """Customer-link guesses, each sent by the (simulated) proxy on behalf of the client at that address."""
+    return [
+        requests.get(f"{base}/pay/guess{n}", headers={"X-Forwarded-For": address}, timeout=10).status_code
+        for n, address in enumerate(addresses)
+    ]
+
+
+def test_served_behind_a_proxy_limits_count_per_client(tmp_path):
+    process, base = served(tmp_path, TRUSTED_PROXIES="1")
+    try:
+        assert 429 in guesses(base, ["198.51.100.7"] * 70)  # one client guessing is stopped
+        assert guesses(base, ["198.51.100.8"]) == [404]  # the next customer behind the same proxy is not
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+def test_served_without_a_trusted_proxy_a_spoofed_header_escapes_nothing(tmp_path):
+    process, base = served(tmp_path)
+    try:
+        codes = guesses(base, [f"203.0.113.{n}" for n in range(70)])  # a new made-up address each time
+        assert 429 in codes  # ... all counted against the one real address
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
