@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
@@ -34,25 +33,10 @@ def register(app: Flask) -> None:
     app.jinja_env.filters["mask_cards"] = mask_cards
 
 
-_CARD_RUN = re.compile(r"(?<!\d)(?:\d[ -]?){12,18}\d(?!\d)")
-
-
-def luhn_ok(digits: str) -> bool:
-    """Whether a digit string passes the Luhn check."""
-    total = 0
-    for i, ch in enumerate(reversed(digits)):
-        d = int(ch)
-        if i % 2 == 1:
-            d = d * 2 - 9 if d > 4 else d * 2
-        total += d
-    return total % 10 == 0
-
-
 def mask_cards(text: str | None) -> str:
     """Replace anything that looks like a whole card number with its last four digits."""
     if not text:
         return ""
-
     from portal.payments.redaction import mask_card_text  # also cuts "493817******0003" to its last four
 
     return mask_card_text(text)

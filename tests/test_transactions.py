@@ -13,9 +13,9 @@ import responses
 
 from portal import overview as live
 from portal.extensions import db
-from portal.filters import luhn_ok
 from portal.models import Checkout, Refund
 from portal.payments import refresh_order
+from portal.payments.redaction import luhn_ok
 from portal.providers.base import ProviderTransaction, State
 from portal.security import encrypt_secret
 from tests.support.factories import make_checkout, make_order

@@ -12,8 +12,8 @@ import requests
 
 from portal import refunds as refund_service
 from portal.extensions import db
-from portal.filters import luhn_ok
 from portal.models import AuditEvent, Checkout, Order, Refund
+from portal.payments.redaction import luhn_ok
 from sandbox import faults
 from sandbox import settings as sandbox_settings
 from sandbox.callbacks import wait_for_senders
