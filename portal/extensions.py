@@ -33,3 +33,12 @@ def _sqlite_pragmas(dbapi_connection, _record):
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
+
+
+def dialect_insert(model):
+    """INSERT for the session's database, with its ON CONFLICT clauses (PostgreSQL and SQLite both have them)."""
+    from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    postgresql = db.session.get_bind().dialect.name == "postgresql"
+    return (postgresql_insert if postgresql else sqlite_insert)(model)

@@ -444,3 +444,65 @@ def test_redaction_takes_any_depth_without_recursion():
     for _ in range(50_000):
         node = node["a"][0]
     assert node == {"cardNum": "•••• 4242"}
+
+
+@responses.activate
+def test_a_callback_resent_after_the_query_was_down_is_processed_again(app, client, mypay_checkout):
+    """MyPay resends the same body; once its query answers again, the resend is confirmed and applied."""
+    checkout_id, reference, amount = mypay_checkout
+    report = _mypay_report(reference, amount)
+    responses.post(app.config["MYPAY_API_URL"], status=500)
+    assert client.post("/webhooks/mypay", data=report).status_code == 503
+    responses.replace(responses.POST, app.config["MYPAY_API_URL"], json=report)
+    response = client.post("/webhooks/mypay", data=report)
+    assert response.status_code == 200 and response.data == b"8888"
+    assert _state(app, checkout_id) == ("paid", "paid")
+    with app.app_context():
+        event = db.session.execute(db.select(WebhookEvent)).scalar_one()
+        assert (event.status, event.attempts, event.error) == ("applied", 2, None)
+
+
+def test_a_callback_resent_once_the_attempt_is_open_is_applied(app, client, seed):
+    with app.app_context():
+        checkout = make_checkout(make_order(seed.merchant_id), provider="opay", state="creating")
+        checkout_id, reference, amount = checkout.id, checkout.reference, checkout.amount
+    notice = opay_notice(reference, amount)
+    assert client.post("/webhooks/opay", data=notice).status_code == 503
+    with app.app_context():
+        db.session.get(Checkout, checkout_id).state = "awaiting_payment"
+        db.session.commit()
+    response = client.post("/webhooks/opay", data=notice)
+    assert response.status_code == 200 and response.data == b"1|OK"
+    assert _state(app, checkout_id) == ("paid", "paid")
+
+
+def test_a_failure_while_applying_keeps_the_callback_and_its_rqid_for_the_resend(
+    app, client, opay_checkout, monkeypatch
+):
+    """Stored before processed: the failed processing is undone (its RqID too), the stored row says so, and the
+    provider's resend of the same notice is applied."""
+    from portal.payments import callbacks
+
+    checkout_id, reference, amount = opay_checkout
+    notice = opay_notice(reference, amount)
+    real = callbacks.apply_state
+    calls = []
+
+    def broken_once(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            real(*args, **kwargs)  # writes, then fails: the writes must not stay
+            raise RuntimeError("disk full")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(callbacks, "apply_state", broken_once)
+    response = client.post("/webhooks/opay", data=notice)
+    assert response.status_code == 503
+    assert _state(app, checkout_id) == ("awaiting_payment", "awaiting_payment")
+    with app.app_context():
+        event = db.session.execute(db.select(WebhookEvent)).scalar_one()
+        assert (event.status, event.error) == ("error", "RuntimeError")
+        assert not db.session.execute(db.select(CheckoutEvent).filter_by(checkout_id=checkout_id)).scalars().all()
+    response = client.post("/webhooks/opay", data=notice)
+    assert response.status_code == 200 and response.data == b"1|OK"
+    assert _state(app, checkout_id) == ("paid", "paid")

@@ -10,19 +10,20 @@ import hashlib
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from urllib.parse import parse_qsl
 
 from sqlalchemy import delete, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import joinedload
 
-from portal.extensions import db
+from portal.extensions import db, dialect_insert
 from portal.gateways import provider_for
 from portal.models import CallbackStatus, Checkout, CheckoutEvent, CheckoutState, Merchant, WebhookEvent, utcnow
 from portal.payments.attempts import refresh_checkout
 from portal.payments.charges import charge_card
-from portal.payments.locking import locked_checkout, write_transaction
+from portal.payments.locking import lock_for_update, write_transaction
 from portal.payments.redaction import mask_card_text, scrub
 from portal.payments.snapshots import checkout_ref
 from portal.payments.state import apply_state, detail, move, record
@@ -143,31 +144,51 @@ def _lenient_fields(text_body: str) -> dict | None:
     return None
 
 
-def store_callback(callback: ReadCallback) -> tuple[WebhookEvent, bool]:
-    """Store the callback as received before anything else; returns (row, first time seen)."""
+def store_callback(callback: ReadCallback) -> tuple[int, CallbackStatus | None]:
+    """Store the callback as received, in the caller's write transaction, before anything else is done with it.
+
+    Returns (row id, None) when it is to be processed: the first time, or again after an error on our side; for a body
+    seen before, (its row id, its status). Every receipt is counted in its attempts.
+    On PostgreSQL a resend racing its original waits here until the original's transaction ends.
+    """
     provider, request = callback.provider.name, callback.request
     dedupe = f"{provider}:" + hashlib.sha256(request.body).hexdigest()
     body, secret_enc = redact(callback)
     headers = {k: v for k, v in request.headers.items() if k.lower() not in ("authorization", "cookie")}
-    row = WebhookEvent(
-        provider=provider,
-        dedupe_key=dedupe,
-        headers=headers,
-        body=body,
-        secret_enc=secret_enc,
-        remote_addr=request.remote_addr,
-    )
-    try:
-        with write_transaction():
-            db.session.add(row)
-        return row, True
-    except IntegrityError:
-        existing = db.session.execute(db.select(WebhookEvent).filter_by(dedupe_key=dedupe)).scalar_one()
-        with write_transaction():
-            db.session.execute(
-                update(WebhookEvent).where(WebhookEvent.id == existing.id).values(attempts=WebhookEvent.attempts + 1)
-            )
-        return existing, False
+    stored = db.session.execute(
+        dialect_insert(WebhookEvent)
+        .values(
+            provider=provider,
+            dedupe_key=dedupe,
+            headers=headers,
+            body=body,
+            secret_enc=secret_enc,
+            remote_addr=request.remote_addr,
+            status=CallbackStatus.RECEIVED.value,
+            attempts=1,
+            received_at=utcnow(),
+        )
+        .on_conflict_do_nothing(index_elements=[WebhookEvent.dedupe_key])
+        .returning(WebhookEvent.id)
+    ).scalar_one_or_none()
+    if stored is not None:
+        return stored, None
+    event_id, status = db.session.execute(
+        update(WebhookEvent)
+        .where(WebhookEvent.dedupe_key == dedupe)
+        .values(attempts=WebhookEvent.attempts + 1)
+        .returning(WebhookEvent.id, WebhookEvent.status)
+    ).one()
+    if status == CallbackStatus.ERROR:
+        # It failed on our side (the provider's query down, the attempt still being opened, a fault): the provider's
+        # resend is processed again, as if first seen; its row (and this transaction) are held meanwhile.
+        db.session.execute(
+            update(WebhookEvent)
+            .where(WebhookEvent.id == event_id)
+            .values(status=CallbackStatus.RECEIVED.value, error=None, error_zh=None)
+        )
+        return event_id, None
+    return event_id, CallbackStatus(status)
 
 
 def set_callback_status(
@@ -207,25 +228,31 @@ def _finish(event_id: int, status: CallbackStatus, error: str | None = None, **f
 
 
 def receive_callback(provider: str, request: CallbackRequest) -> CallbackReply:
-    """Store, verify, apply, and answer as the provider expects (only after the commit)."""
+    """Store, verify, apply, and answer as the provider expects (only after the commit).
+
+    Storing, verifying (with O'Pay's RqID store) and applying are one write transaction: the processing runs in a
+    savepoint, so when it fails the stored row stays and says why. Only what needs the provider's word (a card token
+    to charge, a hint to confirm by a query) goes on after that commit, in transactions of its own.
+    """
     callback = read_callback(provider, request)
-    row, first = store_callback(callback)
-    if not first:
-        return _reply_for_duplicate(callback.provider, row.id)
-    return process_callback(row.id, callback)
+    with write_transaction():
+        event_id, seen = store_callback(callback)
+        outcome = _process(event_id, callback) if seen is None else None
+    if outcome is None:
+        return _reply_for_duplicate(callback.provider, event_id, seen)
+    return outcome()
 
 
-def _reply_for_duplicate(provider: type[Provider], event_id: int) -> CallbackReply:
-    """A resent callback: answer as the first one was answered, waiting briefly if it is still being processed."""
+def _reply_for_duplicate(provider: type[Provider], event_id: int, status: CallbackStatus) -> CallbackReply:
+    """A resent callback: answer as the first one was answered, waiting briefly while it is still being processed
+    (its follow-up with the provider, after the first commit)."""
     deadline = time.monotonic() + 15
-    while True:
-        status = db.session.execute(
-            db.select(WebhookEvent.status).where(WebhookEvent.id == event_id).execution_options(populate_existing=True)
-        ).scalar_one()
-        db.session.commit()
-        if status != CallbackStatus.RECEIVED or time.monotonic() > deadline:
-            break
+    while status == CallbackStatus.RECEIVED and time.monotonic() < deadline:
         time.sleep(0.05)
+        status = CallbackStatus(
+            db.session.execute(db.select(WebhookEvent.status).where(WebhookEvent.id == event_id)).scalar_one()
+        )
+        db.session.commit()
     if status in (CallbackStatus.APPLIED, CallbackStatus.RECORDED, CallbackStatus.UNCONFIRMED):
         return CallbackReply(200, provider.callback_reply)
     if status == CallbackStatus.REFUSED:
@@ -245,17 +272,23 @@ def _callback_merchant(provider: type[Provider], fields: dict | None) -> Merchan
 
 
 def _find_checkout(provider: str, merchant: Merchant | None, reference: str) -> Checkout | None:
-    """The attempt a callback names by its reference (scoped to the merchant the callback names, if any)."""
+    """The attempt a callback names by its reference (scoped to the merchant the callback names, if any), locked for
+    the rest of the transaction."""
     if not reference:
         return None
-    stmt = db.select(Checkout).where(Checkout.reference == reference, Checkout.provider == provider)
+    stmt = (
+        db.select(Checkout)
+        .where(Checkout.reference == reference, Checkout.provider == provider)
+        .options(joinedload(Checkout.order, innerjoin=True))  # applying it refreshes the order: one query, not two
+        .execution_options(populate_existing=True)
+    )
     if merchant is not None:
         stmt = stmt.where(Checkout.merchant_id == merchant.id)
-    return db.session.execute(stmt).scalar_one_or_none()
+    return db.session.execute(lock_for_update(stmt)).scalar_one_or_none()
 
 
-def _verify(callback: ReadCallback, merchant: Merchant | None) -> ProviderEvent:
-    """The provider's verified event; InvalidCallback otherwise."""
+def _verify(callback: ReadCallback, merchant: Merchant | None, found: list[Checkout]) -> ProviderEvent:
+    """The provider's verified event; InvalidCallback otherwise. The attempt the provider looked up goes in `found`."""
     provider = callback.provider
     if provider.callback_merchant_setting and merchant is None:
         raise InvalidCallback(provider.name, NO_MERCHANT)
@@ -264,66 +297,61 @@ def _verify(callback: ReadCallback, merchant: Merchant | None) -> ProviderEvent:
 
     def lookup(reference: str) -> CheckoutRef | None:
         checkout = _find_checkout(provider.name, merchant, reference)
+        if checkout is not None:
+            found[:] = [checkout]
         if checkout is None or checkout.state == CheckoutState.CREATING:
             return None  # unknown, or not yet opened
-        return checkout_ref(checkout)
+        return checkout_ref(checkout, lines=False)
 
     # MyPay callbacks are the agent's, for any store: the lookup finds the attempt by its reference.
     client = provider_for(merchant or Merchant(), provider.name)
     return client.parse_callback(callback.request, lookup, fields=callback.fields)
 
 
-def process_callback(event_id: int, callback: ReadCallback) -> CallbackReply:
-    """Verify a stored callback and apply it; the reply is decided only after the commit."""
+Reply = Callable[[], CallbackReply]
+
+
+def _process(event_id: int, callback: ReadCallback) -> Reply:
+    """Verify the stored callback and apply it, in the caller's transaction; returns what is left to do after the
+    commit (the reply, or the follow-up with the provider that decides it)."""
     provider = callback.provider
-    named: tuple[int, int, str] | None = None  # the attempt the callback named: id, merchant id, state
+    found: list[Checkout] = []  # the attempt the callback named, locked
     try:
-        # Parsing writes (O'Pay's RqID store), so it runs in one short write transaction; no network inside.
-        with write_transaction():
+        with db.session.begin_nested():
             merchant = _callback_merchant(provider, callback.fields)
-            try:
-                event = _verify(callback, merchant)
-            except InvalidCallback as exc:
-                # Read in the same transaction as the provider's lookup, so "still being opened" is what it saw.
-                checkout = _find_checkout(provider.name, merchant, exc.reference)
-                named = (checkout.id, checkout.merchant_id, checkout.state) if checkout else None
-                raise
-            checkout = _find_checkout(provider.name, merchant, event.reference)
-            checkout_id = checkout.id
+            event = _verify(callback, merchant, found)
+            checkout = found[0]
+            if provider.saves_cards and event.card_token:
+                return _take_card_token(checkout, event, event_id)
+            if provider.confirms_by_query(event):
+                _record_only(checkout, event.state.value, event, event_id)
+                return lambda: _confirm_by_query(checkout.id, event, event_id)
+            changed = apply_state(
+                checkout,
+                event.state,
+                source="callback",
+                detail=_event_detail(event, event_id),
+                amount=event.amount,
+                transaction_id=event.transaction_id,
+                webhook_event_id=event_id,
+            )
+            _mark(event_id, checkout, CallbackStatus.APPLIED if changed else CallbackStatus.RECORDED)
+            return lambda: CallbackReply(200, event.reply_body)
     except InvalidCallback as exc:
-        if named is not None and named[2] == CheckoutState.CREATING:  # to be resent, shown to the attempt's merchant
-            _finish(event_id, CallbackStatus.ERROR, NOT_READY, checkout_id=named[0], merchant_id=named[1])
-            return CallbackReply(*RETRY_LATER)
+        named = found[0] if found else None
+        if named is not None and exc.reference and named.state == CheckoutState.CREATING:
+            # To be resent, and shown to the attempt's merchant.
+            set_callback_status(
+                event_id, CallbackStatus.ERROR, NOT_READY, checkout_id=named.id, merchant_id=named.merchant_id
+            )
+            return lambda: CallbackReply(*RETRY_LATER)
         # A refusal is filed under no merchant or attempt: what it names is its own word, not verified.
-        _finish(event_id, CallbackStatus.REFUSED, exc.message_en, error_zh=exc.message_zh)
-        return CallbackReply(400, "refused")
-    except Exception as exc:  # a broken provider answer must not lose the stored callback
+        set_callback_status(event_id, CallbackStatus.REFUSED, exc.message_en, error_zh=exc.message_zh)
+        return lambda: CallbackReply(400, "refused")
+    except Exception as exc:  # a broken provider answer or a bug must not lose the stored callback
         log.exception("callback %s could not be processed", event_id)
-        db.session.rollback()
-        _finish(event_id, CallbackStatus.ERROR, f"{type(exc).__name__}")
-        return CallbackReply(*RETRY_LATER)
-    try:
-        if provider.saves_cards and event.card_token:
-            status = _apply_card_token(checkout_id, event, event_id)
-        elif provider.confirms_by_query(event):
-            status = _apply_confirmed_by_query(checkout_id, event, event_id)
-        else:
-            status = _apply_event(checkout_id, event, event_id)
-    except ProviderError as exc:
-        db.session.rollback()
-        checkout = db.session.get(Checkout, checkout_id)
-        _finish(
-            event_id,
-            CallbackStatus.ERROR,
-            f"{exc.code}: {exc.message_en}",
-            error_zh=f"{exc.code}: {exc.message_zh}",
-            checkout_id=checkout_id,
-            merchant_id=checkout.merchant_id,
-        )
-        return CallbackReply(*RETRY_LATER)
-    if status == CallbackStatus.ERROR:
-        return CallbackReply(*RETRY_LATER)
-    return CallbackReply(200, event.reply_body)
+        set_callback_status(event_id, CallbackStatus.ERROR, f"{type(exc).__name__}")
+        return lambda: CallbackReply(*RETRY_LATER)
 
 
 # ---------------------------------------------------------------- applying
@@ -337,21 +365,25 @@ def _mark(event_id: int, checkout: Checkout, status: CallbackStatus) -> None:
     set_callback_status(event_id, status, checkout_id=checkout.id, merchant_id=checkout.merchant_id)
 
 
-def _apply_event(checkout_id: int, event: ProviderEvent, event_id: int) -> CallbackStatus:
-    """Apply a verified event in one transaction holding the checkout's lock."""
+def _finish(event_id: int, status: CallbackStatus, error: str | None = None, **fields) -> None:
+    """Set a callback's status in a transaction of its own (after a follow-up with the provider)."""
     with write_transaction():
-        checkout = locked_checkout(checkout_id)
-        changed = apply_state(
-            checkout,
-            event.state,
-            source="callback",
-            detail=_event_detail(event, event_id),
-            amount=event.amount,
-            transaction_id=event.transaction_id,
-            webhook_event_id=event_id,
-        )
-        _mark(event_id, checkout, CallbackStatus.APPLIED if changed else CallbackStatus.RECORDED)
-    return CallbackStatus.APPLIED
+        set_callback_status(event_id, status, error, **fields)
+
+
+def _provider_failed(event_id: int, checkout_id: int, exc: ProviderError) -> CallbackReply:
+    """The follow-up with the provider failed: the callback is kept as an error and the provider asked to resend."""
+    db.session.rollback()
+    merchant_id = db.session.execute(db.select(Checkout.merchant_id).where(Checkout.id == checkout_id)).scalar_one()
+    _finish(
+        event_id,
+        CallbackStatus.ERROR,
+        f"{exc.code}: {exc.message_en}",
+        error_zh=f"{exc.code}: {exc.message_zh}",
+        checkout_id=checkout_id,
+        merchant_id=merchant_id,
+    )
+    return CallbackReply(*RETRY_LATER)
 
 
 def _record_only(checkout: Checkout, to_state: str, event: ProviderEvent, event_id: int) -> None:
@@ -361,21 +393,24 @@ def _record_only(checkout: Checkout, to_state: str, event: ProviderEvent, event_
     _mark(event_id, checkout, CallbackStatus.RECORDED)
 
 
-def _apply_confirmed_by_query(checkout_id: int, event: ProviderEvent, event_id: int) -> CallbackStatus:
-    """A callback that is only a hint (MyPay) moves money state only after the provider's query says the same."""
-    with write_transaction():
-        _record_only(locked_checkout(checkout_id), event.state.value, event, event_id)
-    changed, error = refresh_checkout(checkout_id, source="callback+query")
+def _confirm_by_query(checkout_id: int, event: ProviderEvent, event_id: int) -> CallbackReply:
+    """A callback that is only a hint (MyPay, Oen) moves money state only after the provider's query says the same."""
+    try:
+        changed, error = refresh_checkout(checkout_id, source="callback+query")
+    except ProviderError as exc:
+        return _provider_failed(event_id, checkout_id, exc)
     if error:
         _finish(event_id, CallbackStatus.ERROR, error, checkout_id=checkout_id)
-        return CallbackStatus.ERROR
-    checkout = db.session.get(Checkout, checkout_id, populate_existing=True)
-    if not _confirmed(checkout.state, event.state):
+        return CallbackReply(*RETRY_LATER)
+    state, merchant_id = db.session.execute(
+        db.select(Checkout.state, Checkout.merchant_id).where(Checkout.id == checkout_id)
+    ).one()
+    if not _confirmed(state, event.state):
         status = CallbackStatus.UNCONFIRMED  # the provider says otherwise: kept, and it changed nothing
     else:
         status = CallbackStatus.APPLIED if changed else CallbackStatus.RECORDED
-    _finish(event_id, status, checkout_id=checkout_id, merchant_id=checkout.merchant_id)
-    return status
+    _finish(event_id, status, checkout_id=checkout_id, merchant_id=merchant_id)
+    return CallbackReply(200, event.reply_body)
 
 
 def _confirmed(checkout_state: str, said: State) -> bool:
@@ -387,15 +422,21 @@ def _confirmed(checkout_state: str, said: State) -> bool:
     return checkout_state == said.value
 
 
-def _apply_card_token(checkout_id: int, event: ProviderEvent, event_id: int) -> CallbackStatus:
-    """The card is saved at the provider (Oen): keep its token encrypted and charge it exactly once."""
-    with write_transaction():
-        checkout = locked_checkout(checkout_id)
-        if checkout.state != CheckoutState.AWAITING_PAYMENT:
-            _record_only(checkout, CheckoutState.PROCESSING, event, event_id)
-            return CallbackStatus.RECORDED
-        checkout.card_token_enc = encrypt_secret(event.card_token)
-        move(checkout, CheckoutState.PROCESSING, "callback", _event_detail(event, event_id), webhook_event_id=event_id)
-        _mark(event_id, checkout, CallbackStatus.APPLIED)
-    charge_card(checkout_id, source="callback")
-    return CallbackStatus.APPLIED
+def _take_card_token(checkout: Checkout, event: ProviderEvent, event_id: int) -> Reply:
+    """The card is saved at the provider (Oen): keep its token encrypted, then (after the commit) charge it once."""
+    if checkout.state != CheckoutState.AWAITING_PAYMENT:
+        _record_only(checkout, CheckoutState.PROCESSING, event, event_id)
+        return lambda: CallbackReply(200, event.reply_body)
+    checkout.card_token_enc = encrypt_secret(event.card_token)
+    move(checkout, CheckoutState.PROCESSING, "callback", _event_detail(event, event_id), webhook_event_id=event_id)
+    _mark(event_id, checkout, CallbackStatus.APPLIED)
+    checkout_id = checkout.id
+
+    def charge() -> CallbackReply:
+        try:
+            charge_card(checkout_id, source="callback")
+        except ProviderError as exc:
+            return _provider_failed(event_id, checkout_id, exc)
+        return CallbackReply(200, event.reply_body)
+
+    return charge

@@ -1,32 +1,83 @@
-"""Short write transactions and row locks for the payment services (refunds use them too)."""
+"""Short write transactions and row locks for the payment services (refunds use them too).
+
+On SQLite, writers wait for each other in a queue the kernel keeps (an exclusive flock on a file beside the database)
+before they ask SQLite for its write lock. SQLite's own busy handler would poll instead, sleeping up to 100 ms between
+tries, so under load a writer could sleep long after the lock was free. Durability is SQLite's (WAL, synchronous as
+configured); the queue only decides who goes next.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import os
+import threading
 
 from sqlalchemy import text
 
 from portal.extensions import db
 from portal.models import Checkout
 
+_queue = threading.local()  # per thread: (pid, path, fd) of its own open lock file
+
+
+def _sqlite_file(bind) -> str | None:
+    database = bind.url.database
+    if bind.dialect.name != "sqlite" or not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return os.path.abspath(database)
+
+
+def _queue_fd(database: str) -> int:
+    """This thread's descriptor of the database's lock file, opened after any fork (a descriptor shared with another
+    process or thread would share its lock too)."""
+    path = database + "-writers"
+    held = getattr(_queue, "held", None)
+    if held and held[0] == os.getpid() and held[1] == path:
+        return held[2]
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    _queue.held = (os.getpid(), path, fd)
+    return fd
+
+
+@contextlib.contextmanager
+def _writer_queue(bind):
+    database = _sqlite_file(bind)
+    if database is None:
+        yield
+        return
+    fd = _queue_fd(database)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # blocks this thread only (the GIL is released while waiting)
+    try:
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+
 
 @contextlib.contextmanager
 def write_transaction():
-    """One short write transaction; on SQLite it takes the write lock up front so concurrent writers queue."""
+    """One short write transaction; on SQLite it queues for the write lock and takes it up front (BEGIN IMMEDIATE)."""
     db.session.commit()
-    if db.session.get_bind().dialect.name == "sqlite":
-        db.session.execute(text("BEGIN IMMEDIATE"))
-    try:
-        yield
-        db.session.commit()
-    except BaseException:
-        db.session.rollback()
-        raise
+    bind = db.session.get_bind()
+    with _writer_queue(bind):
+        if bind.dialect.name == "sqlite":
+            db.session.execute(text("BEGIN IMMEDIATE"))
+        try:
+            yield
+            db.session.commit()
+        except BaseException:
+            db.session.rollback()
+            raise
 
 
 def locked_checkout(checkout_id: int) -> Checkout:
     """The checkout row, re-read and locked for this transaction."""
     stmt = db.select(Checkout).where(Checkout.id == checkout_id).execution_options(populate_existing=True)
+    return db.session.execute(lock_for_update(stmt)).scalar_one()
+
+
+def lock_for_update(stmt):
+    """The statement with FOR UPDATE where the database has row locks (SQLite: the transaction's write lock)."""
     if db.session.get_bind().dialect.name != "sqlite":
-        stmt = stmt.with_for_update()
-    return db.session.execute(stmt).scalar_one()
+        stmt = stmt.with_for_update(of=Checkout)
+    return stmt

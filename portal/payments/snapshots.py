@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from dataclasses import replace
 
 from flask import current_app
 from flask_babel import get_locale
@@ -41,8 +42,9 @@ def checkout_request(checkout: Checkout, customer_ip: str = "") -> CheckoutReque
     )
 
 
-def checkout_ref(checkout: Checkout) -> CheckoutRef:
-    """What a provider needs to query, verify or refund this attempt."""
+def checkout_ref(checkout: Checkout, *, lines: bool = True) -> CheckoutRef:
+    """What a provider needs to query, verify or refund this attempt; without the order's items and vouchers when
+    `lines` is False (verifying a callback needs neither, and they are two more queries)."""
     ids = {}
     if checkout.provider_checkout_id:
         ids["checkout_id"] = checkout.provider_checkout_id
@@ -51,12 +53,14 @@ def checkout_ref(checkout: Checkout) -> CheckoutRef:
         ids["key"] = decrypt_secret(checkout.provider_secret_enc)
     if checkout.provider_transaction_id:
         ids["transaction_id"] = checkout.provider_transaction_id
+    ref = CheckoutRef(
+        reference=checkout.reference, amount=checkout.amount, provider_ids=ids, paid_amount=checkout.paid_amount or 0
+    )
+    if not lines:
+        return ref
     order = checkout.order
-    return CheckoutRef(
-        reference=checkout.reference,
-        amount=checkout.amount,
-        provider_ids=ids,
-        paid_amount=checkout.paid_amount or 0,
+    return replace(
+        ref,
         vouchers=tuple(VoucherLine(v.kind, v.product_id, v.serial_number, v.name, v.amount) for v in order.vouchers),
         items=tuple(LineItem(i.sku, i.name, i.unit_price, i.quantity) for i in order.items),
     )

@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 
-from sqlalchemy import update
+from sqlalchemy import inspect, select, update
+from sqlalchemy.orm.attributes import set_committed_value
 
 from portal.extensions import db
 from portal.models import (
@@ -74,18 +75,33 @@ def move(checkout: Checkout, new_state: CheckoutState, source: str, detail: str,
     if not forward:
         record(checkout, source, old, new_state, detail, applied=False, webhook_event_id=webhook_event_id)
         return False
-    result = db.session.execute(
-        update(Checkout)
-        .where(Checkout.id == checkout.id, Checkout.state == old)
-        .values(state=CheckoutState(new_state).value, updated_at=utcnow())
-        .execution_options(synchronize_session=False)
-    )
+    # One statement: the compare-and-set of the state, with whatever else the caller changed on the row.
+    values = _unwritten(checkout)
+    values.update(state=CheckoutState(new_state).value, updated_at=utcnow())
+    with db.session.no_autoflush:
+        result = db.session.execute(
+            update(Checkout)
+            .where(Checkout.id == checkout.id, Checkout.state == old)
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
     if result.rowcount != 1:  # someone else moved it first; the caller's transaction is retried by the caller
         raise RuntimeError("checkout changed under a lock")
-    checkout.state = CheckoutState(new_state).value
+    for key, value in values.items():
+        set_committed_value(checkout, key, value)
     record(checkout, source, old, new_state, detail, webhook_event_id=webhook_event_id)
     refresh_order(checkout.order)
     return True
+
+
+def _unwritten(checkout: Checkout) -> dict[str, object]:
+    """The checkout's column values changed in this session and not yet written."""
+    state = inspect(checkout)
+    return {
+        attr.key: attr.value
+        for attr in state.attrs
+        if attr.key in state.mapper.column_attrs and attr.history.has_changes()
+    }
 
 
 def apply_state(
@@ -135,11 +151,18 @@ def apply_state(
 
 
 def refresh_order(order: Order) -> None:
-    """Derive the order's state and amounts from its checkouts: the one place an order's state is written."""
-    checkouts = list(order.checkouts)
-    paid = [c for c in checkouts if c.is_paid]
-    order.paid_amount = sum(c.paid_amount or c.amount for c in paid)
-    order.refunded_amount = sum(c.refunded_amount for c in paid)
+    """Derive the order's state and amounts from its checkouts: the one place an order's state is written.
+
+    Reads the few figures it needs of the order's checkouts (after writing what is pending), not the rows themselves.
+    """
+    rows = db.session.execute(
+        select(Checkout.state, Checkout.amount, Checkout.paid_amount, Checkout.refunded_amount)
+        .where(Checkout.order_id == order.id)
+        .order_by(Checkout.id)
+    ).all()
+    paid = [row for row in rows if row.state in PAID_STATES]
+    order.paid_amount = sum(row.paid_amount or row.amount for row in paid)
+    order.refunded_amount = sum(row.refunded_amount for row in paid)
     if paid:
         if order.refunded_amount >= order.paid_amount:
             order.state = OrderState.REFUNDED.value
@@ -147,11 +170,11 @@ def refresh_order(order: Order) -> None:
             order.state = OrderState.PARTIALLY_REFUNDED.value
         else:
             order.state = OrderState.PAID.value
-    elif not checkouts:
+    elif not rows:
         order.state = OrderState.DRAFT.value
     else:
-        latest = checkouts[-1]
-        order.state = OrderState.AWAITING_PAYMENT.value if latest.is_open else OrderState(latest.state).value
+        latest = rows[-1].state
+        order.state = OrderState.AWAITING_PAYMENT.value if latest in OPEN_STATES else OrderState(latest).value
 
 
 def state_from_transactions(checkout: Checkout, txns: list[ProviderTransaction]) -> tuple[State | None, dict]:
