@@ -22,7 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import _common as common  # noqa: E402
-from bench.callback_intake import open_checkouts, opay_notice  # noqa: E402
+from bench.callback_intake import opay_notice, open_checkouts  # noqa: E402
 
 TABLE = re.compile(r"\b(?:FROM|INTO|UPDATE)\s+\"?(\w+)", re.IGNORECASE)
 
