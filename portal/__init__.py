@@ -61,7 +61,6 @@ def load_config(app: Flask, test_config: dict | None) -> None:
     if test_config:
         app.config.from_mapping(test_config)
     settings.derive(app.config, app.instance_path)
-    app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {"pool_pre_ping": True})
     app.config["WTF_CSRF_TIME_LIMIT"] = None  # the token lives as long as the login session
     app.config["BABEL_DEFAULT_LOCALE"] = "zh_TW"
     app.config["BABEL_TRANSLATION_DIRECTORIES"] = "translations"

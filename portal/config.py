@@ -50,6 +50,11 @@ class ConfigError(ValueError):
 # name: (default, meaning). A default of None means "derived" (see load_settings).
 SETTINGS: dict[str, tuple[object, str]] = {
     "DATABASE_URL": (None, "SQLAlchemy URL; default a SQLite file in instance/; PostgreSQL in production"),
+    "DATABASE_POOL_SIZE": (
+        None,
+        "connections each process keeps open to a server database (PostgreSQL); default GUNICORN_THREADS (8) + 2, "
+        "one for every request thread and two for the live overview's workers",
+    ),
     "SECRET_KEY": (None, "session signing; default generated once into instance/secret_key"),
     "PORTAL_DATA_KEY": (None, "encrypts provider secrets and card tokens; default generated once into instance/"),
     "PORTAL_BASE_URL": ("http://127.0.0.1:5000", "public address used in return and callback URLs"),
@@ -81,6 +86,7 @@ SETTINGS: dict[str, tuple[object, str]] = {
 }
 
 INT_SETTINGS = {
+    "DATABASE_POOL_SIZE",
     "TRUSTED_PROXIES",
     "PROVIDER_TIMEOUT_S",
     "CHECKOUT_LINK_TTL_H",
@@ -178,6 +184,7 @@ def derive(config: dict, instance_path: Path) -> None:
         config["DATABASE_URL"] = f"sqlite:///{instance_path / 'portal.db'}"
     config.setdefault("SQLALCHEMY_DATABASE_URI", config["DATABASE_URL"])
     _private_sqlite_file(str(config["DATABASE_URL"]))
+    config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", engine_options(config))
     if not config.get("SECRET_KEY"):
         config["SECRET_KEY"] = _instance_secret(instance_path, "secret_key", 48)
     if not config.get("PORTAL_DATA_KEY"):
@@ -203,6 +210,18 @@ def derive(config: dict, instance_path: Path) -> None:
     else:
         config["MYPAY_AGENT_UID"] = config.get("MYPAY_AGENT_UID") or TEST_MYPAY_AGENT_UID
         config["MYPAY_AGENT_KEY"] = config.get("MYPAY_AGENT_KEY") or TEST_MYPAY_AGENT_KEY
+
+
+def engine_options(config: dict) -> dict:
+    """SQLAlchemy's pool: checked before use; for a server database, sized for the process's threads."""
+    options: dict[str, object] = {"pool_pre_ping": True}
+    if str(config["SQLALCHEMY_DATABASE_URI"]).startswith("sqlite"):
+        return options
+    size = config.get("DATABASE_POOL_SIZE") or int(os.environ.get("GUNICORN_THREADS") or 8) + 2
+    if int(size) < 1:
+        raise ConfigError(f"DATABASE_POOL_SIZE must be at least 1, not {size}.")
+    # A burst beyond the pool waits up to 10 s for a connection rather than opening ever more of them.
+    return {**options, "pool_size": int(size), "max_overflow": 2, "pool_timeout": 10}
 
 
 def is_loopback_http(url: str) -> bool:

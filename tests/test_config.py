@@ -153,3 +153,15 @@ def test_every_page_says_when_payments_are_not_real(tmp_path, env, shown):
         assert 'class="env-banner' in page and "測試環境" in page and shown in page
     else:
         assert "env-banner" not in page and "測試環境" not in page
+
+
+def test_a_server_database_pool_has_a_connection_for_every_request_thread(tmp_path, monkeypatch):
+    """gunicorn's threads each hold a connection during a request: the pool is sized for them, not left at 5."""
+    from portal.config import engine_options
+
+    monkeypatch.setenv("GUNICORN_THREADS", "16")
+    url = "postgresql+psycopg://portal:portal@127.0.0.1/portal"
+    options = engine_options({"SQLALCHEMY_DATABASE_URI": url})
+    assert options["pool_size"] == 18 and options["pool_pre_ping"] is True
+    assert engine_options({"SQLALCHEMY_DATABASE_URI": url, "DATABASE_POOL_SIZE": 4})["pool_size"] == 4
+    assert "pool_size" not in engine_options({"SQLALCHEMY_DATABASE_URI": "sqlite:///x.db"})
