@@ -6,7 +6,7 @@ import enum
 from datetime import UTC, datetime
 
 from flask_login import UserMixin
-from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint, false
+from sqlalchemy import DDL, JSON, ForeignKey, Index, String, Text, UniqueConstraint, event, false, func
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal.extensions import db
@@ -177,6 +177,8 @@ class Order(db.Model):
     __table_args__ = (
         UniqueConstraint("merchant_id", "number"),
         Index("ix_order_merchant_created", "merchant_id", "created_at"),
+        # The order list filtered by state, newest first.
+        Index("ix_order_merchant_state_created", "merchant_id", "state", "created_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -213,6 +215,21 @@ class Order(db.Model):
     def is_paid(self) -> bool:
         """Money was taken (paid, partially refunded or refunded)."""
         return self.state in PAID_STATES
+
+
+# The order list's search (orders.list_orders: lower(column) LIKE '%text%'): trigram indexes on PostgreSQL, where
+# the pg_trgm extension comes with the server's contrib package. No index can serve a LIKE with a leading % on SQLite.
+SEARCH_COLUMNS = ("number", "customer_name", "customer_email")
+for _name in SEARCH_COLUMNS:
+    Index(
+        f"ix_order_{_name}_trgm",
+        func.lower(Order.__table__.c[_name]).label(f"{_name}_lower"),
+        postgresql_using="gin",
+        postgresql_ops={f"{_name}_lower": "gin_trgm_ops"},
+    ).ddl_if(dialect="postgresql")
+event.listen(
+    Order.__table__, "before_create", DDL("CREATE EXTENSION IF NOT EXISTS pg_trgm").execute_if(dialect="postgresql")
+)
 
 
 class OrderItem(db.Model):
