@@ -11,7 +11,15 @@ answer no call during the run (printed). Half of the resends follow their origin
 other half come later. Then count, from the database:
 - lost: a distinct notice with no stored WebhookEvent, or whose checkout did not end paid;
 - applied twice: a checkout with more than one applied callback CheckoutEvent;
-both must be 0. Prints callbacks per second and the reply latencies too. Asserts nothing.
+both must be 0. Prints callbacks per second and the reply latencies too.
+
+Beside the portal, on the same database and in the same run, a bare Flask + Flask-SQLAlchemy endpoint
+(`bench.callback_intake:bare_app()`), served by gunicorn with the same workers and threads and sent the same schedule
+of notices: it does the least a correct receiver must do (read the reference from the notice's encrypted Data, store
+the body under a unique key, sha256 of the body, in its own table bare_event, a resend only answered; lock and move
+its own checkout row in bare_checkout from awaiting to paid, SELECT ... FOR UPDATE on PostgreSQL, BEGIN IMMEDIATE on
+SQLite with the portal's pragmas; commit once; answer 1|OK). Prints `ratio to bare` (portal callbacks per second /
+bare callbacks per second) per database. A PostgreSQL that cannot be used is listed as a problem. Asserts nothing.
 
     .venv/bin/python bench/callback_intake.py [--count 5000] [--duplicates 0.10] [--concurrency 16]
                                               [--database both|sqlite|postgres]
@@ -35,10 +43,126 @@ from urllib.parse import urlencode
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import requests  # noqa: E402
+from sqlalchemy import Column, Integer, MetaData, String, Table, Text  # noqa: E402
 
 from bench import _common as common  # noqa: E402
 
 AMOUNT = 1060
+# The bare endpoint's own tables, in the portal's database.
+BARE = MetaData()
+bare_event = Table(
+    "bare_event",
+    BARE,
+    Column("id", Integer, primary_key=True),
+    Column("dedupe_key", String(64), nullable=False, unique=True),
+    Column("body", Text, nullable=False),
+)
+bare_checkout = Table(
+    "bare_checkout",
+    BARE,
+    Column("id", Integer, primary_key=True),
+    Column("reference", String(32), nullable=False, unique=True),
+    Column("state", String(24), nullable=False),
+)
+
+
+# ---------------------------------------------------------------- the bare Flask app (served by gunicorn)
+
+
+def bare_app():
+    """`bench.callback_intake:bare_app()`: POST /webhooks/opay stores the notice once and marks its checkout paid."""
+    import os
+
+    from flask import Flask, request
+    from flask_sqlalchemy import SQLAlchemy
+    from sqlalchemy import event, select, update
+    from sqlalchemy.exc import IntegrityError
+
+    from portal.providers.crypto import opay_decrypt_json
+
+    app = Flask("bare")
+    app.config["SQLALCHEMY_DATABASE_URI"] = os.environ["DATABASE_URL"]
+    db = SQLAlchemy(app, metadata=BARE)
+    with app.app_context():
+        engine = db.engine
+    sqlite = engine.dialect.name == "sqlite"
+    if sqlite:
+
+        @event.listens_for(engine, "connect")
+        def _connect(dbapi_connection, _record):
+            dbapi_connection.isolation_level = None  # the BEGIN below, not the driver's
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")  # as portal/extensions.py
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+
+        @event.listens_for(engine, "begin")
+        def _begin(conn):
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    @app.get("/healthz")
+    def healthz():
+        return "ok"
+
+    @app.post("/webhooks/opay")
+    def opay():
+        body = request.get_data(as_text=True)
+        data = opay_decrypt_json(request.form["Data"], common.OPAY["opay_hash_key"], common.OPAY["opay_hash_iv"])
+        try:
+            db.session.execute(
+                bare_event.insert().values(dedupe_key=hashlib.sha256(body.encode()).hexdigest(), body=body)
+            )
+        except IntegrityError:  # a resend: already stored (and applied)
+            db.session.rollback()
+            return "1|OK"
+        row = db.session.execute(
+            select(bare_checkout.c.id, bare_checkout.c.state)
+            .where(bare_checkout.c.reference == data["MerchantTradeNo"])
+            .with_for_update()
+        ).one()
+        if row.state == "awaiting_payment":
+            db.session.execute(
+                update(bare_checkout)
+                .where(bare_checkout.c.id == row.id, bare_checkout.c.state == "awaiting_payment")
+                .values(state="paid")
+            )
+        db.session.commit()
+        return "1|OK"
+
+    return app
+
+
+def seed_bare(database_url: str, references: list[str]) -> None:
+    """The bare endpoint's tables (create_all), one awaiting checkout per reference."""
+    from sqlalchemy import create_engine
+
+    engine = create_engine(database_url)
+    try:
+        BARE.drop_all(engine)
+        BARE.create_all(engine)
+        with engine.begin() as conn:
+            conn.execute(bare_checkout.insert(), [{"reference": r, "state": "awaiting_payment"} for r in references])
+    finally:
+        engine.dispose()
+
+
+def verify_bare(database_url: str) -> tuple[int, int]:
+    """(stored notices, paid checkouts) of the bare endpoint."""
+    from sqlalchemy import create_engine, func, select
+
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            stored = conn.execute(select(func.count()).select_from(bare_event)).scalar_one()
+            paid = conn.execute(
+                select(func.count()).select_from(bare_checkout).where(bare_checkout.c.state == "paid")
+            ).scalar_one()
+    finally:
+        engine.dispose()
+    return stored, paid
+
+
 LOG_PROBLEMS = ("Traceback", "database is locked", "deadlock detected", "could not serialize", "WORKER TIMEOUT")
 
 
@@ -217,10 +341,12 @@ def run_database(label: str, database_url: str, args, tmp: Path) -> tuple[list, 
         sandbox.stop()
     sent = Counter(int(r.note.split(" ", 1)[0]) for r in load.results)
     found = verify(app, checkouts, bodies, sent)
+    bare_load, bare_found = run_bare(label, database_url, args, tmp, checkouts, order)
     with app.app_context():
         from portal.extensions import db
 
         db.engine.dispose()
+    ratio = load.rate / bare_load.rate if bare_load.rate else 0.0
     delivered_distinct = len(sent)
     delivered_dups = load.done - delivered_distinct
     row = [
@@ -233,13 +359,23 @@ def run_database(label: str, database_url: str, args, tmp: Path) -> tuple[list, 
         load.failed,
         found["lost"],
         found["applied_twice"],
+        f"{bare_load.rate:.0f}",
+        f"{bare_load.pct(50) * 1000:.0f}",
+        f"{bare_load.pct(99) * 1000:.0f}",
+        f"{ratio:.2f}",
     ]
     print(
         f"  {label}: setup {setup_s:.1f} s ({distinct} open checkouts), sent {load.done} in {load.wall:.1f} s; "
         f"callbacks stored by status {dict(found['event_status'])}; calls to the sandbox {sandbox.served()}"
     )
+    print(
+        f"  {label}: ratio to bare: {ratio:.2f} (portal {load.rate:.0f}/s, p50 {load.pct(50) * 1000:.0f} ms, "
+        f"p99 {load.pct(99) * 1000:.0f} ms; bare {bare_load.rate:.0f}/s, p50 {bare_load.pct(50) * 1000:.0f} ms, "
+        f"p99 {bare_load.pct(99) * 1000:.0f} ms)"
+    )
     if load.stopped_by_time:
         problems.append(f"{label}: stopped by the time limit ({args.time_limit:g} s) after {load.done} callbacks")
+    problems += bare_found
     if found["lost"]:
         problems.append(
             f"{label}: {found['lost']} lost ({found['no_event']} with no stored callback, "
@@ -259,6 +395,48 @@ def run_database(label: str, database_url: str, args, tmp: Path) -> tuple[list, 
         if each.log_count("Traceback"):
             print(f"--- {each.name}: first traceback in its log\n{each.first_traceback()}")
     return row, problems
+
+
+def run_bare(label: str, database_url: str, args, tmp: Path, checkouts, order: list[int]) -> tuple[common.Load, list]:
+    """The bare endpoint on the same database, sent the same schedule: (its load, problems)."""
+    problems: list[str] = []
+    seed_bare(database_url, [reference for _id, reference in checkouts])
+    port = common.free_port()
+    env = common.portal_env(database_url, port, None, GUNICORN_WORKERS=args.workers, GUNICORN_THREADS=args.threads)
+    server = common.Server(f"bare-{label}", "bench.callback_intake:bare_app()", env, port, tmp, "/healthz")
+    try:
+        server.start()
+        bodies = [opay_notice(reference, n) for n, (_id, reference) in enumerate(checkouts)]
+        url = server.url + "/webhooks/opay"
+        headers = {"Content-Type": "application/x-www-form-urlencoded"}
+
+        def call(session: requests.Session, n: int) -> common.Result:
+            result = common.timed_post(
+                session, url, lambda r: r.status_code == 200 and r.text == "1|OK", data=bodies[n], headers=headers
+            )
+            result.note = f"{n} {result.note}"
+            return result
+
+        load = common.drive(order, call, concurrency=args.concurrency, time_limit=args.time_limit)
+    except BaseException:
+        print(f"--- {server.name} log (tail)\n{server.tail()}")
+        raise
+    finally:
+        server.stop()
+    distinct = len({int(r.note.split(" ", 1)[0]) for r in load.results})
+    stored, paid = verify_bare(database_url)
+    if stored != distinct or paid != distinct:
+        problems.append(f"{label}: bare endpoint stored {stored} and paid {paid} of {distinct} distinct notices")
+    if load.failed:
+        problems.append(f"{label}: bare endpoint answered {load.failed} callbacks other than 1|OK")
+    if load.stopped_by_time:
+        problems.append(f"{label}: bare endpoint stopped by the time limit after {load.done} callbacks")
+    for needle in LOG_PROBLEMS:
+        if server.log_count(needle):
+            problems.append(f"{label}: {server.name} log has {server.log_count(needle)} x {needle!r}")
+    if server.log_count("Traceback"):
+        print(f"--- {server.name}: first traceback in its log\n{server.first_traceback()}")
+    return load, problems
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -293,7 +471,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.database in ("both", "postgres"):
             url, about = common.postgres_url("portal_bench")
             if url is None:
-                print(f"  PostgreSQL skipped: no server to use on 127.0.0.1 ({about})")
+                print(f"  PostgreSQL NOT MEASURED: no server to use on 127.0.0.1 ({about})")
+                problems.append(f"PostgreSQL not measured: no server to use on 127.0.0.1 ({about})")
             else:
                 try:
                     row, found = run_database(" ".join(about.split()[:2]), url, args, Path(tmp))
@@ -304,7 +483,9 @@ def main(argv: list[str] | None = None) -> int:
                 problems += found
     print()
     headers = ["database", "callbacks", "wall s", "per s", "p50 ms", "p99 ms", "not 1|OK", "lost", "applied twice"]
+    headers += ["bare per s", "bare p50 ms", "bare p99 ms", "ratio to bare"]
     print(common.table(headers, rows))
+    print("ratio to bare: portal callbacks per second / the bare endpoint's, same database, schedule and gunicorn")
     print("lost: no stored WebhookEvent or checkout not paid; applied twice: >1 applied callback event per checkout")
     common.report_problems(problems, "every callback was answered 1|OK; none lost, none applied twice")
     return 0
