@@ -6,7 +6,7 @@ import enum
 from datetime import UTC, datetime
 
 from flask_login import UserMixin
-from sqlalchemy import DDL, JSON, ForeignKey, Index, String, Text, UniqueConstraint, event, false, func
+from sqlalchemy import DDL, JSON, ForeignKey, Index, String, Text, UniqueConstraint, event, false, func, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal.extensions import db
@@ -59,6 +59,13 @@ class RefundState(enum.StrEnum):
     UNKNOWN = "unknown"  # the portal did not hear the provider's answer
 
 
+class OutboxState(enum.StrEnum):
+    PENDING = "pending"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"  # given up after its retries
+
+
 class CallbackStatus(enum.StrEnum):
     """What became of a stored callback."""
 
@@ -98,6 +105,14 @@ class Merchant(db.Model):
     opay_hash_iv_enc: Mapped[str | None] = mapped_column(Text)
     # Admins must sign in with a second factor before they refund or change settings (off by default).
     require_admin_two_factor: Mapped[bool] = mapped_column(default=False, server_default=false())
+    # Shown to customers on every customer page and in mails.
+    contact_phone: Mapped[str | None] = mapped_column(String(40))
+    contact_email: Mapped[str | None] = mapped_column(String(254))
+    contact_note: Mapped[str | None] = mapped_column(String(200))  # e.g. a LINE ID or opening hours
+    # Mails: a notice to the shop's staff when an order is paid (none when empty); a reminder to the customer when a
+    # link is still unpaid this many hours after it was made (0: none).
+    notify_email: Mapped[str | None] = mapped_column(String(254))
+    reminder_hours: Mapped[int] = mapped_column(default=24, server_default=text("24"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     users: Mapped[list[User]] = relationship(back_populates="merchant")
@@ -194,6 +209,12 @@ class Order(db.Model):
     refunded_amount: Mapped[int] = mapped_column(default=0)
     note: Mapped[str] = mapped_column(Text, default="")
     state: Mapped[str] = mapped_column(String(24), default=OrderState.DRAFT.value, index=True)  # an OrderState
+    # The customer link belongs to the order: /pay/<link_token> stays the same across retries and provider switches.
+    link_token: Mapped[str | None] = mapped_column(String(64), unique=True, index=True)
+    link_provider: Mapped[str | None] = mapped_column(String(10))  # a provider, or "choice": the customer picks
+    link_expires_at: Mapped[datetime | None]
+    link_ended_at: Mapped[datetime | None]  # staff cancelled the link
+    customer_locale: Mapped[str | None] = mapped_column(String(10))  # the customer's language, for mails
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("user.id"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
@@ -286,6 +307,10 @@ class Checkout(db.Model):
     charge_started_at: Mapped[datetime | None]  # Oen: when the card token was last sent to be charged
     paid_amount: Mapped[int] = mapped_column(default=0)
     refunded_amount: Mapped[int] = mapped_column(default=0)
+    card_last4: Mapped[str | None] = mapped_column(String(4))  # as the provider reported it; never more
+    # An offline payment's instructions (MyPay ATM virtual account, convenience-store code) and their deadline.
+    payment_code: Mapped[dict | None] = mapped_column(JSON)
+    payment_code_expires_at: Mapped[datetime | None]
     needs_attention: Mapped[bool] = mapped_column(default=False)
     last_error: Mapped[str | None] = mapped_column(Text)
     last_queried_at: Mapped[datetime | None]
@@ -407,3 +432,25 @@ class SeenNonce(db.Model):
     provider: Mapped[str] = mapped_column(String(10))
     value: Mapped[str] = mapped_column(String(128))
     seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class OutboxMessage(db.Model):
+    """Something to send (a mail; later a webhook to the merchant), written with the change that causes it."""
+
+    __table_args__ = (Index("ix_outbox_message_due", "state", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # "mail"
+    topic: Mapped[str] = mapped_column(String(32))  # e.g. "receipt", "reminder", "link", "staff_paid"
+    dedupe_key: Mapped[str] = mapped_column(String(200), unique=True)  # one message per event
+    merchant_id: Mapped[int | None] = mapped_column(ForeignKey("merchant.id"), index=True)
+    order_id: Mapped[int | None] = mapped_column(ForeignKey("order.id"), index=True)
+    payload: Mapped[dict] = mapped_column(JSON, default=dict)
+    state: Mapped[str] = mapped_column(String(16), default=OutboxState.PENDING.value)  # an OutboxState
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    locked_until: Mapped[datetime | None]  # while a worker sends it
+    last_error: Mapped[str | None] = mapped_column(Text)
+    last_duration_ms: Mapped[int | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    sent_at: Mapped[datetime | None]

@@ -1,0 +1,164 @@
+"""The outbox: what the portal sends (mails now, the merchant's webhooks later) is written as a row in the same database
+transaction as the change that causes it, and sent afterwards by the worker.
+
+Nothing is lost when a process dies: a row is sent until it is marked sent. Nothing is sent twice by two workers: a
+worker claims rows under row locks (FOR UPDATE SKIP LOCKED on PostgreSQL; SQLite's write lock), marks them "sending"
+with a lease, and only then sends. A worker that dies while sending leaves the row to be claimed again when the lease
+ends (the one window in which a mail can go twice; its Message-ID stays the same, so mail clients show it once).
+A row is never enqueued twice for one event: its dedupe key is unique.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import or_, update
+
+from portal.extensions import db, dialect_insert
+from portal.models import OutboxMessage, OutboxState, utcnow
+from portal.payments.locking import write_transaction
+
+log = logging.getLogger(__name__)
+
+# A claimed row is the claimer's for this long; longer than a send can take (SMTP and webhook timeouts are 10-30 s).
+LEASE = timedelta(minutes=5)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Growing delays between attempts, and when to give up."""
+
+    first_delay: timedelta
+    max_delay: timedelta
+    give_up_after: timedelta
+
+    def next_attempt(self, attempts: int, created_at, now) -> object | None:
+        """When to try again after `attempts` failed tries; None to give up."""
+        delay = min(self.first_delay * (2 ** max(attempts - 1, 0)), self.max_delay)
+        if now + delay - created_at > self.give_up_after:
+            return None
+        return now + delay
+
+
+# kind: (sender, retry policy). Senders raise to have the row retried; what they raise is kept as last_error.
+SENDERS: dict[str, tuple[Callable[[OutboxMessage], None], RetryPolicy]] = {}
+
+MAIL_RETRY = RetryPolicy(timedelta(minutes=1), timedelta(hours=1), timedelta(days=2))
+
+
+def register(kind: str, sender: Callable[[OutboxMessage], None], policy: RetryPolicy) -> None:
+    SENDERS[kind] = (sender, policy)
+
+
+def enqueue(
+    kind: str,
+    topic: str,
+    *,
+    dedupe_key: str,
+    merchant_id: int | None,
+    order_id: int | None = None,
+    payload: dict | None = None,
+) -> bool:
+    """Add a message in the caller's transaction (nothing is committed here); False when one with this dedupe key
+    was enqueued before (the event already has its message)."""
+    now = utcnow()
+    stmt = dialect_insert(OutboxMessage).values(
+        kind=kind,
+        topic=topic,
+        dedupe_key=dedupe_key,
+        merchant_id=merchant_id,
+        order_id=order_id,
+        payload=payload or {},
+        state=OutboxState.PENDING.value,
+        attempts=0,
+        next_attempt_at=now,
+        created_at=now,
+    )
+    stored = db.session.execute(
+        stmt.on_conflict_do_nothing(index_elements=[OutboxMessage.dedupe_key]).returning(OutboxMessage.id)
+    ).scalar_one_or_none()
+    return stored is not None
+
+
+def claim(limit: int = 20, kinds: tuple[str, ...] | None = None) -> list[int]:
+    """Claim up to `limit` due messages for this worker; their ids. Due: pending and its time has come, or being sent
+    by a worker whose lease has ended."""
+    now = utcnow()
+    due = or_(
+        (OutboxMessage.state == OutboxState.PENDING.value) & (OutboxMessage.next_attempt_at <= now),
+        (OutboxMessage.state == OutboxState.SENDING.value) & (OutboxMessage.locked_until < now),
+    )
+    stmt = db.select(OutboxMessage.id).where(due).order_by(OutboxMessage.next_attempt_at, OutboxMessage.id)
+    if kinds:
+        stmt = stmt.where(OutboxMessage.kind.in_(kinds))
+    stmt = stmt.limit(limit)
+    with write_transaction():
+        if db.session.get_bind().dialect.name != "sqlite":
+            stmt = stmt.with_for_update(skip_locked=True)
+        ids = list(db.session.execute(stmt).scalars())
+        if ids:
+            db.session.execute(
+                update(OutboxMessage)
+                .where(OutboxMessage.id.in_(ids))
+                .values(state=OutboxState.SENDING.value, locked_until=now + LEASE, attempts=OutboxMessage.attempts + 1)
+            )
+    return ids
+
+
+def send_claimed(message_id: int) -> bool:
+    """Send one claimed message and record the outcome; True when it went."""
+    message = db.session.get(OutboxMessage, message_id, populate_existing=True)
+    sender, policy = SENDERS[message.kind]
+    started = time.monotonic()
+    try:
+        sender(message)
+    except Exception as exc:  # every failure is retried: the sender says what went wrong
+        db.session.rollback()
+        error = f"{type(exc).__name__}: {exc}"[:500]
+        log.warning(
+            "outbox %s (%s %s) attempt %s failed: %s", message_id, message.kind, message.topic, message.attempts, error
+        )
+        _after_failure(message_id, error, policy)
+        return False
+    with write_transaction():
+        db.session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id == message_id)
+            .values(
+                state=OutboxState.SENT.value,
+                sent_at=utcnow(),
+                locked_until=None,
+                last_error=None,
+                last_duration_ms=int((time.monotonic() - started) * 1000),
+            )
+        )
+    return True
+
+
+def _after_failure(message_id: int, error: str, policy: RetryPolicy) -> None:
+    with write_transaction():
+        message = db.session.get(OutboxMessage, message_id, populate_existing=True)
+        now = utcnow()
+        retry_at = policy.next_attempt(message.attempts, message.created_at, now)
+        message.last_error = error
+        message.locked_until = None
+        if retry_at is None:
+            message.state = OutboxState.FAILED.value
+        else:
+            message.state = OutboxState.PENDING.value
+            message.next_attempt_at = retry_at
+
+
+def deliver_due(limit: int = 20) -> tuple[int, int]:
+    """Claim and send what is due; (sent, failed)."""
+    sent = failed = 0
+    for message_id in claim(limit, kinds=tuple(SENDERS)):
+        if send_claimed(message_id):
+            sent += 1
+        else:
+            failed += 1
+    return sent, failed
