@@ -38,6 +38,8 @@ def create_app(test_config: dict | None = None) -> Flask:
     register_security_headers(app)
     register_commands(app)
     register_template_helpers(app)
+    from portal import mail  # noqa: F401  (the outbox's sender of mails)
+
     return app
 
 

@@ -102,3 +102,19 @@ def register(app: Flask) -> None:
         click.echo(
             f"asked {summary.asked}, changed {summary.changed}, unchanged {summary.unchanged}, errors {summary.errors}"
         )
+
+    @app.cli.command("worker")
+    @click.option("--once", is_flag=True, help="run every job once and exit (for cron instead of a running worker)")
+    def worker(once):
+        """Send the outbox (mails) and run the scheduled jobs until stopped (Ctrl-C or SIGTERM)."""
+        from portal import worker as background
+
+        if once:
+            ran = background.run_once(app)
+            click.echo(f"ran: {', '.join(ran) or 'nothing (another worker holds every job)'}")
+            return
+        click.echo(
+            f"worker {background.HOLDER}: outbox every {app.config['WORKER_POLL_S']} s, reconcile every "
+            f"{app.config['RECONCILE_EVERY_MIN']} min, link expiry, reminders, purge; Ctrl-C stops"
+        )
+        background.run_forever(app)

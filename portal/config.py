@@ -82,10 +82,27 @@ SETTINGS: dict[str, tuple[object, str]] = {
     "TRUSTED_PROXIES": (0, "how many reverse proxies sit in front; their X-Forwarded-* headers are believed"),
     "SESSION_IDLE_MINUTES": (120, "a login ends after this long without a request"),
     "SESSION_ABSOLUTE_HOURS": (12, "a login ends this long after it began, whatever happens"),
+    "MAIL_SERVER": (
+        None,
+        "SMTP server for customer links, receipts, reminders and staff notices; default in sandbox the sandbox's "
+        "mail catcher (127.0.0.1), elsewhere none (no mail is sent until it is set)",
+    ),
+    "MAIL_PORT": (None, "SMTP port; default in sandbox the mail catcher's (PORTAL_BASE_URL's port + 2), else 587"),
+    "MAIL_FROM": (None, "the sender of every mail; default no-reply@<PORTAL_BASE_URL's host>"),
+    "MAIL_SECURITY": (None, "starttls, tls (implicit, port 465) or none; default none in sandbox, else starttls"),
+    "MAIL_USERNAME": ("", "SMTP login, if the server asks for one"),
+    "MAIL_PASSWORD": ("", "SMTP password"),
+    "MAIL_TIMEOUT_S": (20, "seconds for the SMTP conversation of one mail"),
+    "WORKER_POLL_S": (2, "seconds between the worker's looks at the outbox"),
+    "RECONCILE_EVERY_MIN": (5, "minutes between the worker's queries of open checkouts at their providers"),
     "LOG_LEVEL": ("INFO", "log level"),
 }
 
 INT_SETTINGS = {
+    "MAIL_PORT",
+    "MAIL_TIMEOUT_S",
+    "WORKER_POLL_S",
+    "RECONCILE_EVERY_MIN",
     "DATABASE_POOL_SIZE",
     "TRUSTED_PROXIES",
     "PROVIDER_TIMEOUT_S",
@@ -203,6 +220,7 @@ def derive(config: dict, instance_path: Path) -> None:
             config[name] = url
     for name in ("SECRET_KEY", "PORTAL_DATA_KEY"):
         _check_key(config, name)
+    derive_mail(config, env, base)
     if env == "production":  # no test default: MyPay stays off until the operator's own agent is set
         config["MYPAY_AGENT_UID"] = config.get("MYPAY_AGENT_UID") or ""
         config["MYPAY_AGENT_KEY"] = config.get("MYPAY_AGENT_KEY") or ""
@@ -210,6 +228,28 @@ def derive(config: dict, instance_path: Path) -> None:
     else:
         config["MYPAY_AGENT_UID"] = config.get("MYPAY_AGENT_UID") or TEST_MYPAY_AGENT_UID
         config["MYPAY_AGENT_KEY"] = config.get("MYPAY_AGENT_KEY") or TEST_MYPAY_AGENT_KEY
+
+
+MAIL_SECURITY = ("starttls", "tls", "none")
+
+
+def derive_mail(config: dict, env: str, base: str) -> None:
+    """Mail goes to the sandbox's catcher in sandbox, nowhere until MAIL_SERVER is set elsewhere."""
+    parts = urlsplit(base)
+    sandbox = env == "sandbox"
+    if not config.get("MAIL_SERVER"):
+        config["MAIL_SERVER"] = "127.0.0.1" if sandbox else ""
+    if not config.get("MAIL_PORT"):
+        config["MAIL_PORT"] = (parts.port or 80) + 2 if sandbox else 587
+    if not config.get("MAIL_FROM"):
+        config["MAIL_FROM"] = f"no-reply@{parts.hostname or 'localhost'}"
+    security = str(config.get("MAIL_SECURITY") or ("none" if sandbox else "starttls")).lower()
+    if security not in MAIL_SECURITY:
+        raise ConfigError(f"MAIL_SECURITY must be starttls, tls or none, not {security!r}.")
+    config["MAIL_SECURITY"] = security
+    plain = security == "none" and config["MAIL_SERVER"] and not is_loopback_host(str(config["MAIL_SERVER"]))
+    if env == "production" and plain:
+        raise ConfigError("MAIL_SECURITY=none sends mail unencrypted over the network: use starttls or tls.")
 
 
 def engine_options(config: dict) -> dict:

@@ -454,3 +454,14 @@ class OutboxMessage(db.Model):
     last_duration_ms: Mapped[int | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     sent_at: Mapped[datetime | None]
+
+
+class JobRun(db.Model):
+    """A scheduled job's last run, shared by every worker: one of them runs it each time, whichever claims it."""
+
+    name: Mapped[str] = mapped_column(String(40), primary_key=True)
+    last_started_at: Mapped[datetime | None]
+    locked_until: Mapped[datetime | None]  # while a worker runs it
+    holder: Mapped[str | None] = mapped_column(String(100))  # host and process of that worker
+    last_finished_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)

@@ -1,4 +1,4 @@
-"""The outbox the worker sends from (mails; later the merchant's webhooks); the customer link as the order's own
+"""The worker's shared record of its scheduled jobs; the outbox it sends from (mails; later the merchant's webhooks); the customer link as the order's own
 (its token, provider or the customer's choice, expiry, end); a checkout's card last four and offline payment code;
 the shop's contact for customers, its staff notice address and reminder delay.
 
@@ -16,6 +16,16 @@ depends_on = None
 
 
 def upgrade():
+    op.create_table(
+        "job_run",
+        sa.Column("name", sa.String(length=40), nullable=False),
+        sa.Column("last_started_at", sa.DateTime(), nullable=True),
+        sa.Column("locked_until", sa.DateTime(), nullable=True),
+        sa.Column("holder", sa.String(length=100), nullable=True),
+        sa.Column("last_finished_at", sa.DateTime(), nullable=True),
+        sa.Column("last_error", sa.Text(), nullable=True),
+        sa.PrimaryKeyConstraint("name"),
+    )
     op.create_table('outbox_message',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('kind', sa.String(length=16), nullable=False),
@@ -91,3 +101,4 @@ def downgrade():
         batch_op.drop_index('ix_outbox_message_due')
 
     op.drop_table('outbox_message')
+    op.drop_table('job_run')

@@ -160,6 +160,7 @@ def refresh_order(order: Order) -> None:
         .where(Checkout.order_id == order.id)
         .order_by(Checkout.id)
     ).all()
+    was_paid = order.state in (OrderState.PAID, OrderState.PARTIALLY_REFUNDED, OrderState.REFUNDED)
     paid = [row for row in rows if row.state in PAID_STATES]
     order.paid_amount = sum(row.paid_amount or row.amount for row in paid)
     order.refunded_amount = sum(row.refunded_amount for row in paid)
@@ -175,6 +176,10 @@ def refresh_order(order: Order) -> None:
     else:
         latest = rows[-1].state
         order.state = OrderState.AWAITING_PAYMENT.value if latest in OPEN_STATES else OrderState(latest).value
+    if paid and not was_paid:
+        from portal.mail import on_order_paid  # the receipt goes out with the transaction that says it was paid
+
+        on_order_paid(order)
 
 
 def state_from_transactions(checkout: Checkout, txns: list[ProviderTransaction]) -> tuple[State | None, dict]:
