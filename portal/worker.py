@@ -63,7 +63,7 @@ def reconcile() -> object:
 
 def expire_links() -> int:
     """Expire the links whose time is up (after asking their provider, which may say they were paid)."""
-    from portal.payments import expire_if_due
+    from portal.payments.attempts import expire_if_due
 
     due = db.session.execute(
         db.select(Checkout.id).where(Checkout.state.in_(OPEN_STATES), Checkout.expires_at <= utcnow())
