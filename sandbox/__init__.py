@@ -10,7 +10,8 @@ the address where callbacks go by default (SANDBOX_PORTAL_URL). Settings: sandbo
     flask --app sandbox accounts
 
 Routes: the console at /, Oen under /oen/api/... and /oen/checkout/..., MyPay at /mypay/api/agent and /mypay/...,
-O'Pay at /opay/WxAPI/... and /opay/wechat/..., and /healthz.
+O'Pay at /opay/WxAPI/... and /opay/wechat/..., and /healthz. The mail catcher (an SMTP server, sandbox/mail.py)
+shows the mails it received at /mail.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ CSP = (
 def create_app(test_config: dict | None = None) -> Flask:
     """The sandbox: settings (defaults, environment, test_config), its database and tables, the test accounts."""
     from sandbox import config as settings
+    from sandbox import mail
     from sandbox.cli import register_commands
     from sandbox.extensions import csrf, db
     from sandbox.registry import seed_test_accounts
@@ -61,6 +63,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     csrf.init_app(app)
     app.register_blueprint(bp)
     register_commands(app)
+    mail.start_with_first_request(app)
 
     @app.after_request
     def security_headers(response):

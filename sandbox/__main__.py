@@ -3,6 +3,9 @@
 Only a loopback host is accepted, on purpose: the console needs no login. Whoever reaches the sandbox can arm faults,
 read the journal and list every merchant's issued tokens and keys (`GET /`), so it must never listen where another
 machine can reach it. (`flask --app sandbox run` binds to 127.0.0.1 unless told otherwise; do not tell it otherwise.)
+
+The mail catcher (sandbox/mail.py) starts beside it on the same host, port SANDBOX_SMTP_PORT (default --port + 1; 0:
+none), and stops with it; its mails are shown at /mail.
 """
 
 from __future__ import annotations
@@ -20,11 +23,22 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not is_loopback(args.host):
         parser.error(f"refusing to listen on {args.host!r}: the console has no login, so only loopback is allowed")
-    from sandbox import create_app
+    from sandbox import create_app, mail
 
     app = create_app()
     print(f"Sandbox providers on http://{args.host}:{args.port}/ (console at /)", file=sys.stderr)
-    app.run(host=args.host, port=args.port, threaded=True)
+    smtp_port = app.config.get("SANDBOX_SMTP_PORT")
+    smtp_port = args.port + 1 if smtp_port is None else smtp_port
+    if smtp_port:
+        try:
+            mail.start(app, args.host, smtp_port)
+            print(f"Mail catcher on smtp://{args.host}:{smtp_port} (mails at /mail)", file=sys.stderr)
+        except OSError as exc:
+            print(f"Mail catcher not started: port {smtp_port}: {exc} (set SANDBOX_SMTP_PORT)", file=sys.stderr)
+    try:
+        app.run(host=args.host, port=args.port, threaded=True)
+    finally:
+        mail.stop(app)
     return 0
 
 

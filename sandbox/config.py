@@ -23,6 +23,9 @@ of the portal: it is a separate party that knows the merchants only from its own
 | SANDBOX_CALLBACK_RETRY_DELAY_S | 3 | seconds between MyPay callback attempts |
 | SANDBOX_CALLBACK_TIMEOUT_S | 10 | timeout of one callback POST |
 | SANDBOX_MYPAY_CALLBACK_FORMAT | form | `form` (arrays as JSON text) or `json` |
+| SANDBOX_SMTP_PORT | `python -m sandbox`: its port + 1; | the mail catcher's SMTP port on 127.0.0.1 (sandbox/mail.py) |
+|  | other servers: unset (none) | its mails shown at /mail; 0 = no catcher. Under gunicorn only when |
+|  |  | set, and then one per server (the first worker to bind it), not one per worker |
 
 The console can override the latency and the Oen card-number switch at run time (stored in the database).
 """
@@ -64,6 +67,7 @@ SETTINGS: dict[str, tuple[object, type, str]] = {
     "SANDBOX_CALLBACK_RETRY_DELAY_S": (3.0, float, "seconds between MyPay callback attempts"),
     "SANDBOX_CALLBACK_TIMEOUT_S": (10.0, float, "timeout of one callback POST"),
     "SANDBOX_MYPAY_CALLBACK_FORMAT": ("form", str, "form (arrays as JSON text) or json"),
+    "SANDBOX_SMTP_PORT": (None, int, "the mail catcher's port; default the HTTP port + 1 under python -m sandbox"),
 }
 
 TRUE = {"1", "true", "yes", "on"}

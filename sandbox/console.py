@@ -1,16 +1,21 @@
-"""The console at /: registered accounts, journal, callbacks, and the switches (faults, latency, Oen card numbers).
+"""The console at /: registered accounts, journal, callbacks, and the switches (faults, latency, Oen card numbers);
+the mails the mail catcher received at /mail.
 
 It needs no login: the sandbox listens on the loopback interface only (see __main__.py).
 """
 
 from __future__ import annotations
 
-from flask import abort, current_app, flash, redirect, render_template, request, url_for
+from datetime import UTC, datetime
+
+from flask import abort, current_app, flash, jsonify, redirect, render_template, request, url_for
 
 from sandbox import bp, callbacks, faults, registry, settings
-from sandbox.common import as_int
+from sandbox import mail as mail_module
+from sandbox.common import TAIPEI, as_int
 from sandbox.extensions import db
 from sandbox.models import (
+    CaughtMail,
     SandboxCallback,
     SandboxExchange,
     SandboxMypayOrder,
@@ -113,3 +118,72 @@ def console_resend(callback_id: int):
     callbacks.resend(callback_id)
     flash(f"callback #{callback_id} resent")
     return _back()
+
+
+# ---------------------------------------------------------------- caught mails (the SMTP catcher: sandbox/mail.py)
+
+
+def _taipei(moment: datetime) -> datetime:
+    """A stored (naive UTC) time on Taiwan's clock."""
+    return moment.replace(tzinfo=UTC).astimezone(TAIPEI)
+
+
+def _mails(to: str | None = None, count: int = 200) -> list[CaughtMail]:
+    mails = db.session.execute(db.select(CaughtMail).order_by(CaughtMail.id.desc()).limit(count)).scalars()
+    if to:
+        return [m for m in mails if to.lower() in (address.lower() for address in m.rcpt_tos)]
+    return list(mails)
+
+
+@bp.get("/mail")
+def mail_list():
+    """The mails the catcher received, newest first."""
+    running = current_app.extensions.get("sandbox_mail")
+    port = running.port if running else current_app.config.get("SANDBOX_SMTP_PORT")
+    return render_template("mail.html", mails=_mails(), mail=None, taipei=_taipei, smtp_port=port)
+
+
+@bp.get("/mail/<int:mail_id>")
+def mail_show(mail_id: int):
+    """One caught mail: headers, text, the HTML in a sandboxed frame without scripts, and the links found in it."""
+    mail = db.session.get(CaughtMail, mail_id)
+    if mail is None:
+        abort(404)
+    headers = list(mail_module.parse(mail.raw.encode("utf-8")).items()) if mail.raw else []
+    return render_template(
+        "mail.html",
+        mail=mail,
+        headers=headers,
+        links=mail_module.links(mail.html, mail.text),
+        srcdoc='<base target="_blank">' + mail.html if mail.html else "",
+        taipei=_taipei,
+    )
+
+
+@bp.post("/mail/delete")
+def mail_delete():
+    """Delete every caught mail."""
+    deleted = db.session.execute(db.delete(CaughtMail)).rowcount
+    db.session.commit()
+    flash(f"已刪除 {deleted} 封郵件 · {deleted} mails deleted")
+    return redirect(url_for("sandbox.mail_list"), 303)
+
+
+@bp.get("/mail/api/messages")
+def mail_api():
+    """The caught mails as JSON, newest first (`?to=address` keeps those sent to it), for tests and tools."""
+    return jsonify(
+        [
+            {
+                "id": m.id,
+                "from": m.mail_from,
+                "to": m.rcpt_tos,
+                "subject": m.subject,
+                "message_id": m.message_id,
+                "text": m.text,
+                "html": m.html,
+                "received_at": m.received_at.replace(tzinfo=UTC).isoformat(),
+            }
+            for m in _mails(request.args.get("to"))
+        ]
+    )

@@ -263,3 +263,22 @@ class SandboxOpayRqid(db.Model):
     rqid: Mapped[str] = mapped_column(String(64), primary_key=True)
     merchant_id: Mapped[str] = mapped_column(String(10))
     seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# ---------------------------------------------------------------- the mail catcher (sandbox/mail.py)
+
+
+class CaughtMail(db.Model):
+    """A mail the catcher received over SMTP: the envelope, what the console shows, and the raw message (≤ 1 MiB)."""
+
+    __tablename__ = "sandbox_caught_mail"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    mail_from: Mapped[str] = mapped_column(Text, default="")
+    rcpt_tos: Mapped[list] = mapped_column(JSON, default=list)
+    subject: Mapped[str] = mapped_column(Text, default="")
+    message_id: Mapped[str] = mapped_column(Text, default="")
+    text: Mapped[str] = mapped_column(Text, default="")
+    html: Mapped[str] = mapped_column(Text, default="")
+    raw: Mapped[str] = mapped_column(Text, default="")

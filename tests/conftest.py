@@ -1,4 +1,5 @@
-"""Shared fixtures: app, client, runner, users of two merchants, a live server for flow tests, the network guard.
+"""Shared fixtures: app, client, runner, users of two merchants, a live server for flow tests, the network guard, an
+SMTP server (`smtp`).
 
 Fixtures and hooks only: the helpers they use live in tests/support/.
 """
@@ -11,6 +12,7 @@ from portal.extensions import db
 from tests.support.apps import AuthActions, Seed, make_app, seed_merchants, start_live_portal, stop_live_portal
 from tests.support.network import NetworkGuard
 from tests.support.sandbox import LiveSandbox, free_port
+from tests.support.smtp import SmtpCatcher
 
 
 @pytest.fixture(autouse=True)
@@ -73,3 +75,12 @@ def live_server(tmp_path):
     server = start_live_portal(tmp_path, sandbox, port)
     yield server
     stop_live_portal(server)
+
+
+@pytest.fixture
+def smtp():
+    """A real SMTP server on a free loopback port (tests.support.smtp.SmtpCatcher): smtp.host, smtp.port, the mails it
+    received in smtp.messages, smtp.wait_for(count); smtp.stop() and smtp.start() again on the same port."""
+    catcher = SmtpCatcher().start()
+    yield catcher
+    catcher.stop()
