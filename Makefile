@@ -5,6 +5,7 @@ BIN := $(VENV)/bin
 FLASK := $(BIN)/flask --app wsgi
 PORT ?= 5000
 SANDBOX_PORT ?= $(shell echo $$(($(PORT) + 1)))
+MAIL_PORT ?= $(shell echo $$(($(PORT) + 2)))
 
 .PHONY: run test audit serve bench lint translations clean
 
@@ -23,18 +24,23 @@ $(VENV)/.dev: requirements-dev.txt requirements.txt $(BIN)/activate
 translations: $(VENV)/.runtime
 	$(BIN)/pybabel compile --use-fuzzy -d portal/translations > /dev/null
 
-# The portal and the simulated providers (sandbox/, its own app, database and port), each its own process under
-# honcho (Procfile); one Ctrl-C stops both.
+# The portal, the simulated providers (sandbox/, its own app, database and port, with its mail catcher on MAIL_PORT)
+# and the background worker (mails, reconcile, link expiry), each its own process under honcho (Procfile); one Ctrl-C
+# stops them all.
 run: export PORTAL_PORT = $(PORT)
 run: export SANDBOX_PORT := $(SANDBOX_PORT)
 run: export PORTAL_BASE_URL ?= http://127.0.0.1:$(PORT)
 run: export SANDBOX_URL ?= http://127.0.0.1:$(SANDBOX_PORT)
 run: export SANDBOX_PORTAL_URL ?= http://127.0.0.1:$(PORT)
+run: export SANDBOX_SMTP_PORT := $(MAIL_PORT)
+run: export MAIL_SERVER ?= 127.0.0.1
+run: export MAIL_PORT := $(MAIL_PORT)
 run: $(VENV)/.runtime translations
 	$(FLASK) db upgrade
 	$(FLASK) demo-data
 	@echo "Portal:    http://127.0.0.1:$(PORT)"
 	@echo "Sandbox:   $$SANDBOX_URL  (the simulated providers and their console; test card 4242 4242 4242 4242)"
+	@echo "Mail:      $$SANDBOX_URL/mail  (every mail the portal sends, caught on 127.0.0.1:$(MAIL_PORT))"
 	$(BIN)/honcho -f Procfile start
 
 serve: $(VENV)/.runtime translations
