@@ -1,7 +1,8 @@
 """What the providers say now about checkouts: asked concurrently, cached briefly, compared with the portal's record.
 
 Providers are asked from a bounded thread pool; what each worker needs (credentials, the checkout's reference) is read
-in the request thread, so workers never touch the database. Answers are kept for CACHE_TTL_S seconds in this process
+in the request thread, so workers never touch the database; a merchant's credentials are decrypted once per provider and
+request, not once per row. Answers are kept for CACHE_TTL_S seconds in this process
 only (each worker process of a deployment keeps its own); a provider that has not answered by the deadline leaves its
 rows "unknown" and the page renders without waiting for it.
 """
@@ -20,11 +21,12 @@ from flask_babel import get_locale
 from flask_babel import gettext as _
 from sqlalchemy import func
 from sqlalchemy.orm import selectinload
+from sqlalchemy.orm.attributes import set_committed_value
 
 from portal.extensions import db
-from portal.gateways import provider_for
+from portal.gateways import http_session, merchant_settings
 from portal.labels import provider_label
-from portal.models import Checkout, Merchant, Order, Refund
+from portal.models import Checkout, Order, Refund
 from portal.payments import (
     PAID_STATES,
     RANK,
@@ -34,7 +36,7 @@ from portal.payments import (
     state_from_transactions,
     write_transaction,
 )
-from portal.providers import REGISTRY
+from portal.providers import Provider, provider_class
 from portal.providers.base import CheckoutRef, ProviderError, ProviderTransaction, State
 from portal.security import audit
 
@@ -65,7 +67,7 @@ class LiveView:
 class _Job:
     checkout_id: int
     provider: str
-    merchant: Merchant  # a detached copy holding only the credentials
+    settings: dict[str, str]  # the merchant's settings for this provider, decrypted (shared by the request's jobs)
     ref: CheckoutRef
     unreadable: str = ""  # "cannot read the answer", in the reader's language: workers have no request context
 
@@ -111,21 +113,17 @@ def forget_live(checkout_id: int | None = None) -> None:
 _POOL_LOCK = threading.Lock()
 
 
-def _credentials(merchant: Merchant) -> Merchant:
-    """A detached Merchant with the providers' settings only (as stored), safe to hand to another thread."""
-    copy = Merchant()
-    for cls in REGISTRY.values():
-        for name in cls.merchant_settings:
-            column = name if hasattr(Merchant, name) else f"{name}_enc"
-            setattr(copy, column, getattr(merchant, column))
-    return copy
+def query_client(provider: str, settings: dict[str, str]) -> Provider:
+    """A provider client for queries, in a worker thread: the thread's own reused HTTP session, no database (a query
+    never records a nonce)."""
+    return provider_class(provider).from_settings(current_app.config, settings, session=http_session())
 
 
 def _ask(app: Flask, job: _Job, locale: str) -> LiveView:
     """One provider query, in a worker thread."""
     with app.app_context():
         try:
-            txns = provider_for(job.merchant, job.provider).query(job.ref)
+            txns = query_client(job.provider, job.settings).query(job.ref)
         except ProviderError as exc:
             return LiveView(job.checkout_id, "error", message=exc.message(locale), answered_at=datetime.now(UTC))
         except Exception:  # a broken answer must not break the page
@@ -154,7 +152,8 @@ def ask_providers(checkouts: list[Checkout], *, deadline: float, use_cache: bool
     cache = live_cache(app)
     views: dict[int, LiveView] = {}
     jobs: list[_Job] = []
-    merchants: dict[int, Merchant] = {}
+    settings: dict[tuple[int, str], dict[str, str]] = {}  # decrypted once per merchant and provider
+    unreadable: dict[str, str] = {}
     for checkout in checkouts:
         if not queryable(checkout):
             views[checkout.id] = LiveView(checkout.id, "not_sent")
@@ -163,12 +162,17 @@ def ask_providers(checkouts: list[Checkout], *, deadline: float, use_cache: bool
         if hit is not None:
             views[checkout.id] = hit
             continue
-        merchant = merchants.setdefault(checkout.merchant_id, _credentials(checkout.merchant))
-        unreadable = _(
-            "%(provider)s sent an answer the portal cannot read.", provider=provider_label(checkout.provider)
-        )
-        jobs.append(_Job(checkout.id, checkout.provider, merchant, checkout_ref(checkout), unreadable))
-    db.session.commit()  # no transaction is held while the providers are asked
+        key = (checkout.merchant_id, checkout.provider)
+        if key not in settings:
+            settings[key] = merchant_settings(checkout.merchant, provider_class(checkout.provider))
+        if checkout.provider not in unreadable:
+            unreadable[checkout.provider] = _(
+                "%(provider)s sent an answer the portal cannot read.", provider=provider_label(checkout.provider)
+            )
+        job = _Job(checkout.id, checkout.provider, settings[key], checkout_ref(checkout), unreadable[checkout.provider])
+        jobs.append(job)
+    _end_transaction()  # no transaction is held while the providers are asked
+
     if not jobs:
         return views
     locale = str(get_locale() or "zh_TW")
@@ -191,6 +195,17 @@ def ask_providers(checkouts: list[Checkout], *, deadline: float, use_cache: bool
                 ),
             )
     return views
+
+
+def _end_transaction() -> None:
+    """Commit without expiring what was read: the page still shows those rows (overview_rows re-reads the checkouts'
+    own columns in one query afterwards), and nothing is loaded again row by row."""
+    session = db.session()
+    session.expire_on_commit = False
+    try:
+        session.commit()
+    finally:
+        session.expire_on_commit = True
 
 
 # ---------------------------------------------------------------- comparing with the portal's record
@@ -242,6 +257,22 @@ def compare(checkout: Checkout, view: LiveView, manual: int = 0) -> Comparison:
     return Comparison(live, live_paid, live_refunded, differs, can_apply)
 
 
+def reread(checkouts: list[Checkout]) -> list[Checkout]:
+    """The portal's record as it is now, after the providers were asked: the checkouts' own columns in one query (their
+    orders, items and merchant, read before, stay as they were)."""
+    if not checkouts:
+        return checkouts
+    # Reading a row again resets its relationships, and the session holds rows only while something refers to them:
+    # keep the order and merchant each row had, and give them back (else each would be loaded again, one by one).
+    related = [{key: c.__dict__[key] for key in ("order", "merchant") if key in c.__dict__} for c in checkouts]
+    stmt = db.select(Checkout).where(Checkout.id.in_([c.id for c in checkouts]))
+    db.session.execute(stmt.execution_options(populate_existing=True)).scalars().all()
+    for checkout, values in zip(checkouts, related, strict=True):
+        for key, value in values.items():
+            set_committed_value(checkout, key, value)
+    return checkouts
+
+
 def live_rows(checkouts: list[Checkout], views: dict[int, LiveView]) -> list[tuple[Checkout, LiveView, Comparison]]:
     manual = manual_refunded([c.id for c in checkouts])
     return [(c, views[c.id], compare(c, views[c.id], manual.get(c.id, 0))) for c in checkouts]
@@ -259,7 +290,7 @@ def order_rows(order: Order) -> list[tuple[Checkout, LiveView, Comparison]]:
     """Each of the order's attempts, newest first, with what its provider says now (never from the cache)."""
     checkouts = list(reversed(order.checkouts))
     views = ask_providers(checkouts, deadline=order_deadline(), use_cache=False)
-    return live_rows(checkouts, views)
+    return live_rows(reread(checkouts), views)
 
 
 def overview_rows(merchant_id: int) -> list[tuple[Checkout, LiveView, Comparison]]:
@@ -277,9 +308,7 @@ def overview_rows(merchant_id: int) -> list[tuple[Checkout, LiveView, Comparison
     )
     checkouts = list(db.session.execute(stmt).scalars())
     views = ask_providers(checkouts, deadline=OVERVIEW_DEADLINE_S)
-    # ask_providers ended the transaction (which expires every row): reload them in one query, not one per row.
-    checkouts = list(db.session.execute(stmt).scalars())
-    return live_rows(checkouts, views)
+    return live_rows(reread(checkouts), views)
 
 
 def apply_provider_state(order: Order, checkout: Checkout) -> tuple[bool, str | None]:

@@ -299,7 +299,7 @@ def opay_order(app, seed) -> int:
 
 
 def test_an_unreadable_answer_names_the_provider_in_the_readers_language(app, seed, zh, en, monkeypatch):
-    monkeypatch.setattr(live, "provider_for", lambda _merchant, _provider: Broken())
+    monkeypatch.setattr(live, "query_client", lambda _provider, _settings: Broken())
     order_id = opay_order(app, seed)
     assert "歐付寶 回傳的資料無法解讀。" in visible(zh.get(f"/orders/{order_id}/transactions"))
     assert "O'Pay sent an answer the portal cannot read." in visible(en.get(f"/orders/{order_id}/transactions"))
@@ -317,7 +317,7 @@ def test_overview_names_the_providers_in_the_readers_language(app, seed, zh, en,
     monkeypatch.setattr(live, "OVERVIEW_DEADLINE_S", 0.2)
     opay_order(app, seed)
 
-    def slow(_merchant, _provider):
+    def slow(_provider, _settings):
         class Slow:
             def query(self, _ref):
                 import time
@@ -327,7 +327,7 @@ def test_overview_names_the_providers_in_the_readers_language(app, seed, zh, en,
 
         return Slow()
 
-    monkeypatch.setattr(live, "provider_for", slow)
+    monkeypatch.setattr(live, "query_client", slow)
     zh_text = visible(zh.get("/transactions"))
     assert "歐付寶" in zh_text and "O'Pay" not in zh_text
     # the late answer still lands in the cache: let it, then forget it, so the English page asks (and waits) again

@@ -179,3 +179,34 @@ def test_hand_recorded_refunds_are_not_a_difference(app, seed):
         assert live.compare(checkout, view, 0).differs
         # the provider has no record of a payment the portal holds as paid
         assert live.compare(checkout, live.LiveView(checkout.id, "ok", ()), 300).differs
+
+
+def test_the_overview_reads_its_rows_in_a_fixed_number_of_queries_and_decrypts_once(app, seed, admin, monkeypatch):
+    """Neither the queries (no row loaded again one by one after the providers answered) nor the decryption of the
+    merchant's credentials grow with the rows."""
+    from sqlalchemy import event
+
+    decrypted = []
+    real_settings = live.merchant_settings
+    monkeypatch.setattr(live, "merchant_settings", lambda *a: decrypted.append(a[1].name) or real_settings(*a))
+
+    def counted(rows: int) -> tuple[int, str]:
+        mypay_checkouts(app, seed, rows)
+        live.live_cache(app).forget()
+        decrypted.clear()
+        statements = []
+        with app.app_context():
+            listener = lambda *a: statements.append(a[2])  # noqa: E731
+            event.listen(db.engine, "before_cursor_execute", listener)
+            try:
+                with responses.RequestsMock() as rsps:
+                    rsps.post(app.config["MYPAY_API_URL"], json=mypay_answer(prc="260"))
+                    page = admin.get("/transactions")
+            finally:
+                event.remove(db.engine, "before_cursor_execute", listener)
+        assert page.status_code == 200 and decrypted == ["mypay"]
+        return len(statements), page.get_data(as_text=True)
+
+    few, _html = counted(2)
+    many, html = counted(8)
+    assert few == many and html.count("data-checkout-id=") == 10
