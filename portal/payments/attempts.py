@@ -74,18 +74,24 @@ def open_checkout(order: Order) -> Checkout | None:
 
 
 def start_checkout(order: Order, provider: str, user_id: int | None, customer_ip: str = "") -> Checkout:
-    """Open a new attempt for the order at the provider; raises CheckoutError with a message for the merchant."""
-    allowed = {name: (ok, why) for name, ok, why in provider_choices(order)}
-    if provider not in allowed:
-        raise CheckoutError(_("Choose Oen Tech, MyPay or O'Pay."))
-    ok, why = allowed[provider]
-    if not ok:
-        raise CheckoutError(why)
-    if order.is_paid:
-        raise CheckoutError(_("This order is already paid."))
+    """Open a new attempt for the order at the provider; raises CheckoutError with a message for the merchant.
+
+    One transaction before the provider call (the order locked and checked, the attempt stored, what the provider is
+    sent read from the rows loaded there) and one after it; none is held across the call.
+    """
     order_id = order.id
     with write_transaction():
-        order = db.session.get(Order, order_id, populate_existing=True, with_for_update=True)  # one opener at a time
+        # One opener at a time. Its merchant, attempts, items and vouchers are read below, each once, in this
+        # transaction (as loader options they would be loaded again with the order after it).
+        order = db.session.get(Order, order_id, populate_existing=True, with_for_update=True)
+        allowed = {name: (ok, why) for name, ok, why in provider_choices(order)}
+        if provider not in allowed:
+            raise CheckoutError(_("Choose Oen Tech, MyPay or O'Pay."))
+        ok, why = allowed[provider]
+        if not ok:
+            raise CheckoutError(why)
+        if order.is_paid:
+            raise CheckoutError(_("This order is already paid."))
         if any(c.is_open or c.is_paid for c in order.checkouts):
             raise CheckoutError(_("This order already has a payment link that is still open or paid."))
         ttl = timedelta(hours=current_app.config["CHECKOUT_LINK_TTL_H"])
@@ -105,12 +111,11 @@ def start_checkout(order: Order, provider: str, user_id: int | None, customer_ip
         creating = CheckoutState.CREATING
         record(checkout, "create", creating, creating, detail(provider=provider, amount=order.payable))
         refresh_order(order)
-    checkout_id = checkout.id
-    request = checkout_request(checkout, customer_ip)
-    merchant = checkout.merchant
-    db.session.commit()  # no transaction is held across the provider call
-    try:
-        link = provider_for(merchant, provider).create_checkout(request)
+        checkout_id = checkout.id
+        request = checkout_request(checkout, customer_ip)
+        client = provider_for(order.merchant, provider)
+    try:  # no transaction is held across the provider call
+        link = client.create_checkout(request)
     except ProviderError as exc:
         _fail_creation(checkout_id, exc)
         raise CheckoutError(provider_message(exc)) from exc
