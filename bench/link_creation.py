@@ -253,8 +253,9 @@ def run(args, database_url: str | None) -> int:
             warm, measured = mine[: args.warmup], mine[args.warmup :]
             port, bare_port = common.free_port(), common.free_port()
             sizing = {"GUNICORN_WORKERS": args.workers, "GUNICORN_THREADS": args.threads}
+            # RATELIMIT_ENABLED off: gunicorn.conf.py refuses per-process limit counters with several workers.
             sandbox = common.sandbox_server(
-                f"sandbox-{latency}ms", Path(tmp), port, SANDBOX_LATENCY_MS=latency, **sizing
+                f"sandbox-{latency}ms", Path(tmp), port, SANDBOX_LATENCY_MS=latency, RATELIMIT_ENABLED=False, **sizing
             )
             portal_env = common.portal_env(database_url, port, sandbox.url, **sizing)
             portal = common.Server(f"portal-{latency}ms", "wsgi:app", portal_env, port, Path(tmp), "/healthz")

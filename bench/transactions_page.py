@@ -58,8 +58,8 @@ def build_app(tmp: Path, port: int, sandbox_url: str):
     app = create_app(
         {
             "DATABASE_URL": f"sqlite:///{tmp / 'bench.db'}",
-            "SECRET_KEY": "bench",
-            "PORTAL_DATA_KEY": "bench-data-key",
+            "SECRET_KEY": common.SECRET_KEY,
+            "PORTAL_DATA_KEY": common.DATA_KEY,
             "PASSWORD_HASH_METHOD": "scrypt:1024:8:1",
             "PROVIDER_ENV": "sandbox",
             "PORTAL_BASE_URL": f"http://127.0.0.1:{port}",
@@ -148,7 +148,14 @@ def console(sandbox_url: str, path: str, **form: object) -> None:
 
 
 class StubProvider(BaseHTTPRequestHandler):
-    """Answers every provider's query after LATENCY_MS with a plain "nothing paid yet", and does nothing else."""
+    """Answers every provider's query after LATENCY_MS with a plain "nothing paid yet", and does nothing else.
+
+    HTTP/1.1 with keep-alive, as the providers' servers (and the sandbox's gunicorn) answer: the portal's reused
+    sessions keep their connections, as they do in production.
+    """
+
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body are two writes: without it each answer waits for a delayed ACK
 
     ANSWERS = {
         "/oen/": {"code": "S0000", "message": "", "data": {"transactions": []}},
@@ -216,6 +223,7 @@ def main() -> None:
             SANDBOX_HANG_S=HANG_S,
             GUNICORN_WORKERS=SANDBOX_WORKERS,
             GUNICORN_THREADS=SANDBOX_THREADS,
+            RATELIMIT_ENABLED=False,  # gunicorn.conf.py refuses per-process limit counters with several workers
         )
         app = build_app(Path(tmp), port, sandbox.url)
         server = make_server("127.0.0.1", port, app, threaded=True)
