@@ -117,9 +117,9 @@ def register_extensions(app: Flask) -> None:
 
 def register_blueprints(app: Flask) -> None:
     """One blueprint per feature (the simulated providers are a separate app, `sandbox/`, reached over HTTP)."""
-    from portal.views import auth, checkout, main, orders, refunds, settings_views, transactions, webhooks
+    from portal.views import auth, checkout, links, main, orders, refunds, settings_views, transactions, webhooks
 
-    for module in (main, auth, orders, checkout, webhooks, transactions, refunds, settings_views):
+    for module in (main, auth, orders, checkout, links, webhooks, transactions, refunds, settings_views):
         app.register_blueprint(module.bp)
 
 
@@ -127,6 +127,9 @@ def register_errorhandlers(app: Flask) -> None:
     """Friendly pages for errors; a 500 rolls the session back."""
 
     def render_error(code: int, message: str):
+        if customer_request():
+            # A customer's page: the shop's layout (its name and contact when the link is known), no staff links.
+            return render_template("checkout/error.html", code=code, message=message, shop=customer_shop()), code
         return render_template("error.html", code=code, message=message), code
 
     @app.errorhandler(400)
@@ -143,6 +146,14 @@ def register_errorhandlers(app: Flask) -> None:
 
     @app.errorhandler(404)
     def not_found(_e):
+        if customer_request():
+            return render_error(
+                404,
+                _(
+                    "We could not find this payment link. Please check that the whole link was copied, "
+                    "or ask the shop to send it again."
+                ),
+            )
         return render_error(404, _("The page you asked for does not exist."))
 
     @app.errorhandler(405)
@@ -161,6 +172,37 @@ def register_errorhandlers(app: Flask) -> None:
     def server_error(_e):
         db.session.rollback()
         return render_error(500, _("Something went wrong on our side. Nothing was changed; please try again."))
+
+
+def customer_request() -> bool:
+    """Whether the page is one a customer reaches: a payment link (known or not), or any address while signed out
+    that is not the staff's own (a mistyped link must not lead a customer to the staff login)."""
+    from flask_login import current_user
+
+    path = request.path
+    if path == "/pay" or path.startswith("/pay/"):
+        return True
+    staff_paths = (
+        "/login",
+        "/logout",
+        "/account",
+        "/orders",
+        "/settings",
+        "/transactions",
+        "/refunds",
+        "/webhooks",
+        "/static",
+    )
+    return not current_user.is_authenticated and not path.startswith(staff_paths) and path != "/"
+
+
+def customer_shop():
+    """The merchant behind the customer link this request looked up, if any."""
+    found = g.get("link")
+    merchant = getattr(found, "merchant", None)
+    if merchant is None:
+        merchant = getattr(getattr(found, "order", None), "merchant", None)
+    return merchant
 
 
 def register_security_headers(app: Flask) -> None:
