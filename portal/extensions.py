@@ -1,5 +1,7 @@
 """Extensions, created once and bound to the app in create_app (avoids import cycles)."""
 
+import functools
+
 from flask_babel import Babel
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
@@ -35,10 +37,21 @@ def _sqlite_pragmas(dbapi_connection, _record):
         cursor.close()
 
 
-def dialect_insert(model):
-    """INSERT for the session's database, with its ON CONFLICT clauses (PostgreSQL and SQLite both have them)."""
+def dialect_name() -> str:
+    return db.session.get_bind().dialect.name
+
+
+@functools.cache
+def _insert_ignoring_conflicts(model, dialect: str, returning):
     from sqlalchemy.dialects.postgresql import insert as postgresql_insert
     from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-    postgresql = db.session.get_bind().dialect.name == "postgresql"
-    return (postgresql_insert if postgresql else sqlite_insert)(model)
+    insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    stmt = insert(model).on_conflict_do_nothing()
+    return stmt.returning(returning) if returning is not None else stmt
+
+
+def insert_ignoring_conflicts(model, returning=None):
+    """INSERT … ON CONFLICT DO NOTHING [RETURNING column] for the session's database (PostgreSQL and SQLite both have
+    it), built once per database: execute it with the row's values as parameters."""
+    return _insert_ignoring_conflicts(model, dialect_name(), returning)

@@ -7,7 +7,7 @@ import threading
 import requests
 from flask import current_app
 
-from portal.extensions import db, dialect_insert
+from portal.extensions import db, insert_ignoring_conflicts
 from portal.models import Merchant, SeenNonce, utcnow
 from portal.providers import Provider, provider_class
 from portal.security import decrypt_secret
@@ -26,9 +26,9 @@ def http_session() -> requests.Session:
 def remember_nonce(provider: str, value: str) -> bool:
     """Record a request id a provider sent (O'Pay RqID), in the caller's transaction; False when it was seen before
     (a replay). A concurrent first sighting waits for the other transaction (PostgreSQL) or its write lock (SQLite)."""
-    stmt = dialect_insert(SeenNonce).values(provider=provider, value=value[:128], seen_at=utcnow())
-    stored = db.session.execute(stmt.on_conflict_do_nothing().returning(SeenNonce.id)).scalar_one_or_none()
-    return stored is not None
+    stmt = insert_ignoring_conflicts(SeenNonce, SeenNonce.id)
+    row = {"provider": provider, "value": value[:128], "seen_at": utcnow()}
+    return db.session.execute(stmt, row).scalar_one_or_none() is not None
 
 
 def merchant_settings(merchant: Merchant, cls: type[Provider]) -> dict[str, str]:

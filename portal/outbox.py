@@ -18,7 +18,7 @@ from datetime import timedelta
 
 from sqlalchemy import or_, update
 
-from portal.extensions import db, dialect_insert
+from portal.extensions import db, insert_ignoring_conflicts
 from portal.models import OutboxMessage, OutboxState, utcnow
 from portal.payments.locking import write_transaction
 
@@ -66,22 +66,20 @@ def enqueue(
     """Add a message in the caller's transaction (nothing is committed here); False when one with this dedupe key
     was enqueued before (the event already has its message)."""
     now = utcnow()
-    stmt = dialect_insert(OutboxMessage).values(
-        kind=kind,
-        topic=topic,
-        dedupe_key=dedupe_key,
-        merchant_id=merchant_id,
-        order_id=order_id,
-        payload=payload or {},
-        state=OutboxState.PENDING.value,
-        attempts=0,
-        next_attempt_at=now,
-        created_at=now,
-    )
-    stored = db.session.execute(
-        stmt.on_conflict_do_nothing(index_elements=[OutboxMessage.dedupe_key]).returning(OutboxMessage.id)
-    ).scalar_one_or_none()
-    return stored is not None
+    row = {
+        "kind": kind,
+        "topic": topic,
+        "dedupe_key": dedupe_key,
+        "merchant_id": merchant_id,
+        "order_id": order_id,
+        "payload": payload or {},
+        "state": OutboxState.PENDING.value,
+        "attempts": 0,
+        "next_attempt_at": now,
+        "created_at": now,
+    }
+    stmt = insert_ignoring_conflicts(OutboxMessage, OutboxMessage.id)
+    return db.session.execute(stmt, row).scalar_one_or_none() is not None
 
 
 def claim(limit: int = 20, kinds: tuple[str, ...] | None = None) -> list[int]:

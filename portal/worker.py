@@ -22,7 +22,7 @@ from flask import Flask
 from sqlalchemy import update
 
 from portal import mail, outbox
-from portal.extensions import db, dialect_insert
+from portal.extensions import db, insert_ignoring_conflicts
 from portal.models import OPEN_STATES, Checkout, JobRun, Merchant, Order, OrderState, OutboxMessage, OutboxState, utcnow
 from portal.payments.locking import write_transaction
 
@@ -138,7 +138,7 @@ def claim_run(job: Job, *, on_schedule: bool = True) -> bool:
     # Due a little early rather than a whole interval late when two workers' ticks fall apart.
     due_before = now - job.every * 0.9 if on_schedule else now
     with write_transaction():
-        db.session.execute(dialect_insert(JobRun).values(name=job.name).on_conflict_do_nothing())
+        db.session.execute(insert_ignoring_conflicts(JobRun), {"name": job.name})
         claimed = db.session.execute(
             update(JobRun)
             .where(

@@ -6,6 +6,7 @@ verification. Its status is written by set_callback_status alone.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -15,15 +16,15 @@ from dataclasses import dataclass
 from datetime import timedelta
 from urllib.parse import parse_qsl
 
-from sqlalchemy import delete, update
+from sqlalchemy import bindparam, delete, update
 from sqlalchemy.orm import joinedload
 
-from portal.extensions import db, dialect_insert
+from portal.extensions import db, dialect_name, insert_ignoring_conflicts
 from portal.gateways import provider_for
 from portal.models import CallbackStatus, Checkout, CheckoutEvent, CheckoutState, Merchant, WebhookEvent, utcnow
 from portal.payments.attempts import refresh_checkout
 from portal.payments.charges import charge_card
-from portal.payments.locking import lock_for_update, write_transaction
+from portal.payments.locking import write_transaction
 from portal.payments.redaction import mask_card_text, scrub
 from portal.payments.snapshots import checkout_ref
 from portal.payments.state import apply_state, detail, move, record
@@ -155,22 +156,18 @@ def store_callback(callback: ReadCallback) -> tuple[int, CallbackStatus | None]:
     dedupe = f"{provider}:" + hashlib.sha256(request.body).hexdigest()
     body, secret_enc = redact(callback)
     headers = {k: v for k, v in request.headers.items() if k.lower() not in ("authorization", "cookie")}
-    stored = db.session.execute(
-        dialect_insert(WebhookEvent)
-        .values(
-            provider=provider,
-            dedupe_key=dedupe,
-            headers=headers,
-            body=body,
-            secret_enc=secret_enc,
-            remote_addr=request.remote_addr,
-            status=CallbackStatus.RECEIVED.value,
-            attempts=1,
-            received_at=utcnow(),
-        )
-        .on_conflict_do_nothing(index_elements=[WebhookEvent.dedupe_key])
-        .returning(WebhookEvent.id)
-    ).scalar_one_or_none()
+    row = {
+        "provider": provider,
+        "dedupe_key": dedupe,
+        "headers": headers,
+        "body": body,
+        "secret_enc": secret_enc,
+        "remote_addr": request.remote_addr,
+        "status": CallbackStatus.RECEIVED.value,
+        "attempts": 1,
+        "received_at": utcnow(),
+    }
+    stored = db.session.execute(insert_ignoring_conflicts(WebhookEvent, WebhookEvent.id), row).scalar_one_or_none()
     if stored is not None:
         return stored, None
     event_id, status = db.session.execute(
@@ -260,6 +257,11 @@ def _reply_for_duplicate(provider: type[Provider], event_id: int, status: Callba
     return CallbackReply(*RETRY_LATER)
 
 
+@functools.cache
+def _merchant_by(setting: str):
+    return db.select(Merchant).where(getattr(Merchant, setting) == bindparam("named"))
+
+
 def _callback_merchant(provider: type[Provider], fields: dict | None) -> Merchant | None:
     """The merchant whose credentials read this callback, by the id the callback names (O'Pay, Oen)."""
     if provider.callback_merchant_setting is None or not fields:
@@ -267,8 +269,22 @@ def _callback_merchant(provider: type[Provider], fields: dict | None) -> Merchan
     named = provider.callback_merchant(fields)
     if not named:
         return None
-    column = getattr(Merchant, provider.callback_merchant_setting)
-    return db.session.execute(db.select(Merchant).where(column == named)).scalar_one_or_none()
+    stmt = _merchant_by(provider.callback_merchant_setting)
+    return db.session.execute(stmt, {"named": named}).scalar_one_or_none()
+
+
+@functools.cache
+def _checkout_by_reference(dialect: str, scoped: bool):
+    """Built once: the attempt by its reference and provider (and merchant), with its order, locked."""
+    stmt = (
+        db.select(Checkout)
+        .where(Checkout.reference == bindparam("reference"), Checkout.provider == bindparam("provider"))
+        .options(joinedload(Checkout.order, innerjoin=True))  # applying it refreshes the order: one query, not two
+        .execution_options(populate_existing=True)
+    )
+    if scoped:
+        stmt = stmt.where(Checkout.merchant_id == bindparam("merchant_id"))
+    return stmt.with_for_update(of=Checkout) if dialect != "sqlite" else stmt
 
 
 def _find_checkout(provider: str, merchant: Merchant | None, reference: str) -> Checkout | None:
@@ -276,15 +292,11 @@ def _find_checkout(provider: str, merchant: Merchant | None, reference: str) -> 
     the rest of the transaction."""
     if not reference:
         return None
-    stmt = (
-        db.select(Checkout)
-        .where(Checkout.reference == reference, Checkout.provider == provider)
-        .options(joinedload(Checkout.order, innerjoin=True))  # applying it refreshes the order: one query, not two
-        .execution_options(populate_existing=True)
-    )
+    params = {"reference": reference, "provider": provider}
     if merchant is not None:
-        stmt = stmt.where(Checkout.merchant_id == merchant.id)
-    return db.session.execute(lock_for_update(stmt)).scalar_one_or_none()
+        params["merchant_id"] = merchant.id
+    stmt = _checkout_by_reference(dialect_name(), merchant is not None)
+    return db.session.execute(stmt, params).scalar_one_or_none()
 
 
 def _verify(callback: ReadCallback, merchant: Merchant | None, found: list[Checkout]) -> ProviderEvent:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 
-from sqlalchemy import inspect, select, update
+from sqlalchemy import bindparam, insert, inspect, select, update
 from sqlalchemy.orm.attributes import set_committed_value
 
 from portal.extensions import db
@@ -56,13 +56,24 @@ def detail(**fields) -> str:
     return json.dumps(fields, ensure_ascii=False, default=str, sort_keys=True)
 
 
-def record(checkout: Checkout, source: str, from_state: str, to_state: str, detail: str, **kw) -> CheckoutEvent:
+# Built once: the evidence row, written straight to its table (no unit of work for a row nothing reads back).
+INSERT_EVENT = insert(CheckoutEvent.__table__)
+
+
+def record(checkout: Checkout, source: str, from_state: str, to_state: str, detail: str, **kw) -> None:
     """Add an evidence row to the checkout's history."""
-    event = CheckoutEvent(
-        checkout=checkout, source=source, from_state=from_state, to_state=to_state, detail=detail, **kw
-    )
-    db.session.add(event)
-    return event
+    if checkout.id is None:  # not written yet: the row follows it in the session's flush
+        db.session.add(
+            CheckoutEvent(
+                checkout=checkout, source=source, from_state=from_state, to_state=to_state, detail=detail, **kw
+            )
+        )
+        return
+    row = {"applied": True, "webhook_event_id": None, **kw}
+    row.update(checkout_id=checkout.id, source=source, from_state=from_state, to_state=to_state, detail=detail)
+    db.session.execute(INSERT_EVENT, row)
+    if "events" in inspect(checkout).dict:
+        db.session.expire(checkout, ["events"])  # read again when next shown
 
 
 def move(checkout: Checkout, new_state: CheckoutState, source: str, detail: str, *, webhook_event_id=None) -> bool:
@@ -150,16 +161,20 @@ def apply_state(
     return changed
 
 
+# Built once (statement building costs more than running it): the figures refresh_order needs of an order's checkouts.
+ORDER_CHECKOUTS = (
+    select(Checkout.state, Checkout.amount, Checkout.paid_amount, Checkout.refunded_amount)
+    .where(Checkout.order_id == bindparam("order_id"))
+    .order_by(Checkout.id)
+)
+
+
 def refresh_order(order: Order) -> None:
     """Derive the order's state and amounts from its checkouts: the one place an order's state is written.
 
     Reads the few figures it needs of the order's checkouts (after writing what is pending), not the rows themselves.
     """
-    rows = db.session.execute(
-        select(Checkout.state, Checkout.amount, Checkout.paid_amount, Checkout.refunded_amount)
-        .where(Checkout.order_id == order.id)
-        .order_by(Checkout.id)
-    ).all()
+    rows = db.session.execute(ORDER_CHECKOUTS, {"order_id": order.id}).all()
     was_paid = order.state in (OrderState.PAID, OrderState.PARTIALLY_REFUNDED, OrderState.REFUNDED)
     paid = [row for row in rows if row.state in PAID_STATES]
     order.paid_amount = sum(row.paid_amount or row.amount for row in paid)
