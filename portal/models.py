@@ -59,6 +59,16 @@ class RefundState(enum.StrEnum):
     UNKNOWN = "unknown"  # the portal did not hear the provider's answer
 
 
+class InvoiceKind(enum.StrEnum):
+    """How the customer takes the e-invoice (Taiwan's uniform invoice)."""
+
+    PAPER = "paper"  # printed (or a paper copy on request)
+    MOBILE = "mobile"  # mobile barcode carrier 手機條碼: "/" and 7 of 0-9 A-Z . + -
+    CITIZEN = "citizen"  # citizen digital certificate carrier 自然人憑證: 2 letters and 14 digits
+    BUSINESS = "business"  # a company's invoice with its tax ID 統一編號 (8 digits with a checksum)
+    DONATION = "donation"  # donated to a charity by its code 捐贈碼 (3-7 digits)
+
+
 class OutboxState(enum.StrEnum):
     PENDING = "pending"
     SENDING = "sending"
@@ -215,6 +225,12 @@ class Order(db.Model):
     link_expires_at: Mapped[datetime | None]
     link_ended_at: Mapped[datetime | None]  # staff cancelled the link
     customer_locale: Mapped[str | None] = mapped_column(String(10))  # the customer's language, for mails
+    # E-invoice data given at order time (MyPay's invoice fields): how the customer takes the invoice, and its details.
+    invoice_kind: Mapped[str | None] = mapped_column(String(12))  # an InvoiceKind; None: no e-invoice data given
+    invoice_carrier: Mapped[str | None] = mapped_column(String(64))  # mobile barcode or citizen certificate
+    invoice_tax_id: Mapped[str | None] = mapped_column(String(8))  # business tax ID (統一編號)
+    invoice_title: Mapped[str | None] = mapped_column(String(100))  # the business's name on a B2B invoice
+    invoice_donation_code: Mapped[str | None] = mapped_column(String(7))  # the charity's code (捐贈碼)
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("user.id"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
@@ -308,6 +324,7 @@ class Checkout(db.Model):
     paid_amount: Mapped[int] = mapped_column(default=0)
     refunded_amount: Mapped[int] = mapped_column(default=0)
     card_last4: Mapped[str | None] = mapped_column(String(4))  # as the provider reported it; never more
+    fee_amount: Mapped[int | None]  # the provider's fee, where it reports one (Oen's transactions)
     # An offline payment's instructions (MyPay ATM virtual account, convenience-store code) and their deadline.
     payment_code: Mapped[dict | None] = mapped_column(JSON)
     payment_code_expires_at: Mapped[datetime | None]
