@@ -19,6 +19,9 @@ MIN_PASSWORD_CHARS = 12
 COMMON_PASSWORDS = frozenset(FREQUENCY_LISTS["passwords"])
 PROVIDER_ID_FIELDS = ("oen_merchant_id", "mypay_store_uid", "opay_merchant_id")
 PROVIDER_SECRET_FIELDS = ("oen_token", "opay_hash_key", "opay_hash_iv")
+# The shop's contact for its customers, the staff notice address (text, empty: none) and the reminder delay (hours).
+SHOP_TEXT_FIELDS = ("contact_phone", "contact_email", "contact_note", "notify_email")
+MAX_REMINDER_HOURS = 720  # 30 days
 
 # The sandbox server's published test accounts (sandbox/registry.py): Oen's is the sandbox's own, MyPay's and O'Pay's
 # are the documents' test store and stage merchant. No credential at any real provider.
@@ -103,6 +106,15 @@ def save_provider_settings(merchant: Merchant, form) -> list[str]:
         if value != getattr(merchant, name):
             setattr(merchant, name, value)
             changed.append(name)
+    for name in SHOP_TEXT_FIELDS:
+        value = form[name].data or None
+        if value != getattr(merchant, name):
+            setattr(merchant, name, value)
+            changed.append(name)
+    hours = int(form.reminder_hours.data) if form.reminder_hours.data else merchant.reminder_hours
+    if hours != merchant.reminder_hours:
+        merchant.reminder_hours = hours
+        changed.append("reminder_hours")
     for name in PROVIDER_SECRET_FIELDS:
         column = f"{name}_enc"
         stored = getattr(merchant, column)

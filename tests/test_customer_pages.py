@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from portal.extensions import db
 from portal.models import Merchant
 from tests.support.factories import make_checkout, make_order
@@ -67,3 +69,65 @@ def test_staff_still_get_their_own_error_page(app, seed, client, auth):
     page = client.get("/no-such-page")
     assert page.status_code == 404
     assert "/orders" in page.get_data(as_text=True)
+
+
+def test_admin_sets_the_shop_contact_and_mail_settings_and_customers_see_them(app, seed, client, auth):
+    from tests.test_settings import settings_form
+
+    auth.login()
+    reply = client.post(
+        "/settings",
+        data=settings_form(
+            contact_phone="02-2345-6789",
+            contact_email="Help@Shop-A.example",
+            contact_note="LINE ID: @shopa, 10:00–18:00",
+            notify_email="orders@shop-a.example",
+            reminder_hours="0",
+        ),
+    )
+    assert reply.status_code == 303
+    with app.app_context():
+        merchant = db.session.get(Merchant, seed.merchant_id)
+        assert (merchant.contact_phone, merchant.contact_email, merchant.contact_note) == (
+            "02-2345-6789",
+            "help@shop-a.example",
+            "LINE ID: @shopa, 10:00–18:00",
+        )
+        assert merchant.notify_email == "orders@shop-a.example" and merchant.reminder_hours == 0
+        from portal.models import AuditEvent
+
+        fields = db.session.execute(db.select(AuditEvent).filter_by(action="settings_changed")).scalar_one().detail
+        assert "contact_phone" in str(fields) and "02-2345-6789" not in str(fields)
+    page = client.get("/settings").get_data(as_text=True)
+    assert 'value="02-2345-6789"' in page and 'value="0"' in page
+    token = new_link(app, seed.merchant_id)
+    auth.logout()
+    pay = client.get(f"/pay/{token}").get_data(as_text=True)
+    assert "02-2345-6789" in pay and "LINE ID: @shopa" in pay
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("contact_phone", "call me", "Use digits"),
+        ("contact_phone", "02-2345-6789<script>", "Use digits"),
+        ("contact_phone", "1" * 41, "At most 40 characters"),
+        ("contact_email", "not-an-address", "valid e-mail"),
+        ("notify_email", "a@", "valid e-mail"),
+        ("contact_note", "x" * 201, "At most 200 characters"),
+        ("contact_note", "<b>hi</b>", "HTML tags"),
+        ("reminder_hours", "-1", "whole hours"),
+        ("reminder_hours", "1000", "whole hours"),
+        ("reminder_hours", "2.5", "whole hours"),
+    ],
+)
+def test_bad_shop_settings_are_refused_on_the_field(app, seed, client, auth, field, value, message):
+    from tests.test_settings import settings_form
+
+    auth.login()
+    reply = client.post("/settings", data=settings_form(**{field: value}))
+    assert reply.status_code == 400
+    assert message in reply.get_data(as_text=True)
+    with app.app_context():
+        merchant = db.session.get(Merchant, seed.merchant_id)
+        assert merchant.contact_phone is None and merchant.reminder_hours == 24

@@ -14,7 +14,13 @@ from wtforms import (
 )
 from wtforms.validators import DataRequired, Email, Length, Regexp, StopValidation
 
-from portal.accounts import MIN_PASSWORD_CHARS, PROVIDER_ID_FIELDS, PROVIDER_SECRET_FIELDS, password_problem
+from portal.accounts import (
+    MAX_REMINDER_HOURS,
+    MIN_PASSWORD_CHARS,
+    PROVIDER_ID_FIELDS,
+    PROVIDER_SECRET_FIELDS,
+    password_problem,
+)
 from portal.config import is_test_credential
 from portal.forms.base import (
     Matches,
@@ -68,6 +74,14 @@ def _opay_cipher_secret() -> list:
     ]
 
 
+def _lower(value):
+    return value.lower() if isinstance(value, str) else value
+
+
+def _text(value):
+    return str(value) if isinstance(value, int) else value
+
+
 class ProviderSettingsForm(PortalForm):
     """A merchant's provider settings; a secret left empty keeps its stored value, "remove" deletes it."""
 
@@ -103,6 +117,54 @@ class ProviderSettingsForm(PortalForm):
         _l("O'Pay HashIV"), filters=[_strip], validators=_opay_cipher_secret(), render_kw=_SECRET_INPUT
     )
     clear_opay_hash_iv = BooleanField(_l("Remove the stored O'Pay HashIV"))
+    # The shop as its customers see it, and the mails to its staff and customers.
+    contact_phone = StringField(
+        _l("Phone for customers"),
+        filters=[_strip],
+        validators=[
+            _blank_stops,
+            Matches(r"\+?[0-9][0-9 -]*[0-9]", _l("Use digits, with + - and spaces only, e.g. 02-2345-6789.")),
+            PlainText(40),
+        ],
+        render_kw={"type": "tel", "autocomplete": "off"},
+        description=_l("Shown with the shop's name on every page a customer sees, and in the mails."),
+    )
+    contact_email = StringField(
+        _l("E-mail for customers"),
+        filters=[_strip, _lower],
+        validators=[_blank_stops, PlainText(254), Email(_l("Please enter a valid e-mail address."))],
+        render_kw={"type": "email", "autocomplete": "off"},
+        description=_l("Customers' replies to the portal's mails go here too."),
+    )
+    contact_note = StringField(
+        _l("Note for customers"),
+        filters=[_strip],
+        validators=[_blank_stops, PlainText(200)],
+        description=_l("For example your LINE ID or opening hours (at most 200 characters)."),
+    )
+    notify_email = StringField(
+        _l("Notify staff of paid orders at"),
+        filters=[_strip, _lower],
+        validators=[_blank_stops, PlainText(254), Email(_l("Please enter a valid e-mail address."))],
+        render_kw={"type": "email", "autocomplete": "off"},
+        description=_l("An e-mail to this address for every paid order. Leave empty for none."),
+    )
+    reminder_hours = StringField(
+        _l("Remind customers of an unpaid link after (hours)"),
+        filters=[_strip, _text],  # the stored value is a number
+        validators=[
+            _blank_stops,  # left empty: unchanged
+            Matches(r"[0-9]{1,3}", _l("Enter whole hours from 0 to %(max)s.", max=MAX_REMINDER_HOURS)),
+        ],
+        render_kw={"inputmode": "numeric", "autocomplete": "off"},
+        description=_l(
+            "One e-mail to the customer when the link is still unpaid this long after it was made; 0: none."
+        ),
+    )
+
+    def validate_reminder_hours(self, field):
+        if field.data and not field.errors and int(field.data) > MAX_REMINDER_HOURS:
+            raise StopValidation(_l("Enter whole hours from 0 to %(max)s.", max=MAX_REMINDER_HOURS))
 
     def __init__(self, *args, merchant_id: int, **kwargs):
         super().__init__(*args, **kwargs)
@@ -136,10 +198,6 @@ class ProviderSettingsForm(PortalForm):
 
         stmt = db.select(Merchant.id).where(getattr(Merchant, column) == value, Merchant.id != self.merchant_id)
         return db.session.execute(stmt.limit(1)).first() is not None
-
-
-def _lower(value):
-    return value.lower() if isinstance(value, str) else value
 
 
 def _email_in_use(email: str) -> bool:

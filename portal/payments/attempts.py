@@ -230,6 +230,9 @@ def refresh_checkout(checkout_id: int, source: str = "query") -> tuple[bool, str
                 amount=figures.get("amount"),
                 refunded_amount=figures.get("refunded"),
                 transaction_id=figures.get("transaction_id", ""),
+                payment_code=figures.get("payment_code"),
+                payment_deadline=figures.get("payment_deadline"),
+                card_last4=figures.get("card_last4", ""),
             )
     return changed, None
 

@@ -346,6 +346,9 @@ def _process(event_id: int, callback: ReadCallback) -> Reply:
                 amount=event.amount,
                 transaction_id=event.transaction_id,
                 webhook_event_id=event_id,
+                payment_code=event.payment_code,
+                payment_deadline=event.payment_deadline,
+                card_last4=event.card_last4,
             )
             _mark(event_id, checkout, CallbackStatus.APPLIED if changed else CallbackStatus.RECORDED)
             return lambda: CallbackReply(200, event.reply_body)

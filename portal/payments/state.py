@@ -4,7 +4,8 @@ the order's state is derived from its checkouts, here and nowhere else."""
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import bindparam, insert, inspect, select, update
 from sqlalchemy.orm.attributes import set_committed_value
@@ -125,8 +126,15 @@ def apply_state(
     refunded_amount: int | None = None,
     transaction_id: str = "",
     webhook_event_id: int | None = None,
+    payment_code: Mapping[str, object] | None = None,
+    payment_deadline: datetime | None = None,
+    card_last4: str = "",
 ) -> bool:
-    """Apply a provider-reported state to a locked checkout; True when the state changed."""
+    """Apply a provider-reported state to a locked checkout; True when the state changed.
+
+    An offline payment's instructions (payment_code, with its deadline) and the card's last four digits are kept on
+    the checkout whenever the provider reports them, whether or not the state changes.
+    """
     state = State(state) if not isinstance(state, State) else state
     if state == State.ERROR:
         checkout.next_query_at = utcnow() + REQUERY_AFTER
@@ -143,10 +151,11 @@ def apply_state(
         target = CheckoutState(state.value)
     if target in PAID_STATES and amount is not None and amount != checkout.amount and state != State.REFUNDED:
         checkout.needs_attention = True
-    if target in PAID_STATES and checkout.state == CheckoutState.EXPIRED:
-        checkout.needs_attention = True  # paid after the portal expired the link: applied, and a person looks
+    if target in PAID_STATES and checkout.state in (CheckoutState.EXPIRED, CheckoutState.CANCELLED):
+        checkout.needs_attention = True  # paid after the link expired or staff cancelled it: a person looks
     if transaction_id and not checkout.provider_transaction_id:
         checkout.provider_transaction_id = transaction_id
+    keep_payment_details(checkout, payment_code, payment_deadline, card_last4)
     if target in PAID_STATES and not checkout.paid_amount:
         checkout.paid_amount = amount if amount is not None and target == CheckoutState.PAID else checkout.amount
     if refunded_amount is not None and refunded_amount > checkout.refunded_amount:
@@ -159,6 +168,26 @@ def apply_state(
     if not changed and checkout.refunded_amount:
         refresh_order(checkout.order)
     return changed
+
+
+def keep_payment_details(
+    checkout: Checkout, payment_code: Mapping[str, object] | None, deadline: datetime | None, card_last4: str
+) -> None:
+    """Keep an offline payment code (and its deadline, stored naive UTC) and a card's last four digits (never more).
+
+    A deadline later than the attempt's own expiry extends it, so the portal does not expire a code still payable."""
+    if payment_code:
+        code = {str(k): v for k, v in payment_code.items()}
+        if code != checkout.payment_code:
+            checkout.payment_code = code
+        if deadline is not None:
+            deadline = deadline.astimezone(UTC).replace(tzinfo=None) if deadline.tzinfo else deadline
+            checkout.payment_code_expires_at = deadline
+            if deadline > checkout.expires_at:
+                checkout.expires_at = deadline  # the customer was given until then: the attempt is not expired sooner
+    digits = "".join(ch for ch in card_last4 or "" if ch.isascii() and ch.isdigit())[-4:]
+    if len(digits) == 4:
+        checkout.card_last4 = digits
 
 
 # Built once (statement building costs more than running it): the figures refresh_order needs of an order's checkouts.
@@ -186,8 +215,11 @@ def refresh_order(order: Order) -> None:
             order.state = OrderState.PARTIALLY_REFUNDED.value
         else:
             order.state = OrderState.PAID.value
+    elif order.link_ended_at is not None:
+        order.state = OrderState.CANCELLED.value  # staff ended the order's link
     elif not rows:
-        order.state = OrderState.DRAFT.value
+        # A link on which the customer picks the provider awaits payment before its first attempt.
+        order.state = OrderState.AWAITING_PAYMENT.value if order.link_token else OrderState.DRAFT.value
     else:
         latest = rows[-1].state
         order.state = OrderState.AWAITING_PAYMENT.value if latest in OPEN_STATES else OrderState(latest).value
@@ -211,7 +243,12 @@ def state_from_transactions(checkout: Checkout, txns: list[ProviderTransaction])
     paid_amount = best.amount
     if state in (State.PAID, State.PAID_MISMATCH, State.REFUNDED, State.PARTIALLY_REFUNDED) and refunded:
         state = State.REFUNDED if refunded >= paid_amount else State.PARTIALLY_REFUNDED
-    return state, {"amount": paid_amount, "refunded": refunded, "transaction_id": best.transaction_id}
+    figures = {"amount": paid_amount, "refunded": refunded, "transaction_id": best.transaction_id}
+    offline = next((t for t in payments if t.payment_code), None)
+    if offline is not None:
+        figures.update(payment_code=offline.payment_code, payment_deadline=offline.payment_deadline)
+    figures["card_last4"] = best.card_last4
+    return state, figures
 
 
 def _rank_of(state: State) -> int:

@@ -132,6 +132,10 @@ class ProviderEvent:
     raw: Mapping[str, object] = field(default_factory=dict)  # secrets removed
     card_token: str = field(default="", repr=False)  # Oen only: a secret, never logged or shown
     occurred_at: datetime | None = None
+    # An offline payment's instructions (see ProviderTransaction.payment_code) and the card's last four, where given.
+    payment_code: Mapping[str, object] | None = None
+    payment_deadline: datetime | None = None
+    card_last4: str = ""
 
 
 @dataclass(frozen=True)
@@ -153,6 +157,11 @@ class ProviderTransaction:
     refunded_at: datetime | None = None
     message: str = ""
     details: Mapping[str, object] = field(default_factory=dict)  # provider extras, safe to show
+    # An offline payment's instructions for the customer: {"kind": "atm", "bank_code", "account"} (ATM transfer to a
+    # virtual account), {"kind": "cvs", "store", "pin_code", "barcodes"} (a convenience-store payment code) or
+    # {"kind": "barcode", "store", "barcodes"} (bar codes a store scans); all values text. The deadline is aware.
+    payment_code: Mapping[str, object] | None = None
+    payment_deadline: datetime | None = None
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
+from datetime import datetime
 from typing import Any
 
 import requests
@@ -108,6 +111,63 @@ INVOICE_FIELDS = (
     "invoice_buyer_ban",
     "invoice_b2b_title",
 )
+
+
+# result_content_type of the offline payments whose instructions the customer needs after leaving MyPay's page.
+ATM_TYPES = ("E_COLLECTION",)
+STORE_CODE_TYPES = ("IBON", "FAMIPORT", "CSTORECODE")  # a code typed into the store's kiosk (bar codes besides)
+BARCODE_TYPES = ("LIFEET", "BARCODE")  # bar codes the cashier scans (Life-ET's PinCode cannot be paid with)
+CODE_TEXT = re.compile(r"[A-Za-z0-9-]{1,40}")
+
+
+def offline_payment(fields: Mapping[str, object]) -> tuple[dict[str, object] | None, datetime | None]:
+    """An ATM virtual account or convenience-store code from a report or api/queryorder (result_content_type,
+    result_content, expired_date), as ProviderTransaction.payment_code, with its deadline; (None, None) for others.
+
+    result_content is JSON text (result_type 4) or already an object; a value that is not plain letters and digits
+    is left out rather than shown to a customer.
+    """
+    content_type = text_field(dict(fields), "result_content_type").upper()
+    if content_type not in (*ATM_TYPES, *STORE_CODE_TYPES, *BARCODE_TYPES):
+        return None, None
+    content = fields.get("result_content")
+    if isinstance(content, (str, bytes)):
+        try:
+            content = json.loads(content) if content else {}
+        except ValueError:
+            content = {}
+    if not isinstance(content, dict):
+        content = {}
+
+    def code(*values: object) -> str:
+        for value in values:
+            value = value.strip() if isinstance(value, str) else str(value) if isinstance(value, int) else ""
+            if CODE_TEXT.fullmatch(value):
+                return value
+        return ""
+
+    barcodes = [code(content.get(f"BarCode{n}")) for n in (1, 2, 3)]
+    barcodes = [b for b in barcodes if b]
+    if content_type in ATM_TYPES:
+        found = {
+            "kind": "atm",
+            "bank_code": code(content.get("BankCode"), fields.get("bank_id")),
+            "account": code(content.get("PinCode")),
+        }
+        if not found["account"]:
+            return None, None
+    elif content_type in STORE_CODE_TYPES:
+        found = {"kind": "cvs", "store": content_type, "pin_code": code(content.get("PinCode")), "barcodes": barcodes}
+        if not found["pin_code"] and not barcodes:
+            return None, None
+    else:
+        found = {"kind": "barcode", "store": content_type, "barcodes": barcodes}
+        if not barcodes:
+            return None, None
+    deadline = parse_taipei(text_field(content, "LimitDate"), "%Y%m%d%H%M%S") or parse_taipei(
+        text_field(dict(fields), "expired_date"), "%Y%m%d%H%M%S"
+    )
+    return found, deadline
 
 
 def prc_state(prc: str) -> State:
@@ -402,6 +462,7 @@ class MyPayProvider(Provider):
         vouchers = row.get("voucher_paid")
         if isinstance(vouchers, list) and vouchers:
             details["voucher_paid"] = ", ".join(text_field(v, "serial_number") for v in vouchers if isinstance(v, dict))
+        payment_code, deadline = offline_payment(row) if kind == "payment" else (None, None)
         return ProviderTransaction(
             provider=NAME,
             reference=text_field(row, "order_id") or ref.reference,
@@ -416,6 +477,8 @@ class MyPayProvider(Provider):
             refunded_at=when if kind == "refund" else None,
             message=text_field(row, "retmsg") or prc_message(prc),
             details=details,
+            payment_code=payment_code,
+            payment_deadline=deadline,
         )
 
     def refund(
@@ -535,6 +598,7 @@ class MyPayProvider(Provider):
             # MyPay flags mismatches with 290; a "paid" that disagrees with the order is treated the same way.
             state, message = State.PAID_MISMATCH, f"{message} (amount {amount} ≠ {ref.amount})"
         finishtime = text_field(fields, "finishtime")
+        payment_code, deadline = offline_payment(fields)
         return ProviderEvent(
             provider=NAME,
             reference=ref.reference,
@@ -547,6 +611,9 @@ class MyPayProvider(Provider):
             message=message,
             raw=safe_fields(fields),
             occurred_at=parse_taipei(finishtime, "%Y%m%d%H%M%S"),
+            payment_code=payment_code,
+            payment_deadline=deadline,
+            card_last4=last4(fields.get("cardno")),
         )
 
     def _open_envelope(self, fields: dict) -> dict:

@@ -9,3 +9,5 @@ document.addEventListener("click", function (event) {
   if (navigator.clipboard) { navigator.clipboard.writeText(field.value).then(done, function () { document.execCommand("copy"); done(); }); }
   else { document.execCommand("copy"); done(); }
 });
+// Copy buttons that are useless without a script (the code beside them can be selected by hand) start hidden.
+document.querySelectorAll("button.copy[hidden]").forEach(function (button) { button.hidden = false; });
