@@ -169,7 +169,8 @@ def ask_providers(checkouts: list[Checkout], *, deadline: float, use_cache: bool
             unreadable[checkout.provider] = _(
                 "%(provider)s sent an answer the portal cannot read.", provider=provider_label(checkout.provider)
             )
-        job = _Job(checkout.id, checkout.provider, settings[key], checkout_ref(checkout), unreadable[checkout.provider])
+        ref = checkout_ref(checkout, lines=False)  # a query needs the ids, not the order's lines
+        job = _Job(checkout.id, checkout.provider, settings[key], ref, unreadable[checkout.provider])
         jobs.append(job)
     _end_transaction()  # no transaction is held while the providers are asked
 
@@ -298,11 +299,7 @@ def overview_rows(merchant_id: int) -> list[tuple[Checkout, LiveView, Comparison
     stmt = (
         db.select(Checkout)
         .where(Checkout.merchant_id == merchant_id)
-        .options(
-            selectinload(Checkout.order).selectinload(Order.items),
-            selectinload(Checkout.order).selectinload(Order.vouchers),
-            selectinload(Checkout.merchant),
-        )
+        .options(selectinload(Checkout.order), selectinload(Checkout.merchant))  # the page shows no order lines
         .order_by(Checkout.id.desc())
         .limit(OVERVIEW_LIMIT)
     )
