@@ -482,3 +482,77 @@ class JobRun(db.Model):
     holder: Mapped[str | None] = mapped_column(String(100))  # host and process of that worker
     last_finished_at: Mapped[datetime | None]
     last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class ApiKey(db.Model):
+    """A merchant's key to the JSON API: shown once, stored as its hash."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    merchant_id: Mapped[int] = mapped_column(ForeignKey("merchant.id"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    prefix: Mapped[str] = mapped_column(String(16))  # the key's first characters, to tell keys apart
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    can_refund: Mapped[bool] = mapped_column(default=False)
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("user.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_used_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+
+
+class IdempotencyRecord(db.Model):
+    """The first answer to a POST with an Idempotency-Key, replayed for 24 hours to the same request."""
+
+    __table_args__ = (UniqueConstraint("api_key_id", "key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    api_key_id: Mapped[int] = mapped_column(ForeignKey("api_key.id"), index=True)
+    key: Mapped[str] = mapped_column(String(255))
+    fingerprint: Mapped[str] = mapped_column(String(64))  # sha256 of method, path and body
+    status_code: Mapped[int | None]  # None while the first request is still being answered
+    response_body: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    locked_until: Mapped[datetime | None]  # the first request's hold; another may take over after it
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class WebhookEndpoint(db.Model):
+    """Where a merchant's systems receive signed events."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    merchant_id: Mapped[int] = mapped_column(ForeignKey("merchant.id"), index=True)
+    url: Mapped[str] = mapped_column(String(2048))
+    description: Mapped[str | None] = mapped_column(String(200))
+    events: Mapped[list] = mapped_column(JSON, default=list)  # event types; empty: every type
+    secret_enc: Mapped[str] = mapped_column(Text)  # the signing secret, encrypted
+    enabled: Mapped[bool] = mapped_column(default=True)
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("user.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    failing_since: Mapped[datetime | None]  # the first failed delivery since the last success
+    flagged_at: Mapped[datetime | None]  # deliveries failed for three days
+
+
+class MerchantEvent(db.Model):
+    """Something that happened to a merchant's order, told to its webhook endpoints."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(40), unique=True)  # evt_…
+    merchant_id: Mapped[int] = mapped_column(ForeignKey("merchant.id"), index=True)
+    type: Mapped[str] = mapped_column(String(40))  # order.paid, order.failed, …
+    order_id: Mapped[int | None] = mapped_column(ForeignKey("order.id"), index=True)
+    data: Mapped[dict] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class WebhookAttempt(db.Model):
+    """One delivery attempt of an event to an endpoint, as the merchant's admins see it."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    endpoint_id: Mapped[int] = mapped_column(ForeignKey("webhook_endpoint.id"), index=True)
+    event_id: Mapped[int] = mapped_column(ForeignKey("merchant_event.id"), index=True)
+    outbox_message_id: Mapped[int | None] = mapped_column(ForeignKey("outbox_message.id"), index=True)
+    attempted_at: Mapped[datetime] = mapped_column(default=utcnow)
+    status_code: Mapped[int | None]
+    duration_ms: Mapped[int | None]
+    response_excerpt: Mapped[str | None] = mapped_column(Text)  # the first bytes of the answer
+    error: Mapped[str | None] = mapped_column(Text)  # no answer: timeout, refused, redirect…
+    resend: Mapped[bool] = mapped_column(default=False)  # asked for by an admin
