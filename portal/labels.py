@@ -44,6 +44,8 @@ SOURCE_LABELS = {
     "expiry": _l("link expired"),
     "manual": _l("by an admin"),
     "refund": _l("refund"),
+    "cancel": _l("cancelled by staff"),
+    "switch": _l("provider switched by staff"),
 }
 
 
@@ -73,6 +75,9 @@ ACTION_LABELS = {
     "refund_failed": _l("Refund not made"),
     "refund_unknown": _l("Refund outcome unknown"),
     "refund_checked": _l("Refund checked with the provider"),
+    "link_cancelled": _l("Payment link cancelled"),
+    "link_switched": _l("Payment link switched to another provider"),
+    "link_sent": _l("Payment link e-mailed to the customer"),
 }
 
 ROLE_LABELS = {"admin": _l("Admin"), "staff": _l("Staff")}
@@ -85,10 +90,12 @@ DETAIL_LABELS = {
     "checkout": _l("Payment link"),
     "code": _l("Code"),
     "email": _l("E-mail"),
+    "ended": _l("Attempts ended"),
     "error": _l("Error"),
     "event_id": _l("Callback id"),
     "fields": _l("Settings"),
     "invoice_state": _l("E-invoice"),
+    "locale": _l("Language"),
     "manual_reference": _l("Provider's refund reference"),
     "method": _l("Method"),
     "message": _l("Message"),
@@ -105,6 +112,7 @@ DETAIL_LABELS = {
     "role_to": _l("Role after"),
     "state": _l("State"),
     "target_user_id": _l("User id"),
+    "to": _l("Sent to"),
 }
 
 USER_CHANGE_LABELS = {"deactivated": _l("Deactivated"), "reactivated": _l("Reactivated")}

@@ -23,11 +23,12 @@ from portal.payments import (
     refresh_checkout,
     retry_charge,
     saved_cards,
-    start_checkout,
     trade_page,
 )
 from portal.payments.attempts import expire_if_due
+from portal.payments.links import open_link
 from portal.security import admin_required
+from portal.views.links import customer_page, link_order
 
 bp = Blueprint("checkout", __name__)
 
@@ -65,7 +66,8 @@ def create(order_id: int):
     """Open a payment link at the chosen provider."""
     order = get_order(order_id)
     try:
-        start_checkout(order, request.form.get("provider", ""), current_user.id, request.remote_addr or "")
+        switch = request.form.get("switch") == "1"
+        open_link(order, request.form.get("provider", ""), current_user.id, request.remote_addr or "", switch=switch)
     except CheckoutError as exc:
         flash(str(exc), "error")
     else:
@@ -149,6 +151,8 @@ def find_link(token: str) -> Checkout | None:
         found = None
         if token and len(token) <= 64:
             found = db.session.execute(db.select(Checkout).filter_by(public_token=token)).scalar_one_or_none()
+        if found is None and (order := link_order(token)) is not None:  # the order's own link: its current attempt
+            found = open_checkout(order) or (order.checkouts[-1] if order.checkouts else None)
         g.link = found
     return g.link
 
@@ -165,7 +169,7 @@ def link_limit_key() -> str:
     """A real link is limited per link (many customers may share one address: a carrier's, an office's); guesses at
     unknown links are limited per address."""
     token = (request.view_args or {}).get("token", "")
-    if find_link(token) is not None:
+    if find_link(token) is not None or link_order(token) is not None:
         return f"link:{token}"
     return f"guess:{get_remote_address()}"
 
@@ -197,6 +201,9 @@ def provider_origin(url: str) -> str | None:
 @limiter.limit(LINK_LIMIT, key_func=link_limit_key)
 def pay(token: str):
     """The customer's summary page, then on to the provider."""
+    order = link_order(token)
+    if order is not None:  # the order's own link: pay, try again, choose a provider, or why it has ended
+        return customer_page(order, token)
     checkout = load_link(token)
     if expire_if_due(checkout.id):  # its time is up: the provider is asked, then the link expires (or is paid)
         checkout = db.session.get(Checkout, checkout.id, populate_existing=True)
