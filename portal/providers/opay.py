@@ -49,10 +49,37 @@ RqidStore = NonceStore  # remember an RqID; False when it was seen before
 
 
 def item_name(request: CheckoutRequest) -> str:
-    """`name price 元 Xqty` lines joined by '#', cut to 40 characters before encoding: 手機 20 元 X2#隨身碟 60 元 X1."""
-    # '#' separates lines for O'Pay, so one inside a product name would split it.
-    parts = [f"{item.name.replace('#', ' ')} {item.unit_price} 元 X{item.quantity}" for item in request.items]
-    return "#".join(parts)[:ITEM_NAME_MAX]
+    """`name price 元 Xqty` lines joined by '#' (手機 20 元 X2#隨身碟 60 元 X1) that add up to the amount charged:
+    the items, shipping (運費) and each voucher as a negative line (折抵). O'Pay cuts the field at 40 characters, so
+    a longer list keeps its first lines and sums the rest (shipping and vouchers included) into one 其他 line, or, if
+    even that is too long, becomes one line for the whole order; a cut list would show lines that do not add up."""
+    lines = [(item.name, item.unit_price, item.quantity) for item in request.items]
+    if request.shipping_fee:
+        lines.append(("運費", request.shipping_fee, 1))
+    lines += [(f"折抵{voucher.name}", -voucher.amount, 1) for voucher in request.vouchers]
+    if sum(price * qty for _name, price, qty in lines) == request.amount:
+        whole = _item_lines(lines)
+        if len(whole) <= ITEM_NAME_MAX:
+            return whole
+        for keep in range(len(lines) - 1, 0, -1):
+            rest = sum(price * qty for _name, price, qty in lines[keep:])
+            if rest < 0:
+                continue  # a negative 其他 would puzzle the customer: sum more lines into it
+            text = _item_lines([*lines[:keep], ("其他", rest, 1)] if rest else lines[:keep])
+            if len(text) <= ITEM_NAME_MAX:
+                return text
+    first = request.items[0].name if len(request.items) == 1 else "訂單商品"
+    tail = f" {request.amount} 元 X1"
+    return (_clean_name(first) or "訂單商品")[: ITEM_NAME_MAX - len(tail)].rstrip() + tail
+
+
+def _clean_name(name: str) -> str:
+    # '#' separates lines for O'Pay, so one inside a product name would split it (tags are refused before sending).
+    return " ".join(name.replace("#", " ").split())
+
+
+def _item_lines(lines: list[tuple[str, int, int]]) -> str:
+    return "#".join(f"{_clean_name(name)} {price} 元 X{qty}" for name, price, qty in lines)
 
 
 class OPayProvider(Provider):

@@ -22,6 +22,7 @@ from portal.providers.base import (
     ProviderRejected,
     ProviderUnavailable,
     State,
+    VoucherLine,
 )
 from portal.providers.crypto import opay_decrypt_json, opay_encrypt
 from portal.providers.opay import OPayProvider, item_name
@@ -111,14 +112,15 @@ def test_create_trade_request_field_by_field(opay, rsps):
     assert data == {
         "MerchantID": OPAY_MERCHANT_ID,
         "ItemName": "%E6%89%8B%E6%B2%96%E5%92%96%E5%95%A1%E8%B1%86%20350%20%E5%85%83%20X2%23"
-        "%E6%BF%BE%E6%9D%AF%20240%20%E5%85%83%20X1",
+        "%E6%BF%BE%E6%9D%AF%20240%20%E5%85%83%20X1%23%E9%81%8B%E8%B2%BB%2060%20%E5%85%83%20X1",
         "MerchantTradeNo": "CK20240901A1",
         "MerchantTradeDate": "2024-09-01 16:02:24",
         "ReturnURL": "https://portal.example/webhooks/opay",
         "Amount": 1000,
         "ClientBackURL": "https://portal.example/pay/tok/return",
     }
-    assert unquote(data["ItemName"]) == "手沖咖啡豆 350 元 X2#濾杯 240 元 X1"  # PROVIDERS.md's example spacing
+    # PROVIDERS.md's example spacing; shipping is a line, so the lines add up to the amount
+    assert unquote(data["ItemName"]) == "手沖咖啡豆 350 元 X2#濾杯 240 元 X1#運費 60 元 X1"
     assert relayed.status == 200 and relayed.body == page and relayed.content_type.startswith("text/html")
 
 
@@ -141,12 +143,53 @@ def test_platform_mode_uses_the_platform_key(platform, rsps):
     assert fields["PlatformID"] == OPAY_PLATFORM_ID and data["MerchantID"] == OPAY_MERCHANT_ID
 
 
-def test_item_name_is_cut_to_40_characters_before_encoding():
+ITEM_LINE = re.compile(r"(.+) (-?[0-9]+) 元 X([0-9]+)")
+
+
+def item_lines_total(name: str) -> int:
+    """What the lines O'Pay shows the customer add up to (every line must read `name price 元 Xqty`)."""
+    total = 0
+    for line in name.split("#"):
+        found = ITEM_LINE.fullmatch(line)
+        assert found, f"not an item line: {line!r}"
+        total += int(found[2]) * int(found[3])
+    return total
+
+
+def test_a_long_item_list_keeps_within_40_characters_and_still_adds_up():
     items = tuple(LineItem(f"S{i}", "超長的商品名稱測試", 120, 1) for i in range(5))
     name = item_name(checkout_request(items=items, amount=660))
-    assert len(name) == 40 and name == "超長的商品名稱測試 120 元 X1#超長的商品名稱測試 120 元 X1#超長"
+    assert name == "超長的商品名稱測試 120 元 X1#其他 540 元 X1"
+    assert len(name) <= 40 and item_lines_total(name) == 660
+    one = item_name(checkout_request(items=(LineItem("A", "極" * 60, 900, 1),), amount=960))
+    assert len(one) == 40 and one.endswith(" 960 元 X1") and item_lines_total(one) == 960
     hashed = checkout_request(items=(LineItem("A", "a#b", 10, 1),), amount=10, shipping_fee=0)
     assert item_name(hashed) == "a b 10 元 X1"
+
+
+@pytest.mark.parametrize(
+    ("items", "shipping", "vouchers", "expected"),
+    [
+        ((LineItem("A", "咖啡豆", 350, 2),), 60, (), "咖啡豆 350 元 X2#運費 60 元 X1"),
+        (
+            (LineItem("A", "咖啡豆", 350, 2),),
+            60,
+            (VoucherLine("free", "P1", "SN1", "滿額券", 100),),
+            "咖啡豆 350 元 X2#運費 60 元 X1#折抵滿額券 -100 元 X1",
+        ),
+        (
+            (LineItem("A", "咖啡豆", 350, 2), LineItem("B", "濾杯", 240, 1)),
+            80,
+            (VoucherLine("paid", "P1", "SN1", "禮券", 200), VoucherLine("free", "P2", "SN2", "折價券", 50)),
+            "咖啡豆 350 元 X2#其他 70 元 X1",
+        ),
+    ],
+)
+def test_item_name_lines_add_up_to_the_amount_charged(items, shipping, vouchers, expected):
+    amount = sum(i.total for i in items) + shipping - sum(v.amount for v in vouchers)
+    name = item_name(checkout_request(items=items, amount=amount, shipping_fee=shipping, vouchers=vouchers))
+    assert name == expected
+    assert len(name) <= 40 and item_lines_total(name) == amount
 
 
 def test_item_name_follows_the_documents_example():
@@ -444,3 +487,27 @@ def test_trade_date_is_taipei_time_when_create_is_sent_not_when_the_link_was_mad
     fields, data = opened(rsps.calls[0])
     assert data["MerchantTradeDate"] == "2024-09-08 16:03:25"
     assert fields["Timestamp"] == str(sent_at)
+
+
+def test_item_name_adds_up_for_any_order():
+    import random
+
+    rng = random.Random(14)
+    names = ("咖啡豆", "濾杯", "Drip bag", "超長的商品名稱測試一二三四五六七八九十", "a#b", "茶")
+    for _ in range(500):
+        items = tuple(
+            LineItem(f"S{i}", rng.choice(names), rng.randint(0, 5000), rng.randint(1, 12))
+            for i in range(rng.randint(1, 6))
+        )
+        shipping = rng.choice((0, 60, 120))
+        subtotal = sum(i.total for i in items) + shipping
+        vouchers = tuple(
+            VoucherLine("free", f"P{n}", f"SN{n}", "券", rng.randint(1, max(1, subtotal // 4)))
+            for n in range(rng.randint(0, 2))
+        )
+        amount = subtotal - sum(v.amount for v in vouchers)
+        if amount < 6:
+            continue
+        name = item_name(checkout_request(items=items, amount=amount, shipping_fee=shipping, vouchers=vouchers))
+        assert len(name) <= 40, name
+        assert item_lines_total(name) == amount, name
