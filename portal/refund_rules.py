@@ -49,6 +49,13 @@ class RefundPlan:
     def full(self) -> bool:
         return self.amount >= self.paid
 
+    @property
+    def gives_up_rest(self) -> int:
+        """What can never be refunded after this one (a provider that refunds a payment once: Oen Tech)."""
+        if self.full or not provider_class(self.provider).refund_policy.one_per_payment:
+            return 0
+        return self.paid - self.amount
+
     def options(self) -> dict[str, str]:
         """The provider options stored with the refund and passed to Provider.refund."""
         return {"invoice_state": self.invoice_state} if self.invoice_state else {}
@@ -105,8 +112,16 @@ def in_progress(refunds: list[Refund]) -> int:
     return sum(r.amount for r in refunds if r.is_unsettled)
 
 
+def has_refund(checkout: Checkout, refunds: list[Refund]) -> bool:
+    """A refund was made or is on its way (a failed one does not count)."""
+    return bool(checkout.refunded_amount) or any(r.state != RefundState.FAILED for r in refunds)
+
+
 def refundable(checkout: Checkout, refunds: list[Refund]) -> int:
-    """Paid − refunded − refunds still in progress."""
+    """Paid − refunded − refunds still in progress; nothing more once a provider that refunds a payment only once
+    (Oen Tech) has its refund, however partial."""
+    if policy_of(checkout).one_per_payment and has_refund(checkout, refunds):
+        return 0
     return max(paid_of(checkout) - checkout.refunded_amount - in_progress(refunds), 0)
 
 
@@ -131,7 +146,7 @@ def _blocked(checkout: Checkout, refunds: list[Refund]) -> str:
     if not checkout.is_paid:
         return _("This payment is not paid, so there is nothing to refund.")
     policy = policy_of(checkout)
-    has_one = bool(checkout.refunded_amount) or any(r.state != RefundState.FAILED for r in refunds)
+    has_one = has_refund(checkout, refunds)
     if policy.one_per_payment and has_one:
         return _("Oen Tech allows one refund per transaction, and this payment already has one.")
     if policy.by_transaction_id and not checkout.provider_transaction_id:

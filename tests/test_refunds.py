@@ -250,3 +250,29 @@ def test_the_confirmation_carries_a_csrf_token(csrf_app):
     token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', form).group(1)
     page = review(client, order_id, 100, manual_reference="R", csrf_token=token)
     assert page.status_code == 200 and 'name="csrf_token"' in page.get_data(as_text=True)
+
+
+def test_oen_partial_refund_warns_that_the_rest_is_given_up_and_then_nothing_is_refundable(app, seed, admin):
+    """Oen Tech refunds a payment once: the confirmation says what a partial refund gives up, and afterwards the
+    refund page shows nothing left to refund (not the unrefunded remainder)."""
+    order_id, _checkout_id, ref = paid(app, seed)
+    with responses.RequestsMock() as rsps:
+        oen_query(app, rsps, ref)
+        text = page_text(review(admin, order_id, 400))
+        assert 'data-gives-up="600"' in text
+        assert "the other NT$600 of this payment can never be refunded" in text
+        oen_refund_ok(app, rsps, 400)
+        key = KEY_RE.search(text).group(1)
+        fields = {"amount": "400", "reason": "退貨", "idempotency_key": key, "checkout_id": ""}
+        assert admin.post(f"/orders/{order_id}/refunds", data=fields).status_code == 302
+    after = page_text(admin.get(f"/orders/{order_id}/refunds"))
+    assert re.search(r'data-total="refundable">NT\$0<', after)
+    assert "allows one refund per transaction" in after
+
+
+def test_a_full_oen_refund_gives_nothing_up(app, seed, admin):
+    order_id, _checkout_id, ref = paid(app, seed)
+    with responses.RequestsMock() as rsps:
+        oen_query(app, rsps, ref)
+        text = page_text(review(admin, order_id, 1000))
+    assert "data-gives-up" not in text and "(full refund)" in text
