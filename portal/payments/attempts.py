@@ -233,6 +233,7 @@ def refresh_checkout(checkout_id: int, source: str = "query") -> tuple[bool, str
                 payment_code=figures.get("payment_code"),
                 payment_deadline=figures.get("payment_deadline"),
                 card_last4=figures.get("card_last4", ""),
+                fee=figures.get("fee"),
             )
     return changed, None
 

@@ -129,11 +129,12 @@ def apply_state(
     payment_code: Mapping[str, object] | None = None,
     payment_deadline: datetime | None = None,
     card_last4: str = "",
+    fee: int | None = None,
 ) -> bool:
     """Apply a provider-reported state to a locked checkout; True when the state changed.
 
     An offline payment's instructions (payment_code, with its deadline) and the card's last four digits are kept on
-    the checkout whenever the provider reports them, whether or not the state changes.
+    the checkout whenever the provider reports them, whether or not the state changes; so is the provider's fee.
     """
     state = State(state) if not isinstance(state, State) else state
     if state == State.ERROR:
@@ -156,6 +157,8 @@ def apply_state(
     if transaction_id and not checkout.provider_transaction_id:
         checkout.provider_transaction_id = transaction_id
     keep_payment_details(checkout, payment_code, payment_deadline, card_last4)
+    if fee is not None and fee >= 0 and fee != checkout.fee_amount:
+        checkout.fee_amount = fee
     if target in PAID_STATES and not checkout.paid_amount:
         checkout.paid_amount = amount if amount is not None and target == CheckoutState.PAID else checkout.amount
     if refunded_amount is not None and refunded_amount > checkout.refunded_amount:
@@ -248,6 +251,7 @@ def state_from_transactions(checkout: Checkout, txns: list[ProviderTransaction])
     if offline is not None:
         figures.update(payment_code=offline.payment_code, payment_deadline=offline.payment_deadline)
     figures["card_last4"] = best.card_last4
+    figures["fee"] = best.fee
     return state, figures
 
 
