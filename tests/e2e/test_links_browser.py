@@ -115,7 +115,9 @@ def test_a_declined_customer_retries_on_the_same_link_and_pays(new_context, live
     customer.wait_for_url(re.compile(r"/pay/[A-Za-z0-9_-]+/return"))
     customer.wait_for_selector('.status-box[data-order-state="failed"]', timeout=20_000)
 
-    customer.goto(link)  # the same link
+    shot(customer, "links-03a-customer-declined")
+    customer.click("[data-try-again]")  # back to the same link
+    customer.wait_for_url(link)
     customer.wait_for_selector("[data-retry]")
     assert customer.get_attribute("[data-link-status]", "data-link-status") == "retry"
     assert "再試一次" in customer.text_content("[data-retry]")

@@ -57,8 +57,10 @@ def test_a_declined_customer_retries_on_the_same_link_with_a_new_reference_and_p
     order_id = browser.new_order(items=((1200, 1),))
     link = browser.create_link(order_id, "mypay")
     assert link == "/pay/" + order_row(live_server, order_id).link_token
-    browser.pay_mypay(link, card=DECLINED_MYPAY)
+    returned = browser.pay_mypay(link, card=DECLINED_MYPAY)
     browser.wait_for_state(order_id, "failed")
+    # the return page leads back to the same link
+    assert f'href="{link}" data-try-again' in customer(live_server).get(returned.url).text
 
     buyer = customer(live_server)
     page = buyer.get(link)
