@@ -325,6 +325,9 @@ class Checkout(db.Model):
     refunded_amount: Mapped[int] = mapped_column(default=0)
     card_last4: Mapped[str | None] = mapped_column(String(4))  # as the provider reported it; never more
     fee_amount: Mapped[int | None]  # the provider's fee, where it reports one (Oen's transactions)
+    # When the provider opened it (awaiting payment); None for one the provider refused to make, which leaves the
+    # order as it was.
+    opened_at: Mapped[datetime | None]
     # An offline payment's instructions (MyPay ATM virtual account, convenience-store code) and their deadline.
     payment_code: Mapped[dict | None] = mapped_column(JSON)
     payment_code_expires_at: Mapped[datetime | None]

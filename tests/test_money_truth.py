@@ -284,3 +284,25 @@ def test_a_late_mypay_payment_after_expiry_is_applied_and_flagged(app, seed):
         with app.test_request_context():
             changed, _error = refresh_checkout(checkout_id, source="callback+query")
     assert changed and state_of(app, checkout_id) == ("paid", True, "paid")
+
+
+@responses.activate
+def test_a_link_the_provider_refuses_to_make_leaves_the_order_as_it_was_and_says_why_in_zh_tw(app, seed, client, auth):
+    """MyPay down while the link is made: the order stays a draft (not "failed"), the attempt is kept with its reason,
+    and the message is in the reader's language."""
+    auth.login()
+    client.get("/lang/zh_TW")
+    with app.app_context():
+        order = make_order(seed.merchant_id)
+        db.session.commit()
+        order_id = order.id
+    responses.post(app.config["MYPAY_API_URL"], status=503)
+    page = client.post(f"/orders/{order_id}/checkout", data={"provider": "mypay"}, follow_redirects=True)
+    text = page.get_data(as_text=True)
+    assert 'data-order-state="draft"' in text
+    assert "MyPay" in text and re.search(r"[\u4e00-\u9fff]", text.split("flash-error", 1)[1][:400])
+    with app.app_context():
+        order = db.session.get(Order, order_id)
+        assert order.state == "draft"
+        [checkout] = order.checkouts
+        assert checkout.state == "failed" and checkout.opened_at is None and checkout.last_error

@@ -90,6 +90,8 @@ def move(checkout: Checkout, new_state: CheckoutState, source: str, detail: str,
     # One statement: the compare-and-set of the state, with whatever else the caller changed on the row.
     values = _unwritten(checkout)
     values.update(state=CheckoutState(new_state).value, updated_at=utcnow())
+    if old == CheckoutState.CREATING and new_state != CheckoutState.FAILED and checkout.opened_at is None:
+        values["opened_at"] = values["updated_at"]  # the provider made it: from now on it counts for the order
     with db.session.no_autoflush:
         result = db.session.execute(
             update(Checkout)
@@ -197,6 +199,8 @@ def keep_payment_details(
 ORDER_CHECKOUTS = (
     select(Checkout.state, Checkout.amount, Checkout.paid_amount, Checkout.refunded_amount)
     .where(Checkout.order_id == bindparam("order_id"))
+    # An attempt the provider refused to make never opened: the order stays as it was (e.g. a draft).
+    .where((Checkout.opened_at.is_not(None)) | (Checkout.state != CheckoutState.FAILED.value))
     .order_by(Checkout.id)
 )
 

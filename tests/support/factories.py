@@ -49,6 +49,7 @@ def make_checkout(order: Order, provider: str = "mypay", state: str = "awaiting_
         amount=order.payable,
         state=state,
         expires_at=utcnow() + timedelta(hours=1),
+        opened_at=None if state == "creating" else utcnow(),  # past "creating": the provider made it
     )
     db.session.add(checkout)
     db.session.flush()
