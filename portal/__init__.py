@@ -121,9 +121,20 @@ def register_extensions(app: Flask) -> None:
 
 def register_blueprints(app: Flask) -> None:
     """One blueprint per feature (the simulated providers are a separate app, `sandbox/`, reached over HTTP)."""
-    from portal.views import auth, checkout, links, main, orders, refunds, settings_views, transactions, webhooks
+    from portal.views import (
+        auth,
+        checkout,
+        dashboard,
+        links,
+        main,
+        orders,
+        refunds,
+        settings_views,
+        transactions,
+        webhooks,
+    )
 
-    for module in (main, auth, orders, checkout, links, webhooks, transactions, refunds, settings_views):
+    for module in (main, auth, dashboard, orders, checkout, links, webhooks, transactions, refunds, settings_views):
         app.register_blueprint(module.bp)
 
 

@@ -5,6 +5,7 @@ from flask_babel import lazy_gettext as _l
 
 # (endpoint, label, admins only)
 NAV = (
+    ("dashboard.index", _l("Dashboard"), False),
     ("orders.new", _l("New order"), False),
     ("transactions.overview", _l("Transactions"), False),
     ("webhooks.callbacks", _l("Callbacks"), True),
