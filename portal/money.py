@@ -20,6 +20,8 @@ PAYABLE_MIN = 1
 MAX_DIGITS = 12
 
 _ASCII_DIGITS = re.compile(r"[0-9]+")
+_GROUPED = re.compile(r"[1-9][0-9]{0,2}(?:,[0-9]{3})+")  # 1,200 · 1,234,567: commas every three digits
+_CURRENCY = re.compile(r"(?:NT\$|\$)", re.IGNORECASE)
 _EXPONENT = re.compile(r"[0-9.]*[0-9][0-9.]*[eE][+-]?[0-9]+")
 _NOT_NUMBERS = {"nan", "+nan", "-nan", "inf", "+inf", "-inf", "infinity", "+infinity", "-infinity"}
 _MINUS_SIGNS = ("-", "\u2212", "\uff0d")  # hyphen-minus, minus sign, full-width hyphen-minus
@@ -65,14 +67,21 @@ class OrderTotals:
 
 
 def parse_amount(text: str | None, field: str = "") -> int:
-    """A whole, non-negative TWD amount written in ASCII digits; anything else raises AmountError."""
+    """A whole, non-negative TWD amount; anything else raises AmountError.
+
+    Accepted as people type amounts: spaces around, full-width digits and commas (a Chinese input method's １，２００),
+    an `NT$` or `$` in front, commas every three digits (1,200). Decimals, negatives, spaces inside and other
+    digits are refused with a reason.
+    """
     if text is None:
         raise AmountError("required", field)
     if not isinstance(text, str):
         raise AmountError("not_number", field)
-    value = text.strip()
+    value = normalise_amount_text(text)
     if not value:
         raise AmountError("required", field)
+    if _GROUPED.fullmatch(value):
+        value = value.replace(",", "")
     if _ASCII_DIGITS.fullmatch(value):
         significant = value.lstrip("0") or "0"
         if len(significant) > MAX_DIGITS:
@@ -81,10 +90,22 @@ def parse_amount(text: str | None, field: str = "") -> int:
     raise AmountError(_why_not_amount(value), field)
 
 
+def normalise_amount_text(text: str) -> str:
+    """Full-width forms made half-width (NFKC on them alone: ² or ① stay what they are), spaces around and an `NT$`
+    or `$` in front removed."""
+    value = "".join(unicodedata.normalize("NFKC", ch) if _is_fullwidth(ch) else ch for ch in text).strip()
+    prefix = _CURRENCY.match(value)
+    return value[prefix.end() :].strip() if prefix else value
+
+
+def _is_fullwidth(ch: str) -> bool:
+    return "\uff01" <= ch <= "\uff5e" or ch == "\u3000"
+
+
 def _why_not_amount(value: str) -> str:
-    """The most helpful reason a stripped, non-empty text is not a plain ASCII-digit amount."""
-    if any(ch.isdigit() and not ch.isascii() for ch in value) or any("\uff01" <= ch <= "\uff5e" for ch in value):
-        return "fullwidth"
+    """The most helpful reason a normalised, non-empty text is not an amount."""
+    if any(ch.isdigit() and not ch.isascii() for ch in value):
+        return "digits"
     if any(ch.isspace() or unicodedata.category(ch) in ("Zs", "Cf") for ch in value):
         return "spaces"
     if value.lower() in _NOT_NUMBERS:
@@ -93,9 +114,10 @@ def _why_not_amount(value: str) -> str:
         return "plus_sign"
     if value.startswith(_MINUS_SIGNS):
         return "negative"
-    if _EXPONENT.fullmatch(value):
+    plain = value.replace(",", "")
+    if _EXPONENT.fullmatch(plain):
         return "exponent"
-    if any(point in value for point in _DECIMAL_POINTS) and _is_digits_with(value, "."):
+    if any(point in plain for point in _DECIMAL_POINTS) and _is_digits_with(plain, "."):
         return "decimal"
     if "," in value and _is_digits_with(value, ","):
         return "separator"

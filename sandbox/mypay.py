@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import time
 from datetime import timedelta
@@ -155,6 +156,54 @@ def _check_serials_unused(store_uid: str, vouchers: list) -> None:
             raise Refused(f"票券 {product_id}/{serial} 已於訂單 {order.order_id} 使用")
 
 
+# api/orders' e-invoice fields (the document's 『電子發票…』 value tables), kept with the order and shown on its page.
+INVOICE_REQUEST_FIELDS = (
+    "issue_invoice_state",
+    "invoice_ratetype",
+    "invoice_input_type",
+    "invoice_cloud_type",
+    "invoice_tax_id",
+    "invoice_mobile_code",
+    "invoice_natural_person",
+    "invoice_love_code",
+    "invoice_b2b_title",
+    "invoice_b2b_id",
+    "invoice_b2b_address",
+)
+
+
+def _check_invoice(data: dict) -> None:
+    """The e-invoice fields against the document's value tables."""
+
+    def value(name: str) -> str:
+        raw = data.get(name)
+        return "" if raw is None else str(raw)
+
+    for name, allowed in (
+        ("issue_invoice_state", ("0", "1", "2")),
+        ("invoice_ratetype", ("1", "2", "3")),
+        ("invoice_input_type", ("1", "2", "3")),
+        ("invoice_cloud_type", ("2", "3", "4")),
+    ):
+        if value(name) and value(name) not in allowed:
+            raise Refused(f"{name} 錯誤: {value(name)}")
+    input_type, cloud_type = value("invoice_input_type"), value("invoice_cloud_type")
+    if input_type == "3":
+        raise Refused("PayPage 交易不可使用實體發票 (invoice_input_type 3)")
+    if input_type == "1" and cloud_type == "2" and not re.fullmatch(r"/[0-9A-Z.+\-]{7}", value("invoice_mobile_code")):
+        raise Refused("invoice_mobile_code 手機條碼格式錯誤")
+    if (
+        input_type == "1"
+        and cloud_type == "3"
+        and not re.fullmatch(r"[A-Z]{2}[0-9]{14}", value("invoice_natural_person"))
+    ):
+        raise Refused("invoice_natural_person 自然人憑證條碼格式錯誤")
+    if input_type == "1" and value("invoice_tax_id") and not re.fullmatch(r"[0-9]{8}", value("invoice_tax_id")):
+        raise Refused("invoice_tax_id 統一編號格式錯誤")
+    if input_type == "2" and not re.fullmatch(r"[0-9]{3,7}", value("invoice_love_code")):
+        raise Refused("invoice_love_code 愛心碼格式錯誤")
+
+
 def validate_order(data: dict) -> int:
     """The api/orders checks; returns cost."""
     for name in ("store_uid", "user_id", "order_id", "ip", "items", "cost"):
@@ -199,6 +248,7 @@ def validate_order(data: dict) -> int:
         value = data.get(name)
         if value not in (None, "") and not (isinstance(value, str) and value.startswith(("http://", "https://"))):
             raise Refused(f"{name} 必須是 http(s) 網址")
+    _check_invoice(data)
     vouchers = (data.get("voucher_paid") or []) + (data.get("voucher_free") or [])
     _check_serials_unused(data["store_uid"], vouchers)
     return cost
@@ -518,7 +568,9 @@ def _back_to_shop(order: SandboxMypayOrder):
 def mypay_paypage(uid: int):
     """The PayPage: choose card, ATM virtual account or convenience-store code; later, the order's state."""
     order = _order_or_404(uid)
-    return render_template("mypay_paypage.html", order=order, methods=_methods(order), error=None)
+    return render_template(
+        "mypay_paypage.html", invoice_fields=INVOICE_REQUEST_FIELDS, order=order, methods=_methods(order), error=None
+    )
 
 
 @bp.post("/mypay/payment/<int:uid>/pay")

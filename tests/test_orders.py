@@ -168,7 +168,10 @@ REFUSALS = [
     # (what is posted differently, the field that carries the message, a piece of the message)
     ({"items-0-unit_price": "100.5"}, "items-0-unit_price", "no decimals"),
     ({"items-0-unit_price": "-100"}, "items-0-unit_price", "Negative"),
-    ({"items-0-unit_price": "１００"}, "items-0-unit_price", "half-width"),
+    ({"items-0-unit_price": "²"}, "items-0-unit_price", "digits 0–9"),
+    ({"items-0-unit_price": "1,00"}, "items-0-unit_price", "every three digits"),
+    ({"items-0-unit_price": "１．５"}, "items-0-unit_price", "no decimals"),
+    ({"items-0-unit_price": "－１００"}, "items-0-unit_price", "Negative"),
     ({"items-0-unit_price": "1e3"}, "items-0-unit_price", "exponent"),
     ({"items-0-unit_price": "NaN"}, "items-0-unit_price", "digits 0–9"),
     ({"items-0-unit_price": "inf"}, "items-0-unit_price", "digits 0–9"),

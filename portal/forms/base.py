@@ -11,7 +11,7 @@ from flask_wtf import FlaskForm
 from flask_wtf.form import _Auto
 from wtforms.validators import StopValidation
 
-from portal import money
+from portal import invoices, money
 
 
 class PortalForm(FlaskForm):
@@ -51,8 +51,8 @@ def amount_message(error: money.AmountError):
     code = error.code
     if code == "required":
         return _l("Please enter a whole number.")
-    if code == "fullwidth":
-        return _l("Use half-width digits 0–9, not full-width digits such as １２３.")
+    if code == "digits":
+        return _l("Use the digits 0–9 (such as 1200 or 1,200).")
     if code == "spaces":
         return _l("Remove the spaces inside the number.")
     if code == "plus_sign":
@@ -64,7 +64,7 @@ def amount_message(error: money.AmountError):
     if code == "exponent":
         return _l("Write the number out in full, without an exponent such as 1e3.")
     if code == "separator":
-        return _l("Leave out the thousands separators (write 1000, not 1,000).")
+        return _l("Put a comma every three digits (1,200) or none at all (1200).")
     if code == "too_long":
         return _l("This number is far too large.")
     if code in ("too_small", "too_large") and "max" in params:
@@ -80,6 +80,35 @@ def amount_message(error: money.AmountError):
     if code == "payable_too_small":
         return _l("The amount to pay must be at least NT$%(min)s.", **params)
     return _l("Enter a whole number using the digits 0–9.")
+
+
+def invoice_message(code: str):
+    """The message a person reads for refused e-invoice data (codes from portal.invoices)."""
+    if code == "kind":
+        return _l("Choose how the customer takes the invoice.")
+    if code == "carrier_required":
+        return _l("Please enter the carrier number.")
+    if code == "mobile_format":
+        return _l("A mobile barcode is / followed by 7 characters from 0–9, A–Z, . + - (such as /ABC+123).")
+    if code == "citizen_format":
+        return _l("A citizen certificate number is 2 capital letters and 14 digits (such as AB12345678901234).")
+    if code == "tax_id_required":
+        return _l("Please enter the tax ID.")
+    if code == "tax_id_format":
+        return _l("A tax ID is 8 digits.")
+    if code == "tax_id_checksum":
+        return _l("This is not a valid tax ID: please check the 8 digits.")
+    if code == "title_required":
+        return _l("Please enter the company name for the invoice.")
+    if code == "title_too_long":
+        return _l("At most %(max)s characters.", max=f"{invoices.TITLE_MAX_CHARS:,}")
+    if code == "title_characters":
+        return _l("Remove the control characters and < > from the company name.")
+    if code == "donation_required":
+        return _l("Please enter the donation code.")
+    if code == "donation_format":
+        return _l("A donation code is 3 to 7 digits.")
+    return _l("Please check this field.")
 
 
 class Amount:
@@ -99,6 +128,7 @@ class Amount:
             field.amount = money.parse_in_range(text, self.limits)
         except money.AmountError as exc:
             raise StopValidation(amount_message(exc)) from exc
+        field.data = str(field.amount)  # shown back as the portal reads it: １，２００ becomes 1200
 
 
 class Required:

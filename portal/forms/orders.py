@@ -10,6 +10,7 @@ from wtforms import (
     FieldList,
     Form,
     FormField,
+    RadioField,
     SelectChoice,
     SelectField,
     StringField,
@@ -17,7 +18,7 @@ from wtforms import (
 )
 from wtforms.validators import Email
 
-from portal import money
+from portal import invoices, money
 from portal.forms.base import (
     _NUMERIC,
     Amount,
@@ -27,6 +28,7 @@ from portal.forms.base import (
     _add_error,
     _strip,
     amount_message,
+    invoice_message,
 )
 
 MAX_ITEM_ROWS = 100
@@ -152,6 +154,28 @@ class OrderDraft:
     note: str
     items: tuple[ItemDraft, ...]
     vouchers: tuple[VoucherDraft, ...]
+    invoice: invoices.Invoice | None = None  # e-invoice data; None when none was given
+
+    # The e-invoice data under the Order columns' names (saving reads these).
+    @property
+    def invoice_kind(self) -> str | None:
+        return invoices.columns(self.invoice)["invoice_kind"]
+
+    @property
+    def invoice_carrier(self) -> str | None:
+        return invoices.columns(self.invoice)["invoice_carrier"]
+
+    @property
+    def invoice_tax_id(self) -> str | None:
+        return invoices.columns(self.invoice)["invoice_tax_id"]
+
+    @property
+    def invoice_title(self) -> str | None:
+        return invoices.columns(self.invoice)["invoice_title"]
+
+    @property
+    def invoice_donation_code(self) -> str | None:
+        return invoices.columns(self.invoice)["invoice_donation_code"]
 
 
 class OrderForm(PortalForm):
@@ -182,7 +206,31 @@ class OrderForm(PortalForm):
         too_many=_l("At most %(max)s vouchers per order.", max=MAX_VOUCHER_ROWS),
     )
 
+    # E-invoice data: how the customer takes the invoice; only the chosen kind's fields are read.
+    invoice_kind = RadioField(
+        _l("How the customer takes the invoice"),
+        choices=[
+            SelectChoice("", _l("Not given")),
+            SelectChoice(invoices.PAPER, _l("Paper invoice")),
+            SelectChoice(invoices.MOBILE, _l("Mobile barcode")),
+            SelectChoice(invoices.CITIZEN, _l("Citizen certificate")),
+            SelectChoice(invoices.BUSINESS, _l("Business (tax ID)")),
+            SelectChoice(invoices.DONATION, _l("Donation")),
+        ],
+        default="",
+        validate_choice=False,  # checked by invoices.read_invoice, with its message
+    )
+    invoice_carrier = StringField(
+        _l("Carrier number (mobile barcode or citizen certificate)"),
+        filters=[_strip],
+        render_kw={"autocomplete": "off", "autocapitalize": "characters", "spellcheck": "false"},
+    )
+    invoice_tax_id = StringField(_l("Tax ID"), filters=[_strip], render_kw=_NUMERIC)
+    invoice_title = StringField(_l("Company name"), filters=[_strip], render_kw={"autocomplete": "off"})
+    invoice_donation_code = StringField(_l("Donation code"), filters=[_strip], render_kw=_NUMERIC)
+
     totals: money.OrderTotals | None = None
+    invoice: invoices.Invoice | None = None
 
     def validate(self, extra_validators=None):
         """Field rules first; then unique serial numbers, at least one item and the money rules across rows."""
@@ -198,6 +246,8 @@ class OrderForm(PortalForm):
                 _add_error(voucher.serial_number, _l("This serial number is already on this order."))
                 ok = False
             seen.add(serial)
+        if not self._validate_invoice():
+            ok = False
         if not ok:
             return False
         try:
@@ -210,6 +260,21 @@ class OrderForm(PortalForm):
             _add_error(self._field_for(exc.field, items, vouchers), amount_message(exc))
             return False
         return True
+
+    def _validate_invoice(self) -> bool:
+        """The e-invoice fields by portal.invoices' rules; the normalised values are shown back."""
+        self.invoice, errors, values = invoices.read_invoice(
+            self.invoice_kind.data if isinstance(self.invoice_kind.data, str) else "",
+            self.invoice_carrier.data,
+            self.invoice_tax_id.data,
+            self.invoice_title.data,
+            self.invoice_donation_code.data,
+        )
+        for name, value in values.items():
+            self[name].data = value
+        for name, code in errors.items():
+            _add_error(self[name], invoice_message(code))
+        return not errors
 
     def _field_for(self, name: str, items: list, vouchers: list):
         """The field an AmountError names: items-N-x / vouchers-N-x by position among filled rows, or a top field."""
@@ -251,6 +316,7 @@ class OrderForm(PortalForm):
                 VoucherDraft(v.kind.data, v.product_id.data, v.serial_number.data, v.name.data, v.amount.amount)
                 for v in self.vouchers.filled()
             ),
+            invoice=self.invoice,
         )
 
     def add_row(self, rows: RowList) -> bool:

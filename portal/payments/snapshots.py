@@ -9,6 +9,7 @@ from dataclasses import replace
 from flask import current_app
 from flask_babel import get_locale
 
+from portal import invoices
 from portal.models import Checkout
 from portal.providers.base import CheckoutRef, CheckoutRequest, LineItem, ProviderError, VoucherLine
 from portal.security import decrypt_secret
@@ -39,6 +40,7 @@ def checkout_request(checkout: Checkout, customer_ip: str = "") -> CheckoutReque
         failure_url=return_url,
         notify_url=f"{base}/webhooks/{checkout.provider}",
         description=order.number,
+        invoice=invoices.of_order(order),
     )
 
 

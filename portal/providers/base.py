@@ -10,6 +10,8 @@ from typing import Any
 
 import requests
 
+from portal.invoices import Invoice
+
 
 class State(enum.StrEnum):
     """Normalised payment state, the same for every provider."""
@@ -72,6 +74,7 @@ class CheckoutRequest:
     notify_url: str = ""  # server-to-server result notice, where the provider takes one per request
     description: str = ""
     created_at: datetime | None = None  # O'Pay MerchantTradeDate (Asia/Taipei wall time)
+    invoice: Invoice | None = None  # the order's e-invoice data, for providers that issue invoices (MyPay)
 
 
 @dataclass(frozen=True)

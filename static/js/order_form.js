@@ -6,11 +6,22 @@
   var form = document.getElementById("order-form");
   if (!form) { return; }
 
-  // Whole TWD in ASCII digits, as the server accepts them; anything else counts as nothing.
+  // Whole TWD as the server accepts them (１２００, 1,200, NT$1,200); anything else counts as nothing.
   function amount(input) {
     if (!input) { return 0; }
-    var text = input.value.trim();
+    var text = (input.value.normalize ? input.value.normalize("NFKC") : input.value).trim();
+    text = text.replace(/^(NT)?\$\s*/i, "");
+    if (/^[1-9][0-9]{0,2}(,[0-9]{3})+$/.test(text)) { text = text.replace(/,/g, ""); }
     return /^[0-9]{1,12}$/.test(text) ? parseInt(text, 10) : 0;
+  }
+
+  // The e-invoice fields of the chosen kind only (all of them show without the script).
+  function showInvoiceFields() {
+    var checked = form.querySelector('[name="invoice_kind"]:checked');
+    var kind = checked ? checked.value : "";
+    form.querySelectorAll("[data-invoice-for]").forEach(function (el) {
+      el.hidden = el.getAttribute("data-invoice-for").split(" ").indexOf(kind) < 0;
+    });
   }
 
   function twd(value) {
@@ -112,5 +123,7 @@
   });
   form.addEventListener("input", recalc);
   form.addEventListener("change", recalc);
+  form.addEventListener("change", showInvoiceFields);
   recalc();
+  showInvoiceFields();
 }());

@@ -32,10 +32,17 @@ def test_parse_amount_accepts_whole_ascii_numbers(text, value):
         ("-0", "negative"),
         ("−5", "negative"),  # U+2212 MINUS SIGN
         ("-1.5", "negative"),
-        ("１００", "fullwidth"),
-        ("1０0", "fullwidth"),
-        ("²", "fullwidth"),
-        ("١٢٣", "fullwidth"),  # Arabic-Indic digits
+        ("²", "digits"),
+        ("①", "digits"),
+        ("١٢٣", "digits"),  # Arabic-Indic digits
+        ("１．５", "decimal"),  # full-width, as an input method types it
+        ("－１２００", "negative"),
+        ("NT$-100", "negative"),
+        ("-NT$100", "negative"),
+        ("1,200.50", "decimal"),
+        ("NT$", "required"),
+        ("1 200", "spaces"),
+        ("１　２００", "spaces"),  # an ideographic space inside
         ("1e3", "exponent"),
         ("1E3", "exponent"),
         ("1e+3", "exponent"),
@@ -48,7 +55,12 @@ def test_parse_amount_accepts_whole_ascii_numbers(text, value):
         ("1\u00a0000", "spaces"),
         ("1\u200b0", "spaces"),
         ("+5", "plus_sign"),
-        ("1,000", "separator"),
+        ("1,00", "separator"),
+        ("12,00", "separator"),
+        ("1,2,3", "separator"),
+        ("0,100", "separator"),
+        ("1,0000", "separator"),
+        ("9,999,999,999,999", "too_long"),
         ("abc", "not_number"),
         ("0x10", "not_number"),
         ("1_000", "not_number"),
@@ -62,6 +74,27 @@ def test_parse_amount_refuses_with_a_reason(text, code):
         parse_amount(text, "items-0-unit_price")
     assert caught.value.code == code
     assert caught.value.field == "items-0-unit_price"
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("1,200", 1200),
+        ("1,234,567", 1_234_567),
+        ("１２００", 1200),  # full-width digits, as a Chinese input method types them
+        ("1０0", 100),
+        ("１，２００", 1200),  # full-width comma
+        ("NT$1,200", 1200),
+        ("NT$ 1200", 1200),
+        ("nt$60", 60),
+        ("ＮＴ＄１，２００", 1200),
+        ("$500", 500),
+        ("　１２００　", 1200),  # ideographic spaces around
+        (" 1,000 ", 1000),
+    ],
+)
+def test_parse_amount_accepts_what_people_type(text, value):
+    assert parse_amount(text) == value
 
 
 def test_leading_zeros_do_not_count_towards_the_digit_limit():
@@ -194,12 +227,13 @@ def test_parse_amount_returns_an_int_from_ascii_digits_or_refuses(text):
         value = parse_amount(text)
     except AmountError as exc:
         assert exc.code in {
-            "required", "fullwidth", "spaces", "plus_sign", "negative", "exponent", "decimal", "separator",
+            "required", "digits", "spaces", "plus_sign", "negative", "exponent", "decimal", "separator",
             "not_number", "too_long",
         }  # fmt: skip
         return
     assert isinstance(value, int) and value >= 0
-    assert text.strip().isascii() and text.strip().isdigit()
+    digits = money.normalise_amount_text(text).replace(",", "")
+    assert digits.isascii() and digits.isdigit() and int(digits) == value
 
 
 @given(st.lists(st.integers(0, 9_999), max_size=5), st.integers(0, 100))
