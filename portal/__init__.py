@@ -137,6 +137,10 @@ def register_blueprints(app: Flask) -> None:
     for module in (main, auth, dashboard, orders, checkout, links, webhooks, transactions, refunds, settings_views):
         app.register_blueprint(module.bp)
 
+    from portal.views import webhook_endpoints
+
+    app.register_blueprint(webhook_endpoints.bp)
+
 
 def register_errorhandlers(app: Flask) -> None:
     """Friendly pages for errors; a 500 rolls the session back."""

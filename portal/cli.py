@@ -118,3 +118,63 @@ def register(app: Flask) -> None:
             f"{app.config['RECONCILE_EVERY_MIN']} min, link expiry, reminders, purge; Ctrl-C stops"
         )
         background.run_forever(app)
+
+    @app.cli.group("webhook-endpoint")
+    def webhook_endpoint():
+        """Manage the merchants' webhook endpoints."""
+
+    @webhook_endpoint.command("create")
+    @click.option("--merchant", "merchant_slug", required=True)
+    @click.option("--url", required=True)
+    @click.option("--events", default="", help="comma-separated event types (default: every type)")
+    @click.option("--description", default="")
+    def webhook_endpoint_create(merchant_slug, url, events, description):
+        """Add an endpoint; its signing secret is printed once, alone on the last line."""
+        from portal import merchant_webhooks as hooks
+        from portal.security import audit
+
+        found = db.session.execute(db.select(Merchant).filter_by(slug=merchant_slug)).scalar_one_or_none()
+        if found is None:
+            raise click.ClickException(f"no merchant {merchant_slug}")
+        url = url.strip()
+        problem = hooks.url_problem(url)
+        if problem:
+            raise click.ClickException(hooks.URL_PROBLEMS_EN[problem])
+        chosen = [e.strip() for e in events.split(",") if e.strip()]
+        unknown = [e for e in chosen if e not in hooks.EVENT_TYPES]
+        if unknown:
+            raise click.ClickException(
+                f"unknown event type {', '.join(unknown)}; known: {', '.join(hooks.EVENT_TYPES)}"
+            )
+        endpoint, secret = hooks.create_endpoint(found.id, url, chosen, description)
+        audit(
+            "webhook_endpoint_created", merchant_id=found.id, endpoint_id=endpoint.id, url=url, events=endpoint.events
+        )
+        db.session.commit()
+        click.echo(f"webhook endpoint {endpoint.id} for {merchant_slug}: {url}")
+        click.echo(f"events: {', '.join(endpoint.events) or 'all'}")
+        click.echo("signing secret (shown once):")
+        click.echo(secret)
+
+    @app.cli.group("api-key")
+    def api_key():
+        """Manage the merchants' API keys."""
+
+    @api_key.command("create")
+    @click.option("--merchant", "merchant_slug", required=True)
+    @click.option("--name", required=True)
+    @click.option("--refunds", is_flag=True, help="the key may make refunds")
+    def api_key_create(merchant_slug, name, refunds):
+        """Create an API key; it is printed once, alone on the last line (only its hash is stored)."""
+        from portal.api_keys import NAME_MAX_CHARS, create_key
+
+        found = db.session.execute(db.select(Merchant).filter_by(slug=merchant_slug)).scalar_one_or_none()
+        if found is None:
+            raise click.ClickException(f"no merchant {merchant_slug}")
+        if not name.strip() or len(name.strip()) > NAME_MAX_CHARS:
+            raise click.ClickException(f"--name: 1 to {NAME_MAX_CHARS} characters")
+        made = create_key(found, name, can_refund=refunds, user_id=None)
+        refund_text = "yes" if refunds else "no"
+        click.echo(f"API key {made.api_key.prefix}… ({name.strip()}) for {merchant_slug}, refunds: {refund_text}")
+        click.echo("the key (shown once):")
+        click.echo(made.secret)

@@ -78,6 +78,12 @@ ACTION_LABELS = {
     "link_cancelled": _l("Payment link cancelled"),
     "link_switched": _l("Payment link switched to another provider"),
     "link_sent": _l("Payment link e-mailed to the customer"),
+    "webhook_endpoint_created": _l("Webhook endpoint added"),
+    "webhook_endpoint_enabled": _l("Webhook endpoint enabled"),
+    "webhook_endpoint_disabled": _l("Webhook endpoint disabled"),
+    "webhook_endpoint_deleted": _l("Webhook endpoint deleted"),
+    "webhook_secret_rolled": _l("Webhook signing secret replaced"),
+    "webhook_resent": _l("Webhook event sent again"),
 }
 
 ROLE_LABELS = {"admin": _l("Admin"), "staff": _l("Staff")}
@@ -89,7 +95,14 @@ DETAIL_LABELS = {
     "changed": _l("Changed"),
     "checkout": _l("Payment link"),
     "code": _l("Code"),
+    "description": _l("Description"),
     "email": _l("E-mail"),
+    "endpoint_id": _l("Webhook endpoint id"),
+    "event": _l("Event id"),
+    "event_type": _l("Event"),
+    "events": _l("Events"),
+    "flagged": _l("Had been stopped"),
+    "url": _l("Endpoint URL"),
     "ended": _l("Attempts ended"),
     "error": _l("Error"),
     "event_id": _l("Callback id"),

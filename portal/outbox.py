@@ -151,10 +151,10 @@ def _after_failure(message_id: int, error: str, policy: RetryPolicy) -> None:
             message.next_attempt_at = retry_at
 
 
-def deliver_due(limit: int = 20) -> tuple[int, int]:
-    """Claim and send what is due; (sent, failed)."""
+def deliver_due(limit: int = 20, kinds: tuple[str, ...] | None = None) -> tuple[int, int]:
+    """Claim and send what is due (of the given kinds; default every registered kind); (sent, failed)."""
     sent = failed = 0
-    for message_id in claim(limit, kinds=tuple(SENDERS)):
+    for message_id in claim(limit, kinds=kinds or tuple(SENDERS)):
         if send_claimed(message_id):
             sent += 1
         else:

@@ -21,9 +21,20 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from flask import Flask
 from sqlalchemy import update
 
-from portal import mail, outbox
+from portal import mail, merchant_webhooks, outbox
 from portal.extensions import db, insert_ignoring_conflicts
-from portal.models import OPEN_STATES, Checkout, JobRun, Merchant, Order, OrderState, OutboxMessage, OutboxState, utcnow
+from portal.models import (
+    OPEN_STATES,
+    Checkout,
+    JobRun,
+    Merchant,
+    Order,
+    OrderState,
+    OutboxMessage,
+    OutboxState,
+    WebhookAttempt,
+    utcnow,
+)
 from portal.payments.locking import write_transaction
 
 log = logging.getLogger(__name__)
@@ -46,13 +57,20 @@ class Job:
 
 
 def send_outbox() -> int:
-    """Send what is due in the outbox, batch after batch, until nothing is due; how many were sent."""
+    """Send what is due in the outbox, batch after batch, until nothing is due; how many were sent. Webhooks have
+    their own job (send_webhooks), so a slow endpoint never holds the mails up."""
+    kinds = tuple(kind for kind in outbox.SENDERS if kind != merchant_webhooks.KIND)
     total = 0
     while True:
-        sent, failed = outbox.deliver_due(OUTBOX_BATCH)
+        sent, failed = outbox.deliver_due(OUTBOX_BATCH, kinds=kinds)
         total += sent
         if sent + failed < OUTBOX_BATCH:
             return total
+
+
+def send_webhooks() -> int:
+    """Deliver the due webhooks to the merchants' endpoints, several at once; how many went."""
+    return merchant_webhooks.deliver_due()
 
 
 def reconcile() -> object:
@@ -110,18 +128,22 @@ def purge() -> int:
     from portal.payments.callbacks import purge_callbacks
 
     removed = purge_callbacks(int(current_app.config["CALLBACK_RETENTION_DAYS"]))
+    old_sent = (OutboxMessage.state == OutboxState.SENT.value) & (OutboxMessage.sent_at < utcnow() - SENT_KEPT)
     with write_transaction():
-        result = db.session.execute(
-            db.delete(OutboxMessage).where(
-                OutboxMessage.state == OutboxState.SENT.value, OutboxMessage.sent_at < utcnow() - SENT_KEPT
-            )
+        # A webhook's attempts stay on its deliveries page without the row that sent them.
+        db.session.execute(
+            update(WebhookAttempt)
+            .where(WebhookAttempt.outbox_message_id.in_(db.select(OutboxMessage.id).where(old_sent)))
+            .values(outbox_message_id=None)
         )
+        result = db.session.execute(db.delete(OutboxMessage).where(old_sent))
     return removed + (result.rowcount or 0)
 
 
 def jobs(config) -> list[Job]:
     return [
         Job("outbox", timedelta(seconds=int(config["WORKER_POLL_S"])), send_outbox, every_worker=True),
+        Job("webhooks", timedelta(seconds=int(config["WORKER_POLL_S"])), send_webhooks, every_worker=True),
         Job("reconcile", timedelta(minutes=int(config["RECONCILE_EVERY_MIN"])), reconcile),
         Job("expire_links", timedelta(minutes=1), expire_links),
         Job("reminders", timedelta(minutes=5), send_reminders),

@@ -67,6 +67,15 @@ ACCESS: dict[str, dict[str, int | str]] = {
     "settings.user_deactivate": {"anon": LOGIN, "customer": LOGIN, "staff": 403, "admin": 303, "other_admin": 404},
     "settings.user_reactivate": {"anon": LOGIN, "customer": LOGIN, "staff": 403, "admin": 303, "other_admin": 404},
     "settings.audit": {"anon": LOGIN, "customer": LOGIN, "staff": 403, "admin": 200, "other_admin": 200},
+    "webhook_endpoints.index": {"anon": LOGIN, "customer": LOGIN, "staff": 403, "admin": 200, "other_admin": 200},
+    "webhook_endpoints.create": {"anon": LOGIN, "customer": LOGIN, "staff": 403, "admin": 400, "other_admin": 400},
+    "webhook_endpoints.deliveries": {"anon": LOGIN, "customer": LOGIN, "staff": 403, "admin": 200, "other_admin": 404},
+    "webhook_endpoints.enable": {"anon": LOGIN, "customer": LOGIN, "staff": 403, "admin": 303, "other_admin": 404},
+    "webhook_endpoints.disable": {"anon": LOGIN, "customer": LOGIN, "staff": 403, "admin": 303, "other_admin": 404},
+    # without its confirmation box: back to the page, nothing deleted
+    "webhook_endpoints.delete": {"anon": LOGIN, "customer": LOGIN, "staff": 403, "admin": 303, "other_admin": 404},
+    "webhook_endpoints.roll_secret": {"anon": LOGIN, "customer": LOGIN, "staff": 403, "admin": 200, "other_admin": 404},
+    "webhook_endpoints.resend": {"anon": LOGIN, "customer": LOGIN, "staff": 403, "admin": 303, "other_admin": 404},
     "settings.two_factor_requirement": {
         "anon": LOGIN,
         "customer": LOGIN,
@@ -115,7 +124,8 @@ def routes(app):
 def merchant_a(app, seed):
     """Merchant A's things: an order paid through a link, a refund of it, and a second staff user."""
     from portal.cli import create_user
-    from portal.models import Merchant
+    from portal.merchant_webhooks import create_endpoint
+    from portal.models import Merchant, MerchantEvent
 
     with app.app_context():
         order = make_order(seed.merchant_id)
@@ -131,12 +141,17 @@ def merchant_a(app, seed):
         )
         db.session.add(refund)
         clerk = create_user("clerk@a.example", db.session.get(Merchant, seed.merchant_id), "staff", PASSWORD)
+        hook, _secret = create_endpoint(seed.merchant_id, "http://127.0.0.1:9/hooks")
+        event = MerchantEvent(public_id="evt_access", merchant_id=seed.merchant_id, type="order.paid")
+        db.session.add(event)
         db.session.commit()
         return {
             "order_id": order.id,
             "checkout_id": checkout.id,
             "refund_id": refund.id,
             "user_id": clerk.id,
+            "endpoint_id": hook.id,
+            "event_id": event.public_id,
             "token": checkout.public_token,
             "provider": "oen",
             "code": "en",

@@ -211,6 +211,7 @@ def refresh_order(order: Order) -> None:
     Reads the few figures it needs of the order's checkouts (after writing what is pending), not the rows themselves.
     """
     rows = db.session.execute(ORDER_CHECKOUTS, {"order_id": order.id}).all()
+    old_state = order.state
     was_paid = order.state in (OrderState.PAID, OrderState.PARTIALLY_REFUNDED, OrderState.REFUNDED)
     paid = [row for row in rows if row.state in PAID_STATES]
     order.paid_amount = sum(row.paid_amount or row.amount for row in paid)
@@ -234,6 +235,10 @@ def refresh_order(order: Order) -> None:
         from portal.mail import on_order_paid  # the receipt goes out with the transaction that says it was paid
 
         on_order_paid(order)
+    if order.state != old_state:
+        from portal.merchant_webhooks import on_order_state  # the merchant's webhooks, in this same transaction
+
+        on_order_state(order, old_state, order.state)
 
 
 def state_from_transactions(checkout: Checkout, txns: list[ProviderTransaction]) -> tuple[State | None, dict]:
