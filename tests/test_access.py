@@ -46,12 +46,17 @@ ACCESS: dict[str, dict[str, int | str]] = {
     "checkout.pay": {"anon": 404, "customer": 200, "staff": 200, "admin": 200, "other_admin": 200},
     "checkout.go": {"anon": 404, "customer": 302, "staff": 302, "admin": 302, "other_admin": 302},
     "checkout.returned": {"anon": 404, "customer": 200, "staff": 200, "admin": 200, "other_admin": 200},
+    # trying again works on an order's own link only (the held link is an attempt's)
+    "links.retry": {"anon": 404, "customer": 404, "staff": 404, "admin": 404, "other_admin": 404},
     # staff of the merchant
     "orders.index": {"anon": LOGIN, "customer": LOGIN, "staff": 200, "admin": 200, "other_admin": 200},
     "orders.new": {"anon": LOGIN, "customer": LOGIN, "staff": 200, "admin": 200, "other_admin": 200},
     "orders.detail": {"anon": LOGIN, "customer": LOGIN, "staff": 200, "admin": 200, "other_admin": 404},
     "checkout.create": {"anon": LOGIN, "customer": LOGIN, "staff": 302, "admin": 302, "other_admin": 404},
     "checkout.refresh": {"anon": LOGIN, "customer": LOGIN, "staff": 302, "admin": 302, "other_admin": 404},
+    "links.cancel": {"anon": LOGIN, "customer": LOGIN, "staff": 302, "admin": 302, "other_admin": 404},
+    "links.send_link": {"anon": LOGIN, "customer": LOGIN, "staff": 302, "admin": 302, "other_admin": 404},
+    "links.qr_image": {"anon": LOGIN, "customer": LOGIN, "staff": 200, "admin": 200, "other_admin": 404},
     "transactions.order": {"anon": LOGIN, "customer": LOGIN, "staff": 200, "admin": 200, "other_admin": 404},
     "transactions.overview": {"anon": LOGIN, "customer": LOGIN, "staff": 200, "admin": 200, "other_admin": 200},
     # admins of the merchant
@@ -129,6 +134,7 @@ def merchant_a(app, seed):
 
     with app.app_context():
         order = make_order(seed.merchant_id)
+        order.link_token, order.link_provider = secrets.token_urlsafe(24), "mypay"
         checkout = make_checkout(order, provider="mypay", state="paid")
         refund = Refund(
             checkout_id=checkout.id,
@@ -155,6 +161,7 @@ def merchant_a(app, seed):
             "token": checkout.public_token,
             "provider": "oen",
             "code": "en",
+            "kind": "png",
         }
 
 
