@@ -61,6 +61,10 @@ ACTION_LABELS = {
     "two_factor_reset": _l("Two-factor sign-in reset by an admin"),
     "two_factor_requirement_changed": _l("Two-factor requirement for admins changed"),
     "order_created": _l("Order created"),
+    "order_edited": _l("Draft order changed"),
+    "order_deleted": _l("Draft order deleted"),
+    "order_duplicated": _l("Order copied as a new draft"),
+    "orders_exported": _l("Orders exported as CSV"),
     "settings_changed": _l("Provider settings changed"),
     "user_created": _l("User created"),
     "user_changed": _l("User changed"),
@@ -95,6 +99,8 @@ DETAIL_LABELS = {
     "changed": _l("Changed"),
     "checkout": _l("Payment link"),
     "code": _l("Code"),
+    "date_from": _l("From (Taipei date)"),
+    "date_to": _l("To (Taipei date)"),
     "description": _l("Description"),
     "email": _l("E-mail"),
     "endpoint_id": _l("Webhook endpoint id"),
@@ -114,6 +120,8 @@ DETAIL_LABELS = {
     "message": _l("Message"),
     "number": _l("Order number"),
     "order_id": _l("Order id"),
+    "payable": _l("To pay"),
+    "payable_before": _l("To pay before"),
     "provider": _l("Provider"),
     "provider_refunded": _l("Refunded at the provider"),
     "purpose": _l("Purpose"),
@@ -123,6 +131,8 @@ DETAIL_LABELS = {
     "role": _l("Role"),
     "role_from": _l("Role before"),
     "role_to": _l("Role after"),
+    "search": _l("Customer or order number"),
+    "source": _l("Copied from order"),
     "state": _l("State"),
     "target_user_id": _l("User id"),
     "to": _l("Sent to"),
@@ -229,6 +239,8 @@ def _detail_value(action: str, key: str, value) -> str | None:
         return str(INVOICE_REFUND_LABELS.get(str(value), value))
     if key == "state" and action.startswith("refund"):
         return refund_state_label(str(value))
+    if key == "state" and action == "orders_exported":
+        return state_label(str(value))
     if key == "reason" and action == "callback_refused" and isinstance(value, str):
         return callback_error_text(value)
     return None
