@@ -367,6 +367,9 @@ class Checkout(db.Model):
 class CheckoutEvent(db.Model):
     """The evidence for every state change (or refused change) of a checkout."""
 
+    # The dashboard: payments, failures and expiries by the day they happened.
+    __table_args__ = (Index("ix_checkout_event_to_state_created", "to_state", "created_at"),)
+
     id: Mapped[int] = mapped_column(primary_key=True)
     checkout_id: Mapped[int] = mapped_column(ForeignKey("checkout.id"), index=True)
     source: Mapped[str] = mapped_column(String(16))  # callback, query, create, manual, refund
@@ -402,6 +405,9 @@ class WebhookEvent(db.Model):
 
 class Refund(db.Model):
     """A refund, committed as "requested" before the provider is called."""
+
+    # The dashboard: a merchant's refunds by the day they were made.
+    __table_args__ = (Index("ix_refund_merchant_created", "merchant_id", "created_at"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     checkout_id: Mapped[int] = mapped_column(ForeignKey("checkout.id"), index=True)
