@@ -270,7 +270,7 @@ def test_mypay_details_speak_zh_tw_by_default(app, seed, zh):
     html, text = page.get_data(as_text=True), visible(page)
     assert page.status_code == 200
     for label in ("交易類型", "分期", "發票狀態", "已開立折讓", "開立日期", "字軌", "發票號碼", "隨機碼", "開立類型",
-                  "捐贈發票", "愛心碼", "折讓"):  # fmt: skip
+                  "捐贈發票", "捐贈碼", "折讓"):  # fmt: skip
         assert label in text, label
     assert "12345678" in text and "9527" in text and "95702: 300" in text
     for code in ("invoice_state", "invoice_number", "invoice_rand_code", "invoice_allowance", "trans_type"):
