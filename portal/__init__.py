@@ -136,6 +136,10 @@ def register_blueprints(app: Flask) -> None:
 
     for module in (main, auth, dashboard, orders, checkout, links, webhooks, transactions, refunds, settings_views):
         app.register_blueprint(module.bp)
+    from portal.views import api, api_keys
+
+    for module in (api, api_keys):
+        app.register_blueprint(module.bp)
 
     from portal.views import webhook_endpoints
 
@@ -146,6 +150,10 @@ def register_errorhandlers(app: Flask) -> None:
     """Friendly pages for errors; a 500 rolls the session back."""
 
     def render_error(code: int, message: str):
+        if request.path.startswith("/api/"):
+            from portal.views.api import http_problem  # the JSON API answers problem+json, never a page
+
+            return http_problem(code, message)
         if customer_request():
             # A customer's page: the shop's layout (its name and contact when the link is known), no staff links.
             return render_template("checkout/error.html", code=code, message=message, shop=customer_shop()), code
