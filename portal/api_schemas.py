@@ -52,6 +52,16 @@ class VoucherIn(StrictBody):
     amount: int = Field(description="Whole TWD taken off the order.")
 
 
+class InvoiceIn(StrictBody):
+    """E-invoice data (Taiwan's uniform invoice): only the chosen kind's field(s) are read."""
+
+    kind: Literal["paper", "mobile", "citizen", "business", "donation"]
+    carrier: str = Field("", description="mobile: the barcode (/ and 7 characters); citizen: the certificate number.")
+    tax_id: str = Field("", description="business: the 8-digit tax ID.")
+    title: str = Field("", description="business: the company name.")
+    donation_code: str = Field("", description="donation: 3 to 7 digits.")
+
+
 class OrderCreate(StrictBody):
     """A new order; with `provider` its customer link is made at once ("choice": the customer picks)."""
 
@@ -61,6 +71,7 @@ class OrderCreate(StrictBody):
     note: str = ""
     items: list[ItemIn] = Field(min_length=1, max_length=MAX_ITEM_ROWS)
     vouchers: list[VoucherIn] = Field(default_factory=list, max_length=MAX_VOUCHER_ROWS)
+    invoice: InvoiceIn | None = None
     provider: LinkProvider | None = None
 
 

@@ -219,6 +219,9 @@ def form_errors(form, mapping: dict[str, str]) -> list[tuple[str, str]]:
     return found
 
 
+INVOICE_PARTS = ("kind", "carrier", "tax_id", "title", "donation_code")  # the form's invoice_<part> fields
+
+
 def order_formdata(body: OrderCreate) -> MultiDict:
     """The body as the order form's fields, so the form's rules (one source) check it."""
     data = [
@@ -227,6 +230,8 @@ def order_formdata(body: OrderCreate) -> MultiDict:
         ("shipping_fee", str(body.shipping_fee)),
         ("note", body.note),
     ]
+    if body.invoice is not None:
+        data += [(f"invoice_{name}", getattr(body.invoice, name)) for name in INVOICE_PARTS]
     for i, item in enumerate(body.items):
         data += [
             (f"items-{i}-sku", item.sku),
@@ -249,6 +254,8 @@ def order_form_errors(form: OrderForm) -> list[tuple[str, str]]:
     errors = []
     for name in ("customer_name", "customer_email", "shipping_fee", "note"):
         errors += [(name, message) for message in form[name].errors]
+    for name in INVOICE_PARTS:
+        errors += [(f"invoice.{name}", message) for message in form[f"invoice_{name}"].errors]
     for group in ("items", "vouchers"):
         rows = form[group]
         for i, entry in enumerate(rows.entries):

@@ -137,6 +137,19 @@ def test_order_with_its_link_then_checkout_and_transactions(live_server, shop_a)
     assert_problem(shop_a.post(f"/orders/{plain['id']}/checkout", {"provider": "paypal"}), 422)
 
 
+def test_e_invoice_data_by_the_forms_rules(live_server, shop_a):
+    business = {"kind": "business", "tax_id": "04595257", "title": "台灣茶業股份有限公司"}
+    order = shop_a.post("/orders", ORDER | {"invoice": business})
+    assert order.status_code == 201, order.text
+    assert order.json()["invoice"] | {} == {**business, "carrier": None, "donation_code": None}
+    mobile = shop_a.post("/orders", ORDER | {"invoice": {"kind": "mobile", "carrier": "/abc+123"}}).json()
+    assert mobile["invoice"]["carrier"] == "/ABC+123"
+    bad = assert_problem(shop_a.post("/orders", ORDER | {"invoice": {"kind": "business", "tax_id": "12345678"}}), 422)
+    assert {e["field"] for e in bad["errors"]} == {"invoice.tax_id", "invoice.title"}
+    assert_problem(shop_a.post("/orders", ORDER | {"invoice": {"kind": "paper", "vat": 5}}), 422)
+    assert count(live_server, Order) == 2
+
+
 def test_provider_that_cannot_take_the_order_creates_nothing(live_server, shop_a):
     before = count(live_server, Order)
     cheap = ORDER | {
