@@ -91,11 +91,13 @@ def test_refused_amount_keeps_the_input_and_shows_the_message(page, live_server)
     page.fill("[name=customer_name]", "Ming")
     page.fill("[name=customer_email]", "ming@example.tw")
     page.fill("[name=items-0-name]", "Tea")
-    page.fill("[name=items-0-unit_price]", "１００")
-    assert total(page, "subtotal") == "NT$0"  # the script, like the server, does not read full-width digits
+    page.fill("[name=items-0-unit_price]", "１，０００")
+    assert total(page, "subtotal") == "NT$1,000"  # full-width digits and commas read as the server reads them
+    page.fill("[name=items-0-unit_price]", "１２．５")
+    assert total(page, "subtotal") == "NT$0"  # the script, like the server, does not read decimals
     page.press("[name=items-0-name]", "Enter")  # Enter saves (the first submit button), it does not add a row
     page.wait_for_load_state()
-    assert page.input_value("[name=items-0-unit_price]") == "１００"
-    assert "half-width" in page.text_content(".has-error .error")
+    assert page.input_value("[name=items-0-unit_price]") == "１２．５"
+    assert "no decimals" in page.text_content(".has-error .error")
     assert page.locator("[data-row=items]").count() == 1
     assert page.problems == []
