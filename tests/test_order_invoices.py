@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from html import unescape
 
 import pytest
@@ -220,3 +221,22 @@ def test_refund_amount_typed_with_commas_or_full_width_digits(app, seed, client,
         for typed, message in (("10.5", "no decimals"), ("-100", "Negative"), ("1,00", "every three digits")):
             page = review(client, order_id, typed)
             assert page.status_code == 400 and message in unescape(page.get_data(as_text=True)), typed
+
+
+def test_a_drafts_invoice_data_is_edited_changed_and_removed(app, seed, staff):
+    location = staff.post("/orders/new", data=order_post(invoice_kind="mobile", invoice_carrier="/abc+123")).headers[
+        "Location"
+    ]
+    order_id = int(location.rsplit("/", 1)[1])
+    html = staff.get(f"/orders/{order_id}/edit").get_data(as_text=True)
+    assert read_page(html).value("invoice_carrier") == "/ABC+123"
+    assert re.search(r'<input checked[^>]*value="mobile"', html)
+    changed = staff.post(
+        f"/orders/{order_id}/edit", data=order_post(invoice_kind="donation", invoice_donation_code="919")
+    )
+    assert changed.status_code == 302
+    (order,) = saved(app)
+    assert invoice_of(order) == ("donation", None, None, None, "919")
+    assert staff.post(f"/orders/{order_id}/edit", data=order_post()).status_code == 302
+    (order,) = saved(app)
+    assert invoice_of(order) == (None, None, None, None, None)
