@@ -72,6 +72,18 @@ ACCESS: dict[str, dict[str, int | str]] = {
     "settings.user_deactivate": {"anon": LOGIN, "customer": LOGIN, "staff": 403, "admin": 303, "other_admin": 404},
     "settings.user_reactivate": {"anon": LOGIN, "customer": LOGIN, "staff": 403, "admin": 303, "other_admin": 404},
     "settings.audit": {"anon": LOGIN, "customer": LOGIN, "staff": 403, "admin": 200, "other_admin": 200},
+    # the JSON API: a key or nothing, whatever the browser's session (docs and the document are public)
+    "api.create": {"anon": 401, "customer": 401, "staff": 401, "admin": 401, "other_admin": 401},
+    "api.index": {"anon": 401, "customer": 401, "staff": 401, "admin": 401, "other_admin": 401},
+    "api.read": {"anon": 401, "customer": 401, "staff": 401, "admin": 401, "other_admin": 401},
+    "api.checkout": {"anon": 401, "customer": 401, "staff": 401, "admin": 401, "other_admin": 401},
+    "api.refund": {"anon": 401, "customer": 401, "staff": 401, "admin": 401, "other_admin": 401},
+    "api.transactions": {"anon": 401, "customer": 401, "staff": 401, "admin": 401, "other_admin": 401},
+    "api.openapi": {"anon": 200, "customer": 200, "staff": 200, "admin": 200, "other_admin": 200},
+    "api.docs": {"anon": 200, "customer": 200, "staff": 200, "admin": 200, "other_admin": 200},
+    "api_keys.index": {"anon": LOGIN, "customer": LOGIN, "staff": 403, "admin": 200, "other_admin": 200},
+    "api_keys.create": {"anon": LOGIN, "customer": LOGIN, "staff": 403, "admin": 400, "other_admin": 400},
+    "api_keys.revoke": {"anon": LOGIN, "customer": LOGIN, "staff": 403, "admin": 302, "other_admin": 404},
     "webhook_endpoints.index": {"anon": LOGIN, "customer": LOGIN, "staff": 403, "admin": 200, "other_admin": 200},
     "webhook_endpoints.create": {"anon": LOGIN, "customer": LOGIN, "staff": 403, "admin": 400, "other_admin": 400},
     "webhook_endpoints.deliveries": {"anon": LOGIN, "customer": LOGIN, "staff": 403, "admin": 200, "other_admin": 404},
@@ -151,7 +163,11 @@ def merchant_a(app, seed):
         event = MerchantEvent(public_id="evt_access", merchant_id=seed.merchant_id, type="order.paid")
         db.session.add(event)
         db.session.commit()
+        from portal.api_keys import create_key
+
+        api_key = create_key(db.session.get(Merchant, seed.merchant_id), "access", can_refund=False, user_id=None)
         return {
+            "key_id": api_key.api_key.id,
             "order_id": order.id,
             "checkout_id": checkout.id,
             "refund_id": refund.id,
