@@ -162,6 +162,21 @@ class OrderOut(Answer):
     checkout: CheckoutOut | None
 
 
+class LinkError(Answer):
+    title: str
+    detail: str
+
+
+class OrderCreated(OrderOut):
+    """The new order; with `provider`, its link in `checkout`, or why the provider would not make it now."""
+
+    checkout_error: LinkError | None = Field(
+        default=None,
+        description="The order was created, but the provider refused its link: make it later with "
+        "POST /orders/{id}/checkout. Replaying the request answers the same; it never creates a second order.",
+    )
+
+
 class OrderList(Answer):
     data: list[OrderOut]
     has_more: bool

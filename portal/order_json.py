@@ -21,7 +21,9 @@ def iso(value: datetime | None) -> str | None:
 
 def checkout_payload(order: Order) -> dict | None:
     """The order's customer link and its latest attempt: {url, provider, state, expires_at}; None before a link."""
-    latest: Checkout | None = order.checkouts[-1] if order.checkouts else None
+    # An attempt the provider refused to make never opened: it is no link (as for the order's state).
+    opened = [c for c in order.checkouts if c.opened_at is not None or c.state != "failed"]
+    latest: Checkout | None = opened[-1] if opened else None
     if not order.link_token and latest is None:
         return None
     base = current_app.config["PORTAL_BASE_URL"]

@@ -25,7 +25,7 @@ from portal.payments.state import (
     state_from_transactions,
 )
 from portal.providers import REGISTRY
-from portal.providers.base import ProviderError, ProviderTransaction, State
+from portal.providers.base import CheckoutRequest, Provider, ProviderError, ProviderTransaction, State
 from portal.security import encrypt_secret
 
 log = logging.getLogger(__name__)
@@ -84,38 +84,57 @@ def start_checkout(order: Order, provider: str, user_id: int | None, customer_ip
         # One opener at a time. Its merchant, attempts, items and vouchers are read below, each once, in this
         # transaction (as loader options they would be loaded again with the order after it).
         order = db.session.get(Order, order_id, populate_existing=True, with_for_update=True)
-        allowed = {name: (ok, why) for name, ok, why in provider_choices(order)}
-        if provider not in allowed:
-            raise CheckoutError(_("Choose Oen Tech, MyPay or O'Pay."))
-        ok, why = allowed[provider]
-        if not ok:
-            raise CheckoutError(why)
-        if order.is_paid:
-            raise CheckoutError(_("This order is already paid."))
-        if any(c.is_open or c.is_paid for c in order.checkouts):
-            raise CheckoutError(_("This order already has a payment link that is still open or paid."))
-        ttl = timedelta(hours=current_app.config["CHECKOUT_LINK_TTL_H"])
-        checkout = Checkout(
-            order=order,
-            merchant_id=order.merchant_id,
-            provider=provider,
-            reference=new_reference(),
-            public_token=secrets.token_urlsafe(24),
-            amount=order.payable,
-            state=CheckoutState.CREATING.value,
-            expires_at=utcnow() + ttl,
-            created_by_id=user_id,
-        )
-        db.session.add(checkout)
-        db.session.flush()
-        creating = CheckoutState.CREATING
-        record(checkout, "create", creating, creating, detail(provider=provider, amount=order.payable))
-        refresh_order(order)
-        checkout_id = checkout.id
-        request = checkout_request(checkout, customer_ip)
-        client = provider_for(order.merchant, provider)
-    try:  # no transaction is held across the provider call
-        link = client.create_checkout(request)
+        prepared = prepare_attempt(order, provider, user_id, customer_ip)
+    return open_at_provider(prepared)
+
+
+@dataclass(frozen=True)
+class PreparedAttempt:
+    """An attempt stored as "creating", with what its provider is to be sent."""
+
+    checkout_id: int
+    request: CheckoutRequest
+    client: Provider
+
+
+def prepare_attempt(order: Order, provider: str, user_id: int | None, customer_ip: str = "") -> PreparedAttempt:
+    """In the caller's transaction, with the order locked: check, store the attempt, and read what the provider is
+    sent. open_at_provider makes the call after that transaction."""
+    allowed = {name: (ok, why) for name, ok, why in provider_choices(order)}
+    if provider not in allowed:
+        raise CheckoutError(_("Choose Oen Tech, MyPay or O'Pay."))
+    ok, why = allowed[provider]
+    if not ok:
+        raise CheckoutError(why)
+    if order.is_paid:
+        raise CheckoutError(_("This order is already paid."))
+    if any(c.is_open or c.is_paid for c in order.checkouts):
+        raise CheckoutError(_("This order already has a payment link that is still open or paid."))
+    ttl = timedelta(hours=current_app.config["CHECKOUT_LINK_TTL_H"])
+    checkout = Checkout(
+        order=order,
+        merchant_id=order.merchant_id,
+        provider=provider,
+        reference=new_reference(),
+        public_token=secrets.token_urlsafe(24),
+        amount=order.payable,
+        state=CheckoutState.CREATING.value,
+        expires_at=utcnow() + ttl,
+        created_by_id=user_id,
+    )
+    db.session.add(checkout)
+    db.session.flush()
+    creating = CheckoutState.CREATING
+    record(checkout, "create", creating, creating, detail(provider=provider, amount=order.payable))
+    refresh_order(order)
+    return PreparedAttempt(checkout.id, checkout_request(checkout, customer_ip), provider_for(order.merchant, provider))
+
+
+def open_at_provider(prepared: PreparedAttempt) -> Checkout:
+    """Ask the provider for the prepared attempt (no transaction held), then record its answer in one transaction."""
+    checkout_id = prepared.checkout_id
+    try:
+        link = prepared.client.create_checkout(prepared.request)
     except ProviderError as exc:
         _fail_creation(checkout_id, exc)
         raise CheckoutError(provider_message(exc)) from exc

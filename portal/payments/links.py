@@ -19,7 +19,13 @@ from flask_babel import gettext as _
 
 from portal.extensions import db
 from portal.models import Checkout, CheckoutState, Order, utcnow
-from portal.payments.attempts import CheckoutError, provider_choices, start_checkout
+from portal.payments.attempts import (
+    CheckoutError,
+    open_at_provider,
+    prepare_attempt,
+    provider_choices,
+    start_checkout,
+)
 from portal.payments.locking import locked_checkout, write_transaction
 from portal.payments.state import detail, move, refresh_order
 from portal.security import audit
@@ -99,10 +105,12 @@ def open_link(
         refresh_order(order)
         if switched:
             audit("link_switched", merchant_id=order.merchant_id, order_id=order.id, provider=provider, ended=switched)
-    if provider == CHOICE:
+        # The first attempt is stored in this same transaction: one before the provider call, one after it.
+        prepared = None if provider == CHOICE else prepare_attempt(order, provider, user_id, customer_ip)
+    if prepared is None:
         return None
     try:
-        return start_checkout(order, provider, user_id, customer_ip)
+        return open_at_provider(prepared)
     except CheckoutError:
         if made:  # the provider refused the new link's first attempt: no link is left for the customer
             with write_transaction():

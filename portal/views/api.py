@@ -36,6 +36,7 @@ from portal import api_keys, idempotency
 from portal.api_schemas import (
     CheckoutCreate,
     OrderCreate,
+    OrderCreated,
     OrderList,
     OrderOut,
     OrderQuery,
@@ -416,7 +417,7 @@ def scoped_order(order_id: int, *, lock: bool = False) -> Order:
     "/orders",
     ("POST",),
     body=OrderCreate,
-    resp={"HTTP_201": OrderOut, **_problems(400, 401, 409, 413, 415, 422, 429, 502)},
+    resp={"HTTP_201": OrderCreated, **_problems(400, 401, 409, 413, 415, 422, 429)},
 )
 def create():
     """Create an order
@@ -436,20 +437,22 @@ def create():
         if not allowed.get(body.provider, (False, ""))[0]:
             return invalid([("provider", allowed.get(body.provider, (False, _("Unknown provider.")))[1])])
     order = create_order(form.draft(), merchant_id=key.merchant_id, user_id=None)
+    link_error = None
     if body.provider:
         try:
             open_link(order, body.provider, None, request.remote_addr or "")
         except CheckoutError as exc:
-            order = db.session.get(Order, order.id, populate_existing=True)
-            return problem(
-                502,
-                _("The provider refused the link"),
-                _("The order was created but its link could not be made: %(why)s", why=str(exc)),
-                kind="provider",
-                order_id=order.id,
-            )
+            # The order exists: answered (and kept for the Idempotency-Key) as created, with why it has no link yet,
+            # so a retry of this request never makes a second order.
+            link_error = {
+                "title": _("The provider refused the link"),
+                "detail": _("The order was created but its link could not be made: %(why)s", why=str(exc)),
+            }
     order = db.session.get(Order, order.id, populate_existing=True)
-    return answer(OrderOut, order_payload(order), 201)
+    body_out = order_payload(order)
+    if link_error:
+        body_out["checkout_error"] = {name: str(text) for name, text in link_error.items()}
+    return answer(OrderCreated, body_out, 201)
 
 
 class _Candidate:

@@ -163,6 +163,27 @@ def test_provider_that_cannot_take_the_order_creates_nothing(live_server, shop_a
     assert count(live_server, Order) == before
 
 
+def test_a_link_the_provider_refuses_leaves_one_order_however_often_the_request_is_retried(live_server, shop_a):
+    """The order is made before the provider is asked: when MyPay fails then, the answer is still 201 with the order
+    (no link, and why), kept for the Idempotency-Key, so the merchant's retry never makes a second order."""
+    from sandbox import faults
+
+    before = count(live_server, Order)
+    with live_server.sandbox.ctx():
+        faults.set("mypay", "fail_next")
+    first = shop_a.post("/orders", ORDER | {"provider": "mypay"}, key="order-with-link-1")
+    assert first.status_code == 201, first.text
+    body = first.json()
+    assert body["checkout"] is None and body["state"] == "draft"
+    assert body["checkout_error"]["title"] and "MyPay" in body["checkout_error"]["detail"]
+    again = shop_a.post("/orders", ORDER | {"provider": "mypay"}, key="order-with-link-1")
+    assert again.status_code == 201 and again.json() == body and again.headers.get("Idempotent-Replayed") == "true"
+    assert count(live_server, Order) == before + 1
+    link = shop_a.post(f"/orders/{body['id']}/checkout", {"provider": "mypay"}, key="link-for-it")
+    assert link.status_code in (200, 201), link.text
+    assert link.json()["checkout"]["url"]
+
+
 # ---------------------------------------------------------------- idempotency keys
 
 
