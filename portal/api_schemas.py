@@ -102,6 +102,9 @@ class OrderQuery(BaseModel):
 
     state: OrderStateName | None = None
     q: str | None = Field(None, max_length=100, description="Part of the customer's name, e-mail or the number.")
+    provider: Literal["oen", "mypay", "opay"] | None = Field(None, description="Orders with an attempt at it.")
+    from_: str | None = Field(None, alias="from", description="Created on or after this Taipei day (YYYY-MM-DD).")
+    to: str | None = Field(None, description="Created on or before this Taipei day (YYYY-MM-DD).")
     cursor: str | None = Field(None, max_length=200, description="`next_cursor` of the page before.")
     limit: int = Field(50, ge=1, le=100)
 

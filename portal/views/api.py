@@ -27,7 +27,7 @@ from limits import parse as parse_limit
 from pydantic import BaseModel, Field, ValidationError
 from spectree import Response as SpecResponse
 from spectree import SecurityScheme, SecuritySchemeData, SpecTree
-from sqlalchemy import and_, func, or_
+from sqlalchemy import and_, or_
 from sqlalchemy.orm import selectinload
 from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import RequestEntityTooLarge
@@ -49,8 +49,7 @@ from portal.extensions import csrf, db, limiter, login_manager
 from portal.forms import OrderForm, RefundForm
 from portal.models import ApiKey, Merchant, Order
 from portal.order_json import iso, order_payload
-from portal.orders import OrderFilter, create_order
-from portal.orders import _like_escape as like_escape
+from portal.orders import OrderFilter, create_order, filtered_orders
 from portal.overview import forget_live, order_rows
 from portal.payments.attempts import CheckoutError, provider_choices
 from portal.payments.links import CHOICE, open_link
@@ -504,22 +503,11 @@ def index():
             message = FIELD_MESSAGES.get(error["type"])
             fields.append((field_path(error["loc"]), message(error.get("ctx") or {}) if message else error["msg"]))
         return invalid(fields)
-    flt = OrderFilter.from_args(request.args)  # the order list's own reading of state and q
-    query = db.select(Order).filter_by(merchant_id=current_key().merchant_id)
-    if flt.state:
-        query = query.filter_by(state=flt.state)
-    if flt.q:
-        pattern = f"%{like_escape(flt.q.lower())}%"
-        query = query.where(
-            or_(
-                func.lower(Order.customer_name).like(pattern, escape="\\"),
-                func.lower(Order.customer_email).like(pattern, escape="\\"),
-                func.lower(Order.number).like(pattern, escape="\\"),
-            )
-        )
-    query = query.order_by(Order.created_at.desc(), Order.id.desc()).options(
-        selectinload(Order.items), selectinload(Order.vouchers), selectinload(Order.checkouts)
-    )
+    flt = OrderFilter.from_args(request.args)  # the order list's own reading of its filters
+    if flt.errors:
+        return invalid(list(flt.errors))
+    query = filtered_orders(current_key().merchant_id, flt)
+    query = query.options(selectinload(Order.items), selectinload(Order.vouchers), selectinload(Order.checkouts))
     if params.cursor:
         created, last_id = _decode_cursor(params.cursor)
         query = query.where(or_(Order.created_at < created, and_(Order.created_at == created, Order.id < last_id)))

@@ -486,3 +486,15 @@ def test_order_schema_matches_order_payload(live_server, shop_a):
             assert set(OrderOut.model_fields) == set(payload)
             assert OrderOut.model_validate(payload).model_dump(mode="json") == payload
             db.session.rollback()
+
+
+def test_the_list_takes_the_order_lists_provider_and_date_filters(live_server, shop_a):
+    made = shop_a.post("/orders", ORDER | {"provider": "opay"}).json()
+    shop_a.post("/orders", ORDER)  # no link, so no provider
+    by_provider = shop_a.get("/orders", params={"provider": "opay"}).json()["data"]
+    assert [o["id"] for o in by_provider] == [made["id"]]
+    today = made["created_at"][:10]  # UTC date; the Taipei day is the same or the next
+    assert shop_a.get("/orders", params={"from": "2000-01-01", "to": "2000-01-02"}).json()["data"] == []
+    assert len(shop_a.get("/orders", params={"from": today}).json()["data"]) >= 2
+    body = assert_problem(shop_a.get("/orders", params={"from": "yesterday"}), 422)
+    assert body["errors"][0]["field"] == "from"
