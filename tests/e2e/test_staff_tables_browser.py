@@ -1,0 +1,142 @@
+"""Staff tables and the navigation in Chromium (zh-TW, a 390×844 phone and a 1280×800 laptop): every table's cells
+within the screen, on a phone each row a card whose cells show their column's name, the navigation one compact bar;
+no console or CSP error (the context fixture fails the test on any). Screenshots go to test-output/screenshots/."""
+
+from __future__ import annotations
+
+import pytest
+
+from portal import api_keys
+from portal.extensions import db
+from portal.merchant_webhooks import create_endpoint
+from portal.models import Merchant
+from tests.flow.test_refund_flow import refund
+from tests.support.browser import Browser
+from tests.support.chromium import PHONE, assert_fits_width, login, shot
+from tests.support.factories import make_checkout, make_order
+
+pytestmark = pytest.mark.e2e
+LAPTOP = {"width": 1280, "height": 800}
+
+# Each table cell: inside the screen's width, visible, and (on a phone) showing its column's name before its content.
+CELLS = """() => Array.from(document.querySelectorAll('main table')).filter(t => t.offsetParent !== null).map(t => {
+  const heads = Array.from(t.querySelectorAll('thead th')).map(th => th.textContent.trim());
+  return Array.from(t.querySelectorAll('tbody tr')).flatMap(tr => {
+    const cells = Array.from(tr.children);
+    return cells.filter(c => c.tagName === 'TD' && !c.hasAttribute('colspan')).map(td => {
+      const r = td.getBoundingClientRect();
+      const before = getComputedStyle(td, '::before');
+      return {table: t.className, column: heads[cells.indexOf(td)] ?? null, label: td.dataset.label ?? null,
+              shown: before.display !== 'none' ? before.content : 'none',
+              left: r.left, right: r.right, width: r.width, height: r.height};
+    });
+  });
+})"""
+
+
+def check_tables(page, what: str, phone: bool) -> int:
+    """Checks every visible table on the page; returns how many cells were checked."""
+    assert_fits_width(page, what)
+    width = page.evaluate("window.innerWidth")
+    cells = [cell for table in page.evaluate(CELLS) for cell in table]
+    assert cells, f"{what}: no table cells"
+    for cell in cells:
+        where = f"{what}, table {cell['table']!r}, column {cell['column']!r}"
+        assert cell["label"] is not None, f"{where}: cell without data-label"
+        if cell["column"]:  # the data-label names the column its header names
+            assert cell["label"] == cell["column"], where
+        assert cell["width"] > 0 and cell["height"] > 0, f"{where}: cell not visible"
+        assert cell["left"] >= -1 and cell["right"] <= width + 1, f"{where}: cell outside the screen: {cell}"
+        if phone and cell["label"]:
+            assert cell["shown"] == f'"{cell["label"]}"', f"{where}: label not shown on a phone ({cell['shown']})"
+    return len(cells)
+
+
+def check_navigation(page, viewport, phone: bool) -> float:
+    header = page.locator("header.topbar").bounding_box()
+    if phone:
+        assert header["height"] <= 0.12 * viewport["height"], f"navigation {header['height']}px high on a phone"
+        # brand, the entries, who is logged in, logout and the language switch: all inside the one bar
+        for selector in ("a.brand", "nav.nav", ".who", "button.link", ".lang a"):
+            box = page.locator(f"header.topbar {selector}").bounding_box()
+            assert box and box["y"] >= header["y"] and box["y"] + box["height"] <= header["y"] + header["height"] + 1
+        assert page.locator("header.topbar nav.nav a").first.bounding_box()["height"] >= 44
+    return header["height"]
+
+
+@pytest.fixture
+def desk(live_server):
+    """A paid Oen order with a voucher and a partial refund (through the sandbox), a few more orders, an API key and a
+    webhook endpoint, so that every staff table has rows."""
+    admin = Browser(live_server.url)
+    admin.login("admin@a.example")
+    order_id = admin.new_order(items=((1200, 2), (350, 1)), vouchers=(("paid", 100),), shipping=60)
+    admin.pay_oen(admin.create_link(order_id, "oen"))
+    admin.wait_for_state(order_id, "paid")
+    refund(admin, order_id, 500)
+    with live_server.app.app_context():
+        merchant_id = live_server.seed.merchant_id
+        long_name = make_order(merchant_id, items=((98000, 3),), email="a.very.long.customer.address@example.com.tw")
+        long_name.customer_name = "台北市信義區長長的公司名稱股份有限公司採購部"
+        db.session.commit()
+        make_checkout(long_name, "mypay", "failed")
+        make_order(merchant_id, items=((650, 1),))
+        api_keys.create_key(db.session.get(Merchant, merchant_id), "出貨系統", can_refund=True, user_id=None)
+        create_endpoint(merchant_id, "https://shop.example.com.tw/hooks/checkout-portal/payments", description="官網")
+        db.session.commit()
+    return order_id
+
+
+@pytest.mark.parametrize("viewport, name", [(PHONE, "phone"), (LAPTOP, "laptop")])
+def test_staff_tables_fit_the_screen_and_the_navigation_is_compact(new_context, desk, viewport, name):
+    phone = name == "phone"
+    page = new_context(viewport=viewport).new_page()
+    login(page, "admin@a.example")
+    heights = {"orders": check_navigation(page, viewport, phone)}
+    assert page.text_content("header nav a").strip() == "訂單"
+
+    pages = {
+        "orders": "/orders",
+        "order": f"/orders/{desk}",
+        "transactions": "/transactions",
+        "order-transactions": f"/orders/{desk}/transactions",
+        "refunds": f"/orders/{desk}/refunds",
+        "callbacks": "/callbacks",
+        "users": "/settings/users",
+        "audit": "/settings/audit",
+        "api-keys": "/settings/api-keys",
+        "webhooks": "/settings/webhooks",
+        "dashboard": "/dashboard",
+    }
+    counted = {}
+    for key, path in pages.items():
+        page.goto(path)
+        if key == "dashboard":
+            page.click(".chart-data summary")
+        counted[key] = check_tables(page, f"{path} on a {name}", phone)
+        heights[key] = check_navigation(page, viewport, phone)
+        if phone and key in ("orders", "order", "transactions"):
+            shot(page, f"staff-tables-{key}-phone")
+    assert counted["orders"] >= 3 * 5 and counted["refunds"] >= 8
+
+    if phone:
+        # the order number heads its card, and leads to the order
+        card = page.goto("/orders") and page.locator("table.orders tbody tr").first
+        key = card.locator("td.key")
+        assert key.evaluate("td => getComputedStyle(td).fontWeight") == "700"
+        assert key.locator("a").bounding_box()["height"] >= 44
+        # amounts stay right-aligned in their card
+        amount = card.locator("td.num").bounding_box()
+        text_right = card.locator("td.num").evaluate(
+            "td => { const r = document.createRange(); r.selectNodeContents(td);"
+            " return r.getBoundingClientRect().right; }"
+        )
+        assert abs(text_right - (amount["x"] + amount["width"])) <= 2
+        # the refund check button is large enough for a thumb
+        page.goto(f"/orders/{desk}/refunds")
+        for button in page.locator("table.cards td button").all():
+            assert button.bounding_box()["height"] >= 44
+        # the entries scroll sideways inside the bar; the last one is still reached with a tap
+        page.click("nav.nav a[href='/settings/audit']")
+        page.wait_for_url("**/settings/audit")
+    print(f"{name}: navigation heights {heights}")
