@@ -101,14 +101,12 @@ DETAIL_LABELS = {
     "changed": _l("Changed"),
     "checkout": _l("Payment link"),
     "code": _l("Code"),
-    "key_id": _l("API key id"),
     "prefix": _l("Key begins with"),
     "refunds": _l("May refund"),
     "date_from": _l("From (Taipei date)"),
     "date_to": _l("To (Taipei date)"),
     "description": _l("Description"),
     "email": _l("E-mail"),
-    "endpoint_id": _l("Webhook endpoint id"),
     "event": _l("Event id"),
     "event_type": _l("Event"),
     "events": _l("Events"),
@@ -116,7 +114,6 @@ DETAIL_LABELS = {
     "url": _l("Endpoint URL"),
     "ended": _l("Attempts ended"),
     "error": _l("Error"),
-    "event_id": _l("Callback id"),
     "fields": _l("Settings"),
     "invoice_state": _l("E-invoice"),
     "locale": _l("Language"),
@@ -125,14 +122,12 @@ DETAIL_LABELS = {
     "message": _l("Message"),
     "name": _l("Name"),
     "number": _l("Order number"),
-    "order_id": _l("Order id"),
     "payable": _l("To pay"),
     "payable_before": _l("To pay before"),
     "provider": _l("Provider"),
     "provider_refunded": _l("Refunded at the provider"),
     "purpose": _l("Purpose"),
     "reason": _l("Reason"),
-    "refund_id": _l("Refund id"),
     "required": _l("Required"),
     "role": _l("Role"),
     "role_from": _l("Role before"),
@@ -140,13 +135,43 @@ DETAIL_LABELS = {
     "search": _l("Customer or order number"),
     "source": _l("Copied from order"),
     "state": _l("State"),
-    "target_user_id": _l("User id"),
     "to": _l("Sent to"),
 }
 
 USER_CHANGE_LABELS = {"deactivated": _l("Deactivated"), "reactivated": _l("Reactivated")}
 # MyPay's invoice_state on a refund: void the e-invoice (4) or issue an allowance (6)
 INVOICE_REFUND_LABELS = {"4": _l("Void"), "6": _l("Allowance")}
+
+
+# How a payment was made, as the providers' codes name it (Oen: card, atm, cvs; MyPay's pfn; O'Pay's WECHAT); matched
+# without regard to case. An unknown code shows as the provider sent it.
+PAYMENT_METHOD_LABELS = {
+    "card": _l("Credit card"),
+    "credit": _l("Credit card"),
+    "creditcard": _l("Credit card"),
+    "credit_card": _l("Credit card"),
+    "atm": _l("ATM transfer"),
+    "webatm": _l("ATM transfer"),
+    "e_collection": _l("ATM transfer"),
+    "virtualaccount": _l("ATM transfer"),
+    "cvs": _l("Convenience store"),
+    "cstorecode": _l("Convenience store"),
+    "ibon": _l("Convenience store"),
+    "famiport": _l("Convenience store"),
+    "barcode": _l("Convenience store bar code"),
+    "wechat": _l("WeChat Pay"),
+    "alipay": _l("Alipay"),
+    "applepay": _l("Apple Pay"),
+    "googlepay": _l("Google Pay"),
+    "linepayon": _l("LINE Pay"),
+}
+
+
+def payment_method_label(method: str | None) -> str:
+    """A provider's payment method code as the reader's language names it."""
+    if not method:
+        return ""
+    return str(PAYMENT_METHOD_LABELS.get(str(method).strip().lower(), method))
 
 
 def audit_action_label(action: str) -> str:
@@ -252,14 +277,73 @@ def _detail_value(action: str, key: str, value) -> str | None:
     return None
 
 
-def describe(detail: dict | None, action: str = "") -> list[tuple[str, str]]:
+# Audit details that are the portal's own database ids: never shown as such. Each is shown as what a person knows
+# (an order's number, a user's e-mail, the provider's refund reference, a payment's reference, a callback's provider)
+# when audit_references found it and the entry does not show it already; otherwise it is left out.
+ID_DETAILS = ("order_id", "refund_id", "target_user_id", "key_id", "endpoint_id", "event_id", "checkout")
+
+
+def audit_references(events, merchant_id: int) -> dict:
+    """What the ids in these audit entries stand for, looked up within the merchant: {(detail name, id): text}."""
+    from portal.extensions import db
+    from portal.models import Checkout, Order, Refund, User, WebhookEvent
+
+    sources = {
+        "order_id": (Order, lambda row: row.number),
+        "refund_id": (Refund, lambda row: row.provider_refund_id or row.manual_reference or ""),
+        "target_user_id": (User, lambda row: row.email),
+        "checkout": (Checkout, lambda row: row.reference),
+        "event_id": (WebhookEvent, lambda row: provider_label(row.provider)),
+    }
+    wanted: dict[str, set[int]] = {key: set() for key in sources}
+    for event in events:
+        for key, ids in wanted.items():
+            value = (event.detail or {}).get(key)
+            if isinstance(value, int) and not isinstance(value, bool):
+                ids.add(value)
+    found = {}
+    for key, (model, text) in sources.items():
+        if wanted[key]:
+            stmt = db.select(model).where(model.id.in_(wanted[key]), model.merchant_id == merchant_id)
+            for row in db.session.execute(stmt).scalars():
+                found[(key, row.id)] = text(row)
+    return found
+
+
+def _reference(key: str, value, detail: dict, references: dict) -> tuple[str, str] | None:
+    """An id detail as (label, text) a person reads, or None when it is left out."""
+    if key == "checkout" and isinstance(value, str):
+        return str(DETAIL_LABELS["checkout"]), value  # already the payment's reference
+    known = references.get((key, value)) if isinstance(value, int) and not isinstance(value, bool) else None
+    if not known:
+        return None
+    if key == "order_id" and "number" not in detail:
+        return str(DETAIL_LABELS["number"]), known
+    if key == "refund_id" and not detail.get("manual_reference"):
+        return str(DETAIL_LABELS["manual_reference"]), known
+    if key == "target_user_id" and "email" not in detail:
+        return str(DETAIL_LABELS["email"]), known
+    if key == "checkout":
+        return str(DETAIL_LABELS["checkout"]), known
+    if key == "event_id":
+        return str(DETAIL_LABELS["provider"]), known
+    return None
+
+
+def describe(detail: dict | None, action: str = "", references: dict | None = None) -> list[tuple[str, str]]:
     """An audit entry's detail as (label, text) pairs in the reader's language, with anything card-like masked.
 
     The names are translated; values that are codes (roles, providers, states) show as labels, anything else as
-    stored.
+    stored. Database ids are not shown: `references` (audit_references) turns them into what a person knows.
     """
     pairs = []
-    for key, value in (detail or {}).items():
+    detail = detail or {}
+    for key, value in detail.items():
+        if str(key) in ID_DETAILS:
+            shown = _reference(str(key), value, detail, references or {})
+            if shown:
+                pairs.append((shown[0], mask_cards(shown[1])))
+            continue
         text = _detail_value(action, str(key), value)
         if text is None:
             text = _stored_text(value)
@@ -286,6 +370,7 @@ def register(app: Flask) -> None:
         ("refund_state_label", refund_state_label),
         ("callback_status_label", callback_status_label),
         ("callback_error_text", callback_error_text),
+        ("payment_method_label", payment_method_label),
     ):
         app.jinja_env.filters[name] = function
         app.jinja_env.globals[name] = function

@@ -7,8 +7,9 @@ from datetime import datetime, timedelta
 from html.parser import HTMLParser
 
 from portal.extensions import db
-from portal.models import AuditEvent, User
+from portal.models import AuditEvent, Refund, User
 from tests.support.accounts import SHOP_A
+from tests.support.factories import make_checkout, make_order
 
 WRITE_METHODS = ("post", "put", "patch", "delete")
 
@@ -196,3 +197,40 @@ def test_settings_and_user_changes_appear_in_the_trail(app, client, auth, seed):
     assert "Oen CRM token" in body
     assert "rotated-oen-token-1" not in body
     assert "clerk-password-1" not in body
+
+
+def test_an_order_refund_shows_the_order_number_and_references_not_ids(app, client, auth, seed):
+    """Database ids stay out of sight: an order's refund shows its order number and the provider's reference."""
+    with app.app_context():
+        order = make_order(seed.merchant_id)
+        checkout = make_checkout(order, "oen", "paid")
+        refund = Refund(
+            checkout_id=checkout.id,
+            order_id=order.id,
+            merchant_id=seed.merchant_id,
+            amount=300,
+            reason="damaged",
+            state="succeeded",
+            idempotency_key="audit-ids-refund",
+            provider_refund_id="RF-OEN-778899",
+        )
+        db.session.add(refund)
+        db.session.flush()
+        # ids far from any number on the page, so a leaked one is seen
+        detail = {"refund_id": refund.id, "order_id": order.id, "checkout": checkout.reference, "amount": 300}
+        db.session.add(AuditEvent(merchant_id=seed.merchant_id, action="refund_succeeded", detail=detail))
+        db.session.add(
+            AuditEvent(merchant_id=seed.merchant_id, action="card_token_read", detail={"checkout": checkout.id})
+        )
+        db.session.commit()
+        number, reference, ids = order.number, checkout.reference, (refund.id, order.id, checkout.id)
+    auth.login()
+    body = client.get("/settings/audit").get_data(as_text=True)
+    cells = re.findall(r"<dl class=\"facts small\">(.*?)</dl>", body, re.S)
+    assert len(cells) == 2
+    text = " ".join(re.sub(r"<[^>]+>", " ", cell) for cell in cells)
+    assert number in text and "RF-OEN-778899" in text and reference in text
+    for label in ("Order id", "Refund id", "訂單 ID", "退款 ID"):
+        assert label not in body
+    shown = set(re.findall(r"\b\d+\b", text)) - {"300"}
+    assert not shown & {str(i) for i in ids}, shown

@@ -94,7 +94,8 @@ def test_oen_refund_is_confirmed_then_sent_once_and_applied(app, seed, admin):
         oen_query(app, rsps, ref)
         page = review(admin, order_id, 400)
         text = page_text(page)
-        assert f"POST /refunds/{HID}" in text and 'data-refund-amount="400"' in text
+        assert f"A refund of NT$400 for transaction {HID}" in text and 'data-refund-amount="400"' in text
+        assert "POST /refunds" not in text
         assert "(partial: paid NT$1,000)" in text
         assert not [c for c in rsps.calls if c.request.method == "POST"]  # the confirmation sends nothing
         refund_call = oen_refund_ok(app, rsps, 400)

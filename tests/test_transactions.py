@@ -18,6 +18,8 @@ from portal.payments import refresh_order
 from portal.payments.redaction import luhn_ok
 from portal.providers.base import ProviderTransaction, State
 from portal.security import encrypt_secret
+from tests.support.apps import browser_default_client
+from tests.support.constants import PASSWORD
 from tests.support.factories import make_checkout, make_order
 
 CARD_RUN = re.compile(r"(?<!\d)(?:\d[ -]?){12,18}\d(?!\d)")
@@ -112,7 +114,7 @@ def test_answers_are_cached_with_their_time(app, seed, admin):
         first = admin.get("/transactions").get_data(as_text=True)
         second = admin.get("/transactions").get_data(as_text=True)
         assert len(rsps.calls) == 1
-        assert "(cached)" not in first and "(cached)" in second
+        assert "data-cached" not in first and "data-cached" in second
         assert re.search(r'<time datetime="[^"]+">\d\d:\d\d:\d\d</time>', second)
         with app.app_context():
             live.forget_live(checkout_id)
@@ -210,3 +212,32 @@ def test_the_overview_reads_its_rows_in_a_fixed_number_of_queries_and_decrypts_o
     few, _html = counted(2)
     many, html = counted(8)
     assert few == many and html.count("data-checkout-id=") == 10
+
+
+def test_zh_tw_shows_provider_codes_as_labels_not_raw(app, seed):
+    """Oen's own status and method codes (charged, refunded, card) are not shown beside the badges: labels are."""
+    with app.app_context():
+        order = make_order(seed.merchant_id, items=((1000, 1),), shipping=0)
+        checkout = make_checkout(order, "oen", "paid")
+        checkout.provider_checkout_id, checkout.provider_transaction_id = "2ck", "HIDZH1"
+        db.session.commit()
+        order_id, reference = order.id, checkout.reference
+    rows = [
+        {"id": "HIDZH1", "amount": 1000, "fee": 30, "status": status, "orderId": reference, "refundAmount": refunded,
+         "paymentInfo": {"cardType": "VISA", "cardNum": "4242424242424242", "method": "card"},
+         "createdAt": "2025-03-01T04:00:00.000Z"}
+        for status, refunded in (("charged", 0), ("refunded", 1000))
+    ]  # fmt: skip
+    zh = browser_default_client(app)
+    zh.post("/login", data={"email": seed.admin, "password": PASSWORD})
+    with responses.RequestsMock() as rsps:
+        url = app.config["OEN_API_URL"] + f"/order/{reference}/transactions"
+        rsps.get(url, json={"code": "S0000", "data": {"transactions": rows}})
+        page = zh.get(f"/orders/{order_id}/transactions")
+    html = page.get_data(as_text=True)
+    text = unescape(re.sub(r"<[^>]+>", " ", html))  # what a person reads: no attributes (titles keep the codes)
+    assert page.status_code == 200
+    assert "已付款" in text and "已退款" in text and "信用卡" in text
+    for code in ("charged", "refunded", "card"):
+        assert not re.search(rf"\b{code}\b", text), code
+    assert 'data-provider-status="charged"' in html and 'data-provider-status="refunded"' in html

@@ -18,7 +18,7 @@ from portal.accounts import (
 )
 from portal.extensions import db
 from portal.forms import ProviderSettingsForm, UserCreateForm, UserRoleForm, UserStatusForm
-from portal.labels import describe, role_label
+from portal.labels import audit_references, describe, role_label
 from portal.models import AuditEvent, Merchant, User
 from portal.security import admin_required, audit
 
@@ -228,4 +228,7 @@ def audit_log():
         .distinct()
         .order_by(AuditEvent.action)
     ).scalars()
-    return render_template("settings/audit.html", page=page, action=action, actions=list(actions), describe=describe)
+    references = audit_references(page.items, current_user.merchant_id)
+    return render_template(
+        "settings/audit.html", page=page, action=action, actions=list(actions), describe=describe, references=references
+    )
