@@ -87,6 +87,24 @@ def _utc_start(day: date) -> datetime:
     return datetime.combine(day, time(), TAIPEI).astimezone(UTC).replace(tzinfo=None)
 
 
+def _events_by_day(merchant_id: int, start: datetime, end: datetime, columns, *conditions, group=()):
+    """(Taipei day, provider, *columns) of the merchant's applied checkout events in [start, end) that meet the
+    conditions, grouped by day, provider and `group` (on ix_checkout_event_to_state_created)."""
+    day = taipei_day(CheckoutEvent.created_at).label("day")
+    return db.session.execute(
+        select(day, Checkout.provider, *columns)
+        .join(Checkout, Checkout.id == CheckoutEvent.checkout_id)
+        .where(
+            Checkout.merchant_id == merchant_id,
+            CheckoutEvent.created_at >= start,
+            CheckoutEvent.created_at < end,
+            CheckoutEvent.applied.is_(True),
+            *conditions,
+        )
+        .group_by(day, Checkout.provider, *group)
+    )
+
+
 def build(merchant_id: int, now: datetime | None = None) -> Dashboard:
     """The merchant's takings today, over 7 and 30 days, per provider and per day; open links; failed and expired."""
     today = taipei_today(now)
@@ -98,21 +116,15 @@ def build(merchant_id: int, now: datetime | None = None) -> Dashboard:
         return cells.setdefault((_as_date(day), provider), Figures())
 
     # Payments, by the day they were paid: the one applied event that moved each checkout into a paid state.
-    day = taipei_day(CheckoutEvent.created_at).label("day")
     paid_amount = func.coalesce(func.nullif(Checkout.paid_amount, 0), Checkout.amount)
     fees = func.coalesce(Checkout.fee_amount, 0)
-    paid = db.session.execute(
-        select(day, Checkout.provider, func.count(), func.sum(paid_amount), func.sum(fees))
-        .join(Checkout, Checkout.id == CheckoutEvent.checkout_id)
-        .where(
-            Checkout.merchant_id == merchant_id,
-            CheckoutEvent.created_at >= start,
-            CheckoutEvent.created_at < end,
-            CheckoutEvent.applied.is_(True),
-            CheckoutEvent.to_state.in_(PAID),
-            CheckoutEvent.from_state.not_in(PAID),
-        )
-        .group_by(day, Checkout.provider)
+    paid = _events_by_day(
+        merchant_id,
+        start,
+        end,
+        (func.count(), func.sum(paid_amount), func.sum(fees)),
+        CheckoutEvent.to_state.in_(PAID),
+        CheckoutEvent.from_state.not_in(PAID),
     )
     for d, provider, count, amount, fees in paid:
         figures = cell(d, provider)
@@ -135,19 +147,14 @@ def build(merchant_id: int, now: datetime | None = None) -> Dashboard:
         cell(d, provider).refunded = int(amount or 0)
 
     # Attempts that failed (a customer's payment, not a link the provider refused to create) or expired.
-    day = taipei_day(CheckoutEvent.created_at).label("day")
-    ends = db.session.execute(
-        select(day, Checkout.provider, CheckoutEvent.to_state, func.count())
-        .join(Checkout, Checkout.id == CheckoutEvent.checkout_id)
-        .where(
-            Checkout.merchant_id == merchant_id,
-            CheckoutEvent.created_at >= start,
-            CheckoutEvent.created_at < end,
-            CheckoutEvent.applied.is_(True),
-            CheckoutEvent.to_state.in_(UNPAID_ENDS),
-            CheckoutEvent.from_state != CheckoutState.CREATING.value,
-        )
-        .group_by(day, Checkout.provider, CheckoutEvent.to_state)
+    ends = _events_by_day(
+        merchant_id,
+        start,
+        end,
+        (CheckoutEvent.to_state, func.count()),
+        CheckoutEvent.to_state.in_(UNPAID_ENDS),
+        CheckoutEvent.from_state != CheckoutState.CREATING.value,
+        group=(CheckoutEvent.to_state,),
     )
     for d, provider, state, count in ends:
         setattr(cell(d, provider), state, count)
