@@ -50,8 +50,12 @@ def hash_key(secret: str) -> str:
     return hashlib.sha256(secret.encode("utf-8")).hexdigest()
 
 
-def create_key(merchant: Merchant, name: str, *, can_refund: bool, user_id: int | None) -> NewKey:
-    """A new key for the merchant, audited (without the key); commits. Returns the key to show once."""
+def create_key(
+    merchant: Merchant, name: str, *, can_refund: bool, user_id: int | None, form_token: str | None = None
+) -> NewKey:
+    """A new key for the merchant, audited (without the key); commits. Returns the key to show once.
+
+    `form_token` (unique) names the form that asked: the same form sent again raises IntegrityError."""
     name = name.strip()
     if not name or len(name) > NAME_MAX_CHARS:
         raise ValueError(f"a key's name is 1 to {NAME_MAX_CHARS} characters")
@@ -64,6 +68,7 @@ def create_key(merchant: Merchant, name: str, *, can_refund: bool, user_id: int 
             key_hash=hash_key(secret),
             can_refund=can_refund,
             created_by_id=user_id,
+            form_token=form_token,
         )
         db.session.add(key)
         db.session.flush()

@@ -504,6 +504,7 @@ class ApiKey(db.Model):
     can_refund: Mapped[bool] = mapped_column(default=False)
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("user.id"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    form_token: Mapped[str | None] = mapped_column(String(64), unique=True)  # the form that made it: sent once
     last_used_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]
 
@@ -536,6 +537,7 @@ class WebhookEndpoint(db.Model):
     enabled: Mapped[bool] = mapped_column(default=True)
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("user.id"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    form_token: Mapped[str | None] = mapped_column(String(64), unique=True)  # the form that made it: sent once
     failing_since: Mapped[datetime | None]  # the first failed delivery since the last success
     flagged_at: Mapped[datetime | None]  # deliveries failed for three days
 

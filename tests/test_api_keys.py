@@ -60,3 +60,25 @@ def test_last_use_written_at_most_once_a_minute(app, client, seed):
     client.get("/api/v1/orders", headers={"Authorization": f"Bearer {secret}"})
     with app.app_context():
         assert db.session.execute(db.select(ApiKey.last_used_at)).scalar_one() == first
+
+
+def test_the_page_that_showed_a_new_key_sent_again_makes_no_second_key(app, client, auth):
+    """A reload after "create" sends the same form again: recognised by its one-time token, nothing is created and
+    the admin is told what happened (the key was shown once, when it was made)."""
+    import re
+
+    auth.login()
+    page = client.get("/settings/api-keys").get_data(as_text=True)
+    token = re.search(r'name="form_token" type="hidden" value="([^"]+)"', page).group(1)
+    form = {"name": "ERP", "form_token": token}
+    first = client.post("/settings/api-keys", data=form)
+    assert first.status_code == 201 and "data-api-key" in first.get_data(as_text=True)
+    again = client.post("/settings/api-keys", data=form, follow_redirects=True)
+    assert again.status_code == 200 and "This form was sent already" in again.get_data(as_text=True)
+    assert "data-api-key" not in again.get_data(as_text=True)
+    with app.app_context():
+        assert len(db.session.execute(db.select(ApiKey)).scalars().all()) == 1
+        created = db.session.execute(db.select(AuditEvent).filter_by(action="api_key_created")).scalars().all()
+        assert len(created) == 1
+    fresh = client.get("/settings/api-keys").get_data(as_text=True)
+    assert re.search(r'name="form_token" type="hidden" value="([^"]+)"', fresh).group(1) != token

@@ -373,3 +373,18 @@ def test_production_never_delivers_to_a_loopback_address_even_when_the_name_move
     assert message.state == "pending"
     with app.app_context():
         assert db.session.execute(db.select(WebhookAttempt.error)).scalar_one().startswith("refused: the host resolves")
+
+
+def test_the_page_that_showed_a_new_secret_sent_again_adds_no_second_endpoint(app, seed, admin):
+    """A reload after "add" sends the same form again: recognised by its one-time token, so the merchant's system is
+    not sent every event twice by two identical endpoints."""
+    page = admin.get("/settings/webhooks").get_data(as_text=True)
+    token = re.search(r'name="form_token" type="hidden" value="([^"]+)"', page).group(1)
+    form = {"url": "https://erp.example.com/hooks", "events": ["order.paid"], "form_token": token}
+    first = admin.post("/settings/webhooks", data=form)
+    assert "whsec_" in first.get_data(as_text=True)
+    again = admin.post("/settings/webhooks", data=form, follow_redirects=True)
+    text = again.get_data(as_text=True)
+    assert "This form was sent already" in text and "whsec_" not in text
+    with app.app_context():
+        assert len(db.session.execute(db.select(WebhookEndpoint)).scalars().all()) == 1

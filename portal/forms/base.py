@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import re
+import secrets
 import unicodedata
 
 from flask import request
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from flask_wtf.form import _Auto
-from wtforms.validators import StopValidation
+from wtforms import HiddenField
+from wtforms.validators import Length, StopValidation
 
 from portal import invoices, money
 
@@ -183,3 +185,14 @@ class Matches:
     def __call__(self, form, field):
         if not self.pattern.fullmatch(field.data or ""):
             raise StopValidation(self.message)
+
+
+def new_form_token() -> str:
+    return secrets.token_urlsafe(24)
+
+
+class SentOnce:
+    """A form whose POST creates something: a one-time token rendered with it, so that the same form sent again (a
+    reload, a double click) is recognised instead of creating a second one. Stored unique with what it created."""
+
+    form_token = HiddenField(default=new_form_token, validators=[Length(min=16, max=64)])

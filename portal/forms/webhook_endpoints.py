@@ -7,7 +7,7 @@ from wtforms import SelectChoice, SelectMultipleField, StringField, URLField
 from wtforms.validators import DataRequired, Optional
 from wtforms.widgets import CheckboxInput, ListWidget
 
-from portal.forms.base import PlainText, PortalForm, _strip
+from portal.forms.base import PlainText, PortalForm, SentOnce, _strip
 
 EVENT_LABELS = {
     "order.paid": _l("Order paid"),
@@ -25,7 +25,7 @@ URL_MESSAGES = {
 }
 
 
-class WebhookEndpointForm(PortalForm):
+class WebhookEndpointForm(SentOnce, PortalForm):
     url = URLField(
         _l("Endpoint URL"),
         filters=[_strip],

@@ -6,19 +6,20 @@ from flask import Blueprint, abort, flash, redirect, render_template, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
+from sqlalchemy.exc import IntegrityError
 from wtforms import BooleanField, StringField
 
 from portal import api_keys
 from portal.extensions import db
 from portal.forms import PlainText, PortalForm, Required
-from portal.forms.base import _strip
+from portal.forms.base import SentOnce, _strip
 from portal.models import Merchant
 from portal.security import admin_required
 
 bp = Blueprint("api_keys", __name__)
 
 
-class ApiKeyForm(PortalForm):
+class ApiKeyForm(SentOnce, PortalForm):
     name = StringField(
         _l("Name"),
         filters=[_strip],
@@ -26,6 +27,12 @@ class ApiKeyForm(PortalForm):
         description=_l("Where the key is used, e.g. “online shop” or “ERP”."),
     )
     can_refund = BooleanField(_l("May make refunds"))
+
+
+SENT_AGAIN = _l(
+    "This form was sent already: its key was made then and shown once. If you did not copy it, revoke it below and "
+    "create another."
+)
 
 
 class RevokeForm(PortalForm):
@@ -58,7 +65,18 @@ def create():
     if not form.validate_on_submit():
         return render_page(form, status=400)
     merchant = db.session.get(Merchant, current_user.merchant_id)
-    made = api_keys.create_key(merchant, form.name.data, can_refund=bool(form.can_refund.data), user_id=current_user.id)
+    try:
+        made = api_keys.create_key(
+            merchant,
+            form.name.data,
+            can_refund=bool(form.can_refund.data),
+            user_id=current_user.id,
+            form_token=form.form_token.data,
+        )
+    except IntegrityError:  # this very form was sent before (a reload of the page that showed the key)
+        db.session.rollback()
+        flash(SENT_AGAIN, "warning")
+        return redirect(url_for("api_keys.index"))
     # The key is on this answer only (no-store, like every page here); the list shows its prefix from now on.
     return render_page(ApiKeyForm(formdata=None), new_key=made.secret, status=201)
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_login import current_user
+from sqlalchemy.exc import IntegrityError
 
 from portal import merchant_webhooks as hooks
 from portal.extensions import db
@@ -56,6 +58,12 @@ def index():
     return render_endpoints()
 
 
+SENT_AGAIN = _l(
+    "This form was sent already: its endpoint was added then and its secret shown once. If you did not copy it, give "
+    "the endpoint a new secret below."
+)
+
+
 @bp.post("/settings/webhooks")
 @admin_required
 def create():
@@ -67,9 +75,16 @@ def create():
     if problem:
         form.url.errors = [*form.url.errors, URL_MESSAGES[problem]]
         return render_endpoints(form)
+    sent = db.session.execute(
+        db.select(WebhookEndpoint.id).filter_by(form_token=form.form_token.data)
+    ).scalar_one_or_none()
+    if sent is not None:  # this very form was sent before (a reload of the page that showed the secret)
+        flash(SENT_AGAIN, "warning")
+        return redirect(url_for("webhook_endpoints.index"))
     endpoint, secret = hooks.create_endpoint(
         current_user.merchant_id, form.url.data, form.events.data, form.description.data or "", current_user.id
     )
+    endpoint.form_token = form.form_token.data
     audit(
         "webhook_endpoint_created",
         endpoint_id=endpoint.id,
@@ -77,7 +92,12 @@ def create():
         events=endpoint.events,
         description=endpoint.description or "",
     )
-    db.session.commit()
+    try:
+        db.session.commit()
+    except IntegrityError:  # the same form, sent twice at once
+        db.session.rollback()
+        flash(SENT_AGAIN, "warning")
+        return redirect(url_for("webhook_endpoints.index"))
     flash(_("Endpoint added. Copy its signing secret now: it is shown only once."), "success")
     return render_endpoints(secret=secret, shown_for=endpoint.id)
 
