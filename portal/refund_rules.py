@@ -16,6 +16,9 @@ from portal.providers import provider_class
 from portal.providers.base import ProviderError, RefundPolicy, State, VoucherLine
 
 
+ALLOWANCE = "6"  # MyPay's invoice_state for an allowance (折讓); "4" voids the e-invoice
+
+
 class RefundRefused(Exception):
     """A refund the portal will not send; `message` says why and `field` names the form field it concerns."""
 
@@ -265,6 +268,10 @@ def plan_refund(
         )
     choices = policy.invoice_states
     invoice_state = (invoice_state if invoice_state in choices else choices[0]) if choices else ""
+    if amount < paid_of(checkout) and ALLOWANCE in choices:
+        # Part of the money back: the invoice stands for the rest, so it gets an allowance; voiding it would cancel
+        # the invoice of the whole payment.
+        invoice_state = ALLOWANCE
     plan = RefundPlan(
         order_id=order.id,
         checkout_id=checkout.id,

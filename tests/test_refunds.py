@@ -277,3 +277,13 @@ def test_a_full_oen_refund_gives_nothing_up(app, seed, admin):
         oen_query(app, rsps, ref)
         text = page_text(review(admin, order_id, 1000))
     assert "data-gives-up" not in text and "(full refund)" in text
+
+
+def test_a_partial_mypay_refund_gets_an_allowance_not_a_void_of_the_whole_invoice(app, seed, admin):
+    """MyPay voids the e-invoice unless told otherwise; part of the money back leaves an invoice for the rest, so the
+    refund asks for an allowance (6) whatever the form said, and a full refund keeps the admin's choice."""
+    order_id, _c, _ref = paid(app, seed, "mypay")
+    text = page_text(review(admin, order_id, 400, invoice_state="4"))
+    assert 'data-invoice-state="6"' in text
+    full = page_text(review(admin, order_id, 1000, invoice_state="4"))
+    assert 'data-invoice-state="4"' in full
