@@ -15,7 +15,6 @@ from portal.payments import checkout_ref, provider_message, query_provider
 from portal.providers import provider_class
 from portal.providers.base import ProviderError, RefundPolicy, State, VoucherLine
 
-
 ALLOWANCE = "6"  # MyPay's invoice_state for an allowance (折讓); "4" voids the e-invoice
 
 
