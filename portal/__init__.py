@@ -173,7 +173,7 @@ def register_errorhandlers(app: Flask) -> None:
 
     @app.errorhandler(404)
     def not_found(_e):
-        if customer_request():
+        if request.path == "/pay" or request.path.startswith("/pay/"):
             return render_error(
                 404,
                 _(

@@ -61,7 +61,10 @@ def test_mistyped_link_is_a_friendly_not_found_page_in_both_languages(app, seed,
     assert "/login" not in zh
     # a mistyped address outside /pay/ while signed out is the customer's page too
     other = client.get("/pya/abc")
-    assert other.status_code == 404 and "/login" not in other.get_data(as_text=True)
+    text = other.get_data(as_text=True)
+    assert other.status_code == 404 and "/login" not in text
+    # …but it is not called a payment link: it is a page that does not exist
+    assert "The page you asked for does not exist." in text and "payment link" not in text
 
 
 def test_staff_still_get_their_own_error_page(app, seed, client, auth):
