@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 
@@ -39,14 +40,21 @@ def remember_nonce(provider: str, value: str) -> bool:
 
 
 def merchant_settings(merchant: Merchant, cls: type[Provider]) -> dict[str, str]:
-    """The settings the provider needs from this merchant, secrets decrypted."""
+    """The settings the provider needs from this merchant, secrets decrypted (each stored value once per process: the
+    cache is keyed by the ciphertext and the data key, so a changed secret is read anew)."""
     settings = {}
     for name in cls.merchant_settings:
         if hasattr(Merchant, f"{name}_enc"):
-            settings[name] = decrypt_secret(getattr(merchant, f"{name}_enc")) or ""
+            stored = getattr(merchant, f"{name}_enc")
+            settings[name] = _decrypted(current_app.config["PORTAL_DATA_KEY"], stored) if stored else ""
         else:
             settings[name] = getattr(merchant, name) or ""
     return settings
+
+
+@functools.lru_cache(maxsize=1024)
+def _decrypted(_data_key: str, stored: str) -> str:
+    return decrypt_secret(stored) or ""
 
 
 def provider_for(merchant: Merchant, name: str) -> Provider:

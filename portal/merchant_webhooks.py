@@ -255,6 +255,12 @@ def on_order_state(order: Order, old_state: str | None, new_state: str) -> Merch
     event_type = STATE_EVENTS.get(new_state)
     if event_type is None or old_state == new_state:
         return None
+    endpoints = db.session.execute(
+        db.select(WebhookEndpoint).where(WebhookEndpoint.merchant_id == order.merchant_id, WebhookEndpoint.enabled)
+    ).scalars()
+    receivers = [endpoint for endpoint in endpoints if subscribed(endpoint, event_type)]
+    if not receivers:
+        return None  # nobody listens for it: no event to keep (the order, its lines and links are not read)
     from portal.order_json import order_payload
 
     event = MerchantEvent(
@@ -267,12 +273,8 @@ def on_order_state(order: Order, old_state: str | None, new_state: str) -> Merch
     )
     db.session.add(event)
     db.session.flush()
-    endpoints = db.session.execute(
-        db.select(WebhookEndpoint).where(WebhookEndpoint.merchant_id == order.merchant_id, WebhookEndpoint.enabled)
-    ).scalars()
-    for endpoint in endpoints:
-        if subscribed(endpoint, event_type):
-            enqueue_delivery(event, endpoint)
+    for endpoint in receivers:
+        enqueue_delivery(event, endpoint)
     return event
 
 
