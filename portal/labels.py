@@ -359,6 +359,21 @@ def _stored_text(value) -> str:
     return "" if value is None else str(value)
 
 
+def delivery_error_text(error: str) -> str:
+    """A webhook delivery's transport error (stored in English, as evidence) in the reader's language."""
+    if error == "could not connect":
+        return _("Could not connect")
+    if error == "TLS error (certificate or handshake)":
+        return _("TLS error (certificate or handshake)")
+    if error.startswith("no answer within "):
+        return _("No answer within %(seconds)s s", seconds=error.removeprefix("no answer within ").removesuffix(" s"))
+    if error.startswith("refused: "):
+        return _("Refused: %(why)s", why=error.removeprefix("refused: "))
+    if error.startswith("request failed ("):
+        return _("The request failed (%(kind)s)", kind=error.removeprefix("request failed (").rstrip(")"))
+    return error
+
+
 def register(app: Flask) -> None:
     """The labels as template filters and globals (the one registration)."""
     for name, function in (
@@ -371,6 +386,7 @@ def register(app: Flask) -> None:
         ("callback_status_label", callback_status_label),
         ("callback_error_text", callback_error_text),
         ("payment_method_label", payment_method_label),
+        ("delivery_error_text", delivery_error_text),
     ):
         app.jinja_env.filters[name] = function
         app.jinja_env.globals[name] = function

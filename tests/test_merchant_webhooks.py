@@ -388,3 +388,16 @@ def test_the_page_that_showed_a_new_secret_sent_again_adds_no_second_endpoint(ap
     assert "This form was sent already" in text and "whsec_" not in text
     with app.app_context():
         assert len(db.session.execute(db.select(WebhookEndpoint)).scalars().all()) == 1
+
+
+def test_a_delivery_that_could_not_connect_is_told_in_the_readers_language(app, seed, admin):
+    endpoint_id, _secret = add_endpoint(admin, "http://127.0.0.1:9/hooks")
+    with app.app_context():
+        event = MerchantEvent(public_id="evt_lang", merchant_id=seed.merchant_id, type="order.paid", data={})
+        db.session.add(event)
+        db.session.flush()
+        db.session.add(WebhookAttempt(endpoint_id=endpoint_id, event_id=event.id, error="could not connect"))
+        db.session.commit()
+    admin.get("/lang/zh_TW")
+    page = admin.get(f"/settings/webhooks/{endpoint_id}").get_data(as_text=True)
+    assert "無法連線" in page and ">could not connect<" not in page

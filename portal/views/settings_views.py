@@ -45,7 +45,7 @@ def index():
         if changed:
             audit("settings_changed", fields=changed)
             db.session.commit()
-            flash(_("Provider settings saved."), "success")
+            flash(_("Settings saved."), "success")
         else:
             flash(_("Nothing was changed."), "info")
         return redirect(url_for("settings.index"), code=303)
