@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import secrets
 from dataclasses import dataclass
@@ -9,6 +10,8 @@ from datetime import timedelta
 
 from flask import current_app
 from flask_babel import gettext as _
+from sqlalchemy import bindparam
+from sqlalchemy.orm import joinedload, selectinload
 
 from portal.extensions import db
 from portal.gateways import operator_configured, provider_for
@@ -81,11 +84,31 @@ def start_checkout(order: Order, provider: str, user_id: int | None, customer_ip
     """
     order_id = order.id
     with write_transaction():
-        # One opener at a time. Its merchant, attempts, items and vouchers are read below, each once, in this
-        # transaction (as loader options they would be loaded again with the order after it).
-        order = db.session.get(Order, order_id, populate_existing=True, with_for_update=True)
+        order = locked_order(order_id)  # one opener at a time
         prepared = prepare_attempt(order, provider, user_id, customer_ip)
     return open_at_provider(prepared)
+
+
+def locked_order(order_id: int, *, lines: bool = True) -> Order:
+    """The order, re-read and locked for this transaction with what opening an attempt reads of it: its merchant (in
+    the same query), its attempts and (with `lines`) its items and vouchers, each read once."""
+    stmt = _locked_order(db.session.get_bind().dialect.name, lines)
+    return db.session.execute(stmt, {"order_id": order_id}).scalar_one()
+
+
+@functools.cache
+def _locked_order(dialect: str, lines: bool):
+    """Built once per database (statement building costs more than running it)."""
+    related = [joinedload(Order.merchant, innerjoin=True), selectinload(Order.checkouts)]
+    if lines:
+        related += [selectinload(Order.items), selectinload(Order.vouchers)]
+    stmt = (
+        db.select(Order)
+        .where(Order.id == bindparam("order_id"))
+        .options(*related)
+        .execution_options(populate_existing=True)
+    )
+    return stmt.with_for_update(of=Order) if dialect != "sqlite" else stmt
 
 
 @dataclass(frozen=True)
@@ -139,7 +162,7 @@ def open_at_provider(prepared: PreparedAttempt) -> Checkout:
         _fail_creation(checkout_id, exc)
         raise CheckoutError(provider_message(exc)) from exc
     with write_transaction():
-        checkout = locked_checkout(checkout_id)
+        checkout = locked_checkout(checkout_id, with_order=True)  # the order follows the attempt (refresh_order)
         checkout.provider_url = link.url
         ids = dict(link.provider_ids)
         checkout.provider_checkout_id = ids.get("checkout_id") or ids.get("uid")
@@ -152,7 +175,7 @@ def open_at_provider(prepared: PreparedAttempt) -> Checkout:
 def _fail_creation(checkout_id: int, exc: ProviderError) -> None:
     """The provider refused or did not answer: keep the attempt, closed, with the reason."""
     with write_transaction():
-        checkout = locked_checkout(checkout_id)
+        checkout = locked_checkout(checkout_id, with_order=True)
         checkout.last_error = f"{exc.code}: {exc.message_en}"
         move(checkout, CheckoutState.FAILED, "create", detail(error=exc.code, message=exc.message_en))
 

@@ -21,10 +21,10 @@ from portal.extensions import db
 from portal.models import Checkout, CheckoutState, Order, utcnow
 from portal.payments.attempts import (
     CheckoutError,
+    locked_order,
     open_at_provider,
     prepare_attempt,
     provider_choices,
-    start_checkout,
 )
 from portal.payments.locking import locked_checkout, write_transaction
 from portal.payments.state import detail, move, refresh_order
@@ -48,10 +48,6 @@ def link_live(order: Order) -> bool:
 def customer_providers(order: Order) -> list[str]:
     """The providers the customer may pick for this order (configured for the merchant and the operator)."""
     return [name for name, ok, _why in provider_choices(order) if ok]
-
-
-def _locked_order(order_id: int) -> Order:
-    return db.session.get(Order, order_id, populate_existing=True, with_for_update=True)
 
 
 def _end_open_attempts(order: Order, source: str, **evidence) -> list[str]:
@@ -81,7 +77,7 @@ def open_link(
     """
     order_id = order.id
     with write_transaction():
-        order = _locked_order(order_id)
+        order = locked_order(order_id, lines=provider != CHOICE)
         if order.is_paid:
             raise CheckoutError(_("This order is already paid."))
         if provider == CHOICE:
@@ -102,19 +98,20 @@ def open_link(
             order.link_expires_at = utcnow() + timedelta(hours=current_app.config["CHECKOUT_LINK_TTL_H"])
             order.link_ended_at = None
         order.link_provider = provider
-        refresh_order(order)
         if switched:
             audit("link_switched", merchant_id=order.merchant_id, order_id=order.id, provider=provider, ended=switched)
-        # The first attempt is stored in this same transaction: one before the provider call, one after it.
-        prepared = None if provider == CHOICE else prepare_attempt(order, provider, user_id, customer_ip)
-    if prepared is None:
-        return None
+        if provider == CHOICE:
+            refresh_order(order)
+            return None
+        # The first attempt is stored in this same transaction (its refresh_order derives the order's state with the
+        # link and the attempt): one transaction before the provider call, one after it.
+        prepared = prepare_attempt(order, provider, user_id, customer_ip)
     try:
         return open_at_provider(prepared)
     except CheckoutError:
         if made:  # the provider refused the new link's first attempt: no link is left for the customer
             with write_transaction():
-                order = _locked_order(order_id)
+                order = locked_order(order_id, lines=False)
                 order.link_token = order.link_provider = order.link_expires_at = None
                 refresh_order(order)
         raise
@@ -124,7 +121,7 @@ def retry_link(order: Order, provider: str | None, customer_ip: str = "") -> Che
     """The customer: a new attempt on the order's live link (after a decline or an expiry, or their first pick)."""
     order_id = order.id
     with write_transaction():
-        order = _locked_order(order_id)
+        order = locked_order(order_id)
         if order.is_paid:
             raise CheckoutError(_("This order has been paid. Thank you!"))
         if not link_live(order):
@@ -135,7 +132,9 @@ def retry_link(order: Order, provider: str | None, customer_ip: str = "") -> Che
             provider = order.link_provider
         elif provider not in customer_providers(order):
             raise CheckoutError(_("Please choose how to pay."))
-    return start_checkout(order, provider or "", None, customer_ip)
+        # Checked and stored in one transaction before the provider call (as start_checkout does), one after it.
+        prepared = prepare_attempt(order, provider or "", None, customer_ip)
+    return open_at_provider(prepared)
 
 
 def cancel_link(order: Order, user_id: int | None) -> list[str]:
@@ -145,7 +144,7 @@ def cancel_link(order: Order, user_id: int | None) -> list[str]:
     """
     order_id = order.id
     with write_transaction():
-        order = _locked_order(order_id)
+        order = locked_order(order_id, lines=False)
         if order.is_paid:
             raise CheckoutError(_("This order is already paid."))
         if not link_live(order) and not any(c.is_open for c in order.checkouts):
