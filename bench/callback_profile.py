@@ -4,7 +4,8 @@ On a fresh SQLite file (or --database-url), makes open O'Pay checkouts, then sen
 Flask's test client, one after the other, and prints per notice: the milliseconds, the SQL statements, the write
 transactions (commits) and the statements that read orders, items or checkouts; then the same for exact resends.
 With --profile, the notices run under pyinstrument (a sampling profiler) and its call tree is printed: where the time
-goes. Asserts nothing.
+goes. The CPU time is this process's (the machine may be busy with other work; the wall time then says less).
+Asserts nothing.
 
     .venv/bin/python bench/callback_profile.py [--count 300] [--profile] [--database-url URL]
 """
@@ -34,6 +35,7 @@ class Counts:
         from sqlalchemy import event
 
         self.on = False
+        self.cpu = 0.0
         self.statements = 0
         self.commits = 0
         self.tables: Counter = Counter()
@@ -57,19 +59,21 @@ def send(client, bodies: list[str], counts: Counts) -> tuple[float, int]:
     headers = {"Content-Type": "application/x-www-form-urlencoded"}
     bad = 0
     counts.on = True
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     for body in bodies:
         reply = client.post("/webhooks/opay", data=body, headers=headers)
         if reply.status_code != 200 or reply.get_data(as_text=True) != "1|OK":
             bad += 1
     seconds = time.perf_counter() - started
+    counts.cpu = time.process_time() - cpu
     counts.on = False
     return seconds, bad
 
 
 def report(label: str, n: int, seconds: float, bad: int, counts: Counts) -> None:
     print(
-        f"{label}: {n} notices, {seconds / n * 1000:.1f} ms each, {counts.statements / n:.1f} SQL statements and "
+        f"{label}: {n} notices, {seconds / n * 1000:.1f} ms each ({counts.cpu / n * 1000:.1f} ms CPU), "
+        f"{counts.statements / n:.1f} SQL statements and "
         f"{counts.commits / n:.1f} commits each; not 1|OK: {bad}"
     )
     top = ", ".join(f"{k} {v / n:.1f}" for k, v in sorted(counts.tables.items(), key=lambda kv: -kv[1]))

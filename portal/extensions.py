@@ -47,8 +47,9 @@ def _insert_ignoring_conflicts(model, dialect: str, returning):
     from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
     insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
-    stmt = insert(model).on_conflict_do_nothing()
-    return stmt.returning(returning) if returning is not None else stmt
+    table = model.__table__  # a Core statement: the ORM's bulk-insert layer costs more than the INSERT itself
+    stmt = insert(table).on_conflict_do_nothing()
+    return stmt.returning(table.c[returning.key]) if returning is not None else stmt
 
 
 def insert_ignoring_conflicts(model, returning=None):

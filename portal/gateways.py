@@ -12,6 +12,7 @@ from flask import current_app
 from portal.extensions import db, insert_ignoring_conflicts
 from portal.models import Merchant, SeenNonce, utcnow
 from portal.providers import Provider, provider_class
+from portal.providers.base import NonceStore
 from portal.security import decrypt_secret
 
 _local = threading.local()
@@ -57,14 +58,15 @@ def _decrypted(_data_key: str, stored: str) -> str:
     return decrypt_secret(stored) or ""
 
 
-def provider_for(merchant: Merchant, name: str) -> Provider:
-    """The named provider's client, configured for this merchant."""
+def provider_for(merchant: Merchant, name: str, *, nonce_store: NonceStore | None = None) -> Provider:
+    """The named provider's client, configured for this merchant; the request ids it is sent are remembered in the
+    caller's transaction unless another `nonce_store` is given."""
     cls = provider_class(name)
     return cls.from_settings(
         current_app.config,
         merchant_settings(merchant, cls),
         session=http_session(),
-        nonce_store=lambda value: remember_nonce(name, value),
+        nonce_store=nonce_store or (lambda value: remember_nonce(name, value)),
     )
 
 

@@ -30,6 +30,7 @@ from urllib.parse import urlsplit
 import requests
 from flask import current_app
 from requests.adapters import HTTPAdapter
+from sqlalchemy import bindparam, select
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
@@ -250,14 +251,19 @@ def subscribed(endpoint: WebhookEndpoint, event_type: str) -> bool:
 # ---------------------------------------------------------------- events
 
 
+# Built once, on the table: what on_order_state needs of a merchant's enabled endpoints (every state change asks).
+_endpoints = WebhookEndpoint.__table__
+LISTENING = select(_endpoints.c.id, _endpoints.c.merchant_id, _endpoints.c.events).where(
+    _endpoints.c.merchant_id == bindparam("merchant_id"), _endpoints.c.enabled
+)
+
+
 def on_order_state(order: Order, old_state: str | None, new_state: str) -> MerchantEvent | None:
     """The order's state changed (called in the transaction that changes it): the event, and a delivery per endpoint."""
     event_type = STATE_EVENTS.get(new_state)
     if event_type is None or old_state == new_state:
         return None
-    endpoints = db.session.execute(
-        db.select(WebhookEndpoint).where(WebhookEndpoint.merchant_id == order.merchant_id, WebhookEndpoint.enabled)
-    ).scalars()
+    endpoints = db.session.execute(LISTENING, {"merchant_id": order.merchant_id})
     receivers = [endpoint for endpoint in endpoints if subscribed(endpoint, event_type)]
     if not receivers:
         return None  # nobody listens for it: no event to keep (the order, its lines and links are not read)

@@ -16,17 +16,17 @@ from dataclasses import dataclass
 from datetime import timedelta
 from urllib.parse import parse_qsl
 
-from sqlalchemy import bindparam, delete, update
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.orm import joinedload
 
 from portal.extensions import db, dialect_name, insert_ignoring_conflicts
-from portal.gateways import provider_for
+from portal.gateways import provider_for, remember_nonce
 from portal.models import CallbackStatus, Checkout, CheckoutEvent, CheckoutState, Merchant, WebhookEvent, utcnow
 from portal.payments.attempts import refresh_checkout
 from portal.payments.charges import charge_card
-from portal.payments.locking import write_transaction
+from portal.payments.locking import end_reads, locked_checkout, write_transaction
 from portal.payments.redaction import mask_card_text, scrub
-from portal.payments.snapshots import checkout_ref
+from portal.payments.snapshots import attempt_ref, checkout_ref
 from portal.payments.state import apply_state, detail, move, record
 from portal.providers import provider_class
 from portal.providers.base import (
@@ -145,44 +145,57 @@ def _lenient_fields(text_body: str) -> dict | None:
     return None
 
 
-def store_callback(callback: ReadCallback) -> tuple[int, CallbackStatus | None]:
-    """Store the callback as received, in the caller's write transaction, before anything else is done with it.
+# Built once, as Core statements on the table (the ORM's bulk-update layer costs more than the UPDATE): a stored
+# callback's columns set from the parameters given, and a resend counted.
+_callbacks = WebhookEvent.__table__
+UPDATE_CALLBACK = update(_callbacks).where(_callbacks.c.id == bindparam("event_id_"))
+COUNT_RESEND = (
+    update(_callbacks)
+    .where(_callbacks.c.dedupe_key == bindparam("dedupe"))
+    .values(attempts=_callbacks.c.attempts + 1)
+    .returning(_callbacks.c.id, _callbacks.c.status)
+)
 
-    Returns (row id, None) when it is to be processed: the first time, or again after an error on our side; for a body
-    seen before, (its row id, its status). Every receipt is counted in its attempts.
-    On PostgreSQL a resend racing its original waits here until the original's transaction ends.
-    """
-    provider, request = callback.provider.name, callback.request
-    dedupe = f"{provider}:" + hashlib.sha256(request.body).hexdigest()
+
+def callback_row(callback: ReadCallback) -> dict[str, object]:
+    """The row a callback is stored as (secrets removed, card numbers cut), made before any transaction."""
+    request = callback.request
     body, secret_enc = redact(callback)
-    headers = {k: v for k, v in request.headers.items() if k.lower() not in ("authorization", "cookie")}
-    row = {
-        "provider": provider,
-        "dedupe_key": dedupe,
-        "headers": headers,
+    return {
+        "provider": callback.provider.name,
+        "dedupe_key": f"{callback.provider.name}:" + hashlib.sha256(request.body).hexdigest(),
+        "headers": {k: v for k, v in request.headers.items() if k.lower() not in ("authorization", "cookie")},
         "body": body,
         "secret_enc": secret_enc,
         "remote_addr": request.remote_addr,
         "status": CallbackStatus.RECEIVED.value,
         "attempts": 1,
-        "received_at": utcnow(),
     }
+
+
+SEEN_BEFORE = select(_callbacks.c.status).where(_callbacks.c.dedupe_key == bindparam("dedupe"))
+
+
+def store_callback(row: dict[str, object]) -> tuple[int, CallbackStatus | None]:
+    """Store the callback (its callback_row) as received, in the caller's write transaction, before anything else is
+    done with it.
+
+    Returns (row id, None) when it is to be processed: the first time, or again after an error on our side; for a body
+    seen before, (its row id, its status). Every receipt is counted in its attempts.
+    On PostgreSQL a resend racing its original waits here until the original's transaction ends.
+    """
+    dedupe = row["dedupe_key"]
+    row = {**row, "received_at": utcnow()}
     stored = db.session.execute(insert_ignoring_conflicts(WebhookEvent, WebhookEvent.id), row).scalar_one_or_none()
     if stored is not None:
         return stored, None
-    event_id, status = db.session.execute(
-        update(WebhookEvent)
-        .where(WebhookEvent.dedupe_key == dedupe)
-        .values(attempts=WebhookEvent.attempts + 1)
-        .returning(WebhookEvent.id, WebhookEvent.status)
-    ).one()
+    event_id, status = db.session.execute(COUNT_RESEND, {"dedupe": dedupe}).one()
     if status == CallbackStatus.ERROR:
         # It failed on our side (the provider's query down, the attempt still being opened, a fault): the provider's
         # resend is processed again, as if first seen; its row (and this transaction) are held meanwhile.
         db.session.execute(
-            update(WebhookEvent)
-            .where(WebhookEvent.id == event_id)
-            .values(status=CallbackStatus.RECEIVED.value, error=None, error_zh=None)
+            UPDATE_CALLBACK,
+            {"event_id_": event_id, "status": CallbackStatus.RECEIVED.value, "error": None, "error_zh": None},
         )
         return event_id, None
     return event_id, CallbackStatus(status)
@@ -198,7 +211,12 @@ def set_callback_status(
     merchant_id: int | None = None,
 ) -> None:
     """The one writer of a stored callback's status (in the caller's transaction); a refusal is audited."""
-    values: dict[str, object] = {"status": status.value, "error": error, "processed_at": utcnow()}
+    values: dict[str, object] = {
+        "event_id_": event_id,
+        "status": status.value,
+        "error": error,
+        "processed_at": utcnow(),
+    }
     if status in UNVERIFIED:
         # Kept as its hash (dedupe_key) and a short excerpt, secrets already removed; the removed secret is not kept.
         body = db.session.execute(db.select(WebhookEvent.body).where(WebhookEvent.id == event_id)).scalar_one()
@@ -210,15 +228,9 @@ def set_callback_status(
         values["checkout_id"] = checkout_id
     if merchant_id is not None:
         values["merchant_id"] = merchant_id
-    db.session.execute(update(WebhookEvent).where(WebhookEvent.id == event_id).values(**values))
+    db.session.execute(UPDATE_CALLBACK, values)
     if status is CallbackStatus.REFUSED:
         audit("callback_refused", merchant_id=merchant_id, event_id=event_id, reason=error)
-
-
-def _finish(event_id: int, status: CallbackStatus, error: str | None = None, **fields) -> None:
-    """Set a callback's status in a transaction of its own."""
-    with write_transaction():
-        set_callback_status(event_id, status, error, **fields)
 
 
 # ---------------------------------------------------------------- receiving
@@ -227,17 +239,35 @@ def _finish(event_id: int, status: CallbackStatus, error: str | None = None, **f
 def receive_callback(provider: str, request: CallbackRequest) -> CallbackReply:
     """Store, verify, apply, and answer as the provider expects (only after the commit).
 
-    Storing, verifying (with O'Pay's RqID store) and applying are one write transaction: the processing runs in a
-    savepoint, so when it fails the stored row stays and says why. Only what needs the provider's word (a card token
-    to charge, a hint to confirm by a query) goes on after that commit, in transactions of its own.
+    What needs no write is done first, outside any write transaction (on SQLite, outside the one write lock): reading
+    and redacting the body, and verifying it against the merchant and attempt it names. Then storing, remembering
+    O'Pay's RqID and applying are one write transaction. When processing fails, that transaction is rolled back whole
+    and the callback stored again in one of its own, saying why. Only what needs the provider's word (a card token to
+    charge, a hint to confirm by a query) goes on after the commit, in transactions of its own.
     """
     callback = read_callback(provider, request)
-    with write_transaction():
-        event_id, seen = store_callback(callback)
-        outcome = _process(event_id, callback) if seen is None else None
+    row = callback_row(callback)
+    verified = None if _seen_before(row["dedupe_key"]) else _verify_first(callback)
+    try:
+        with write_transaction():
+            event_id, seen = store_callback(row)
+            outcome = _process(event_id, callback, verified) if seen is None else None
+    except NotProcessed as failed:
+        with write_transaction():  # the stored callback says why (a resend may have been processed meanwhile)
+            event_id, seen = store_callback(row)
+            outcome = None
+            if seen is None:
+                set_callback_status(event_id, failed.status, failed.error, **failed.fields)
+                outcome = failed.reply
     if outcome is None:
         return _reply_for_duplicate(callback.provider, event_id, seen)
     return outcome()
+
+
+def _seen_before(dedupe_key: str) -> bool:
+    """Whether this very body was stored and processed before (a resend: nothing to verify beforehand)."""
+    status = db.session.execute(SEEN_BEFORE, {"dedupe": dedupe_key}).scalar_one_or_none()
+    return status is not None and status != CallbackStatus.ERROR
 
 
 def _reply_for_duplicate(provider: type[Provider], event_id: int, status: CallbackStatus) -> CallbackReply:
@@ -320,53 +350,132 @@ def _verify(callback: ReadCallback, merchant: Merchant | None, found: list[Check
     return client.parse_callback(callback.request, lookup, fields=callback.fields)
 
 
+@dataclass(frozen=True)
+class Verified:
+    """A callback verified before the write transaction: the event, the attempt it names, the request ids to keep."""
+
+    event: ProviderEvent
+    checkout_id: int
+    nonces: tuple[str, ...]
+    merchant: Merchant | None  # held: the session keeps it (and reads it no more) while it is referenced
+
+
+@functools.cache
+def _open_attempt(scoped: bool):
+    """Built once: what verifying needs of an attempt, by its reference and provider (and merchant); no lock."""
+    table = Checkout.__table__
+    stmt = select(
+        table.c.id,
+        table.c.state,
+        table.c.reference,
+        table.c.amount,
+        table.c.paid_amount,
+        table.c.provider_checkout_id,
+        table.c.provider_secret_enc,
+        table.c.provider_transaction_id,
+    ).where(table.c.reference == bindparam("reference"), table.c.provider == bindparam("provider"))
+    return stmt.where(table.c.merchant_id == bindparam("merchant_id")) if scoped else stmt
+
+
+def _verify_first(callback: ReadCallback) -> Verified | None:
+    """Verify the callback with reads only, before its write transaction (which then holds its locks the least time).
+
+    None when it does not verify: it is then verified again in the transaction, where its refusal is written. The
+    RqID a provider sends is not remembered here but in the transaction, where a replay is caught.
+    """
+    provider = callback.provider
+    if callback.unreadable is not None:
+        return None
+    found: list[int] = []
+    nonces: list[str] = []
+    try:
+        merchant = _callback_merchant(provider, callback.fields)
+        if provider.callback_merchant_setting and merchant is None:
+            return None
+
+        def lookup(reference: str) -> CheckoutRef | None:
+            params = {"reference": reference, "provider": provider.name}
+            if merchant is not None:
+                params["merchant_id"] = merchant.id
+            row = db.session.execute(_open_attempt(merchant is not None), params).one_or_none()
+            if row is None or row.state == CheckoutState.CREATING:
+                return None
+            found[:] = [row.id]
+            return attempt_ref(row)
+
+        client = provider_for(
+            merchant or Merchant(), provider.name, nonce_store=lambda value: nonces.append(value) or True
+        )
+        event = client.parse_callback(callback.request, lookup, fields=callback.fields)
+    except Exception:  # refused, or a fault: decided (and logged) again in the transaction
+        return None
+    finally:
+        end_reads()  # the merchant read here is not read again in the transaction
+    return Verified(event, found[0], tuple(nonces), merchant) if found else None
+
+
 Reply = Callable[[], CallbackReply]
 
 
-def _process(event_id: int, callback: ReadCallback) -> Reply:
-    """Verify the stored callback and apply it, in the caller's transaction; returns what is left to do after the
-    commit (the reply, or the follow-up with the provider that decides it)."""
+class NotProcessed(Exception):
+    """Processing a stored callback failed or refused it: its transaction is rolled back, and the callback stored
+    again with this status, in a transaction of its own."""
+
+    def __init__(self, status: CallbackStatus, error: str, reply: Reply, **fields) -> None:
+        super().__init__(error)
+        self.status, self.error, self.reply, self.fields = status, error, reply, fields
+
+
+def _process(event_id: int, callback: ReadCallback, verified: Verified | None) -> Reply:
+    """Verify the stored callback (unless it already was) and apply it, in the caller's transaction; returns what is
+    left to do after the commit (the reply, or the follow-up with the provider that decides it). NotProcessed when
+    it is refused or fails."""
     provider = callback.provider
     found: list[Checkout] = []  # the attempt the callback named, locked
     try:
-        with db.session.begin_nested():
+        if verified is not None and all(remember_nonce(provider.name, value) for value in verified.nonces):
+            event, checkout = verified.event, locked_checkout(verified.checkout_id, with_order=True)
+        else:  # not verified beforehand, or a replayed request id: the provider's own verdict, in this transaction
             merchant = _callback_merchant(provider, callback.fields)
             event = _verify(callback, merchant, found)
             checkout = found[0]
-            if provider.saves_cards and event.card_token:
-                return _take_card_token(checkout, event, event_id)
-            if provider.confirms_by_query(event):
-                _record_only(checkout, event.state.value, event, event_id)
-                return lambda: _confirm_by_query(checkout.id, event, event_id)
-            changed = apply_state(
-                checkout,
-                event.state,
-                source="callback",
-                detail=_event_detail(event, event_id),
-                amount=event.amount,
-                transaction_id=event.transaction_id,
-                webhook_event_id=event_id,
-                payment_code=event.payment_code,
-                payment_deadline=event.payment_deadline,
-                card_last4=event.card_last4,
-            )
-            _mark(event_id, checkout, CallbackStatus.APPLIED if changed else CallbackStatus.RECORDED)
-            return lambda: CallbackReply(200, event.reply_body)
+        if provider.saves_cards and event.card_token:
+            return _take_card_token(checkout, event, event_id)
+        if provider.confirms_by_query(event):
+            _record_only(checkout, event.state.value, event, event_id)
+            return lambda: _confirm_by_query(checkout.id, event, event_id)
+        changed = apply_state(
+            checkout,
+            event.state,
+            source="callback",
+            detail=_event_detail(event, event_id),
+            amount=event.amount,
+            transaction_id=event.transaction_id,
+            webhook_event_id=event_id,
+            payment_code=event.payment_code,
+            payment_deadline=event.payment_deadline,
+            card_last4=event.card_last4,
+        )
+        _mark(event_id, checkout, CallbackStatus.APPLIED if changed else CallbackStatus.RECORDED)
+        return lambda: CallbackReply(200, event.reply_body)
     except InvalidCallback as exc:
         named = found[0] if found else None
         if named is not None and exc.reference and named.state == CheckoutState.CREATING:
             # To be resent, and shown to the attempt's merchant.
-            set_callback_status(
-                event_id, CallbackStatus.ERROR, NOT_READY, checkout_id=named.id, merchant_id=named.merchant_id
-            )
-            return lambda: CallbackReply(*RETRY_LATER)
+            raise NotProcessed(
+                CallbackStatus.ERROR,
+                NOT_READY,
+                lambda: CallbackReply(*RETRY_LATER),
+                checkout_id=named.id,
+                merchant_id=named.merchant_id,
+            ) from exc
         # A refusal is filed under no merchant or attempt: what it names is its own word, not verified.
-        set_callback_status(event_id, CallbackStatus.REFUSED, exc.message_en, error_zh=exc.message_zh)
-        return lambda: CallbackReply(400, "refused")
+        raise NotProcessed(
+            CallbackStatus.REFUSED, exc.message_en, lambda: CallbackReply(400, "refused"), error_zh=exc.message_zh
+        ) from exc
     except Exception as exc:  # a broken provider answer or a bug must not lose the stored callback
         log.exception("callback %s could not be processed", event_id)
-        set_callback_status(event_id, CallbackStatus.ERROR, f"{type(exc).__name__}")
-        return lambda: CallbackReply(*RETRY_LATER)
+        raise NotProcessed(CallbackStatus.ERROR, f"{type(exc).__name__}", lambda: CallbackReply(*RETRY_LATER)) from exc
 
 
 # ---------------------------------------------------------------- applying

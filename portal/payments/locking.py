@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import os
 import threading
 
-from sqlalchemy import text
+from sqlalchemy import bindparam, text
+from sqlalchemy.orm import joinedload
 
 from portal.extensions import db
 from portal.models import Checkout
@@ -54,10 +56,25 @@ def _writer_queue(bind):
         fcntl.flock(fd, fcntl.LOCK_UN)
 
 
+def end_reads() -> None:
+    """End the session's read transaction without expiring what it read: rows read just before a write transaction
+    (to verify or prepare it) are used in it without being read again."""
+    session = db.session()
+    session.expire_on_commit = False
+    try:
+        session.commit()
+    finally:
+        session.expire_on_commit = True
+
+
 @contextlib.contextmanager
 def write_transaction():
-    """One short write transaction; on SQLite it queues for the write lock and takes it up front (BEGIN IMMEDIATE)."""
-    db.session.commit()
+    """One short write transaction; on SQLite it queues for the write lock and takes it up front (BEGIN IMMEDIATE).
+
+    A read transaction still open is committed first (what it read is expired, to be read again under the lock);
+    rows read before and kept by end_reads are used as read."""
+    if db.session().in_transaction():
+        db.session.commit()
     bind = db.session.get_bind()
     with _writer_queue(bind):
         if bind.dialect.name == "sqlite":
@@ -70,10 +87,19 @@ def write_transaction():
             raise
 
 
-def locked_checkout(checkout_id: int) -> Checkout:
-    """The checkout row, re-read and locked for this transaction."""
-    stmt = db.select(Checkout).where(Checkout.id == checkout_id).execution_options(populate_existing=True)
-    return db.session.execute(lock_for_update(stmt)).scalar_one()
+def locked_checkout(checkout_id: int, *, with_order: bool = False) -> Checkout:
+    """The checkout row, re-read and locked for this transaction (with its order in the same query, when asked)."""
+    stmt = _locked_checkout(db.session.get_bind().dialect.name, with_order)
+    return db.session.execute(stmt, {"checkout_id": checkout_id}).scalar_one()
+
+
+@functools.cache
+def _locked_checkout(dialect: str, with_order: bool):
+    """Built once per database."""
+    stmt = db.select(Checkout).where(Checkout.id == bindparam("checkout_id")).execution_options(populate_existing=True)
+    if with_order:
+        stmt = stmt.options(joinedload(Checkout.order, innerjoin=True))
+    return stmt.with_for_update(of=Checkout) if dialect != "sqlite" else stmt
 
 
 def lock_for_update(stmt):

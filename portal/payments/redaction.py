@@ -20,7 +20,9 @@ SECRET_FIELDS = frozenset({"token", "key"})
 CARD_FIELDS = frozenset({"cardnum", "cardno", "card_no", "card_number", "cardnumber", "pan"})
 CARD_CONTAINERS = frozenset({"paymentinfo"})
 
-_DIGIT_RUN = re.compile(r"(?<![\d*xX•])\d(?:[ -]?\d)*(?![\d*xX•])")
+# Runs of at least 13 digits only: a shorter one is no card number, and a body's many short runs (an encrypted field
+# is full of them) are not handed one by one to the Luhn check.
+_DIGIT_RUN = re.compile(r"(?<![\d*xX•])\d(?:[ -]?\d){12,}(?![\d*xX•])")
 _MASKED_PAN = re.compile(r"(?<![\d ])\d[\d ]{0,18}[*xX•][*xX• ]{0,20}(\d{4})(?!\d)")  # bounded: linear
 
 

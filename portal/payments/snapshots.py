@@ -44,20 +44,25 @@ def checkout_request(checkout: Checkout, customer_ip: str = "") -> CheckoutReque
     )
 
 
+def attempt_ref(attempt) -> CheckoutRef:
+    """The provider's ids, reference and amounts of an attempt (a Checkout, or a row with those columns)."""
+    ids = {}
+    if attempt.provider_checkout_id:
+        ids["checkout_id"] = attempt.provider_checkout_id
+        ids["uid"] = attempt.provider_checkout_id
+    if attempt.provider_secret_enc:
+        ids["key"] = decrypt_secret(attempt.provider_secret_enc)
+    if attempt.provider_transaction_id:
+        ids["transaction_id"] = attempt.provider_transaction_id
+    return CheckoutRef(
+        reference=attempt.reference, amount=attempt.amount, provider_ids=ids, paid_amount=attempt.paid_amount or 0
+    )
+
+
 def checkout_ref(checkout: Checkout, *, lines: bool = True) -> CheckoutRef:
     """What a provider needs to query, verify or refund this attempt; without the order's items and vouchers when
     `lines` is False (verifying a callback needs neither, and they are two more queries)."""
-    ids = {}
-    if checkout.provider_checkout_id:
-        ids["checkout_id"] = checkout.provider_checkout_id
-        ids["uid"] = checkout.provider_checkout_id
-    if checkout.provider_secret_enc:
-        ids["key"] = decrypt_secret(checkout.provider_secret_enc)
-    if checkout.provider_transaction_id:
-        ids["transaction_id"] = checkout.provider_transaction_id
-    ref = CheckoutRef(
-        reference=checkout.reference, amount=checkout.amount, provider_ids=ids, paid_amount=checkout.paid_amount or 0
-    )
+    ref = attempt_ref(checkout)
     if not lines:
         return ref
     order = checkout.order

@@ -77,6 +77,13 @@ def record(checkout: Checkout, source: str, from_state: str, to_state: str, deta
         db.session.expire(checkout, ["events"])  # read again when next shown
 
 
+# Built once, on the table: the compare-and-set of a checkout's state; the columns it sets are the parameters given.
+_checkouts = Checkout.__table__
+MOVE_CHECKOUT = update(_checkouts).where(
+    _checkouts.c.id == bindparam("checkout_id_"), _checkouts.c.state == bindparam("old_state_")
+)
+
+
 def move(checkout: Checkout, new_state: CheckoutState, source: str, detail: str, *, webhook_event_id=None) -> bool:
     """Move a locked checkout forward (compare-and-set on its current state); record the evidence either way.
 
@@ -93,19 +100,24 @@ def move(checkout: Checkout, new_state: CheckoutState, source: str, detail: str,
     if old == CheckoutState.CREATING and new_state != CheckoutState.FAILED and checkout.opened_at is None:
         values["opened_at"] = values["updated_at"]  # the provider made it: from now on it counts for the order
     with db.session.no_autoflush:
-        result = db.session.execute(
-            update(Checkout)
-            .where(Checkout.id == checkout.id, Checkout.state == old)
-            .values(**values)
-            .execution_options(synchronize_session=False)
-        )
+        result = db.session.execute(MOVE_CHECKOUT, {"checkout_id_": checkout.id, "old_state_": old, **values})
     if result.rowcount != 1:  # someone else moved it first; the caller's transaction is retried by the caller
         raise RuntimeError("checkout changed under a lock")
     for key, value in values.items():
         set_committed_value(checkout, key, value)
+    _settled(checkout)
     record(checkout, source, old, new_state, detail, webhook_event_id=webhook_event_id)
     refresh_order(checkout.order)
     return True
+
+
+def _settled(row) -> None:
+    """Tell the session a row it has just written outside its flush (and set_committed_value since) has nothing
+    left to write, when no attribute of it, column or relationship, has a change pending: else every later flush
+    looks it over again, which costs more than the UPDATE did."""
+    state = inspect(row)
+    if state.modified and not any(attr.history.has_changes() for attr in state.attrs):
+        state._commit_all(state.dict, db.session().identity_map)  # SQLAlchemy's own step after a flush wrote it
 
 
 def _unwritten(checkout: Checkout) -> dict[str, object]:
@@ -195,13 +207,14 @@ def keep_payment_details(
         checkout.card_last4 = digits
 
 
-# Built once (statement building costs more than running it): the figures refresh_order needs of an order's checkouts.
+# Built once, on the table (statement building, and the ORM's layer, cost more than running it): the figures
+# refresh_order needs of an order's checkouts.
 ORDER_CHECKOUTS = (
-    select(Checkout.state, Checkout.amount, Checkout.paid_amount, Checkout.refunded_amount)
-    .where(Checkout.order_id == bindparam("order_id"))
+    select(_checkouts.c.state, _checkouts.c.amount, _checkouts.c.paid_amount, _checkouts.c.refunded_amount)
+    .where(_checkouts.c.order_id == bindparam("order_id"))
     # An attempt the provider refused to make never opened: the order stays as it was (e.g. a draft).
-    .where((Checkout.opened_at.is_not(None)) | (Checkout.state != CheckoutState.FAILED.value))
-    .order_by(Checkout.id)
+    .where((_checkouts.c.opened_at.is_not(None)) | (_checkouts.c.state != CheckoutState.FAILED.value))
+    .order_by(_checkouts.c.id)
 )
 
 
@@ -214,23 +227,24 @@ def refresh_order(order: Order) -> None:
     old_state = order.state
     was_paid = order.state in (OrderState.PAID, OrderState.PARTIALLY_REFUNDED, OrderState.REFUNDED)
     paid = [row for row in rows if row.state in PAID_STATES]
-    order.paid_amount = sum(row.paid_amount or row.amount for row in paid)
-    order.refunded_amount = sum(row.refunded_amount for row in paid)
+    paid_amount = sum(row.paid_amount or row.amount for row in paid)
+    refunded_amount = sum(row.refunded_amount for row in paid)
     if paid:
-        if order.refunded_amount >= order.paid_amount:
-            order.state = OrderState.REFUNDED.value
-        elif order.refunded_amount > 0:
-            order.state = OrderState.PARTIALLY_REFUNDED.value
+        if refunded_amount >= paid_amount:
+            state = OrderState.REFUNDED.value
+        elif refunded_amount > 0:
+            state = OrderState.PARTIALLY_REFUNDED.value
         else:
-            order.state = OrderState.PAID.value
+            state = OrderState.PAID.value
     elif order.link_ended_at is not None:
-        order.state = OrderState.CANCELLED.value  # staff ended the order's link
+        state = OrderState.CANCELLED.value  # staff ended the order's link
     elif not rows:
         # A link on which the customer picks the provider awaits payment before its first attempt.
-        order.state = OrderState.AWAITING_PAYMENT.value if order.link_token else OrderState.DRAFT.value
+        state = OrderState.AWAITING_PAYMENT.value if order.link_token else OrderState.DRAFT.value
     else:
         latest = rows[-1].state
-        order.state = OrderState.AWAITING_PAYMENT.value if latest in OPEN_STATES else OrderState(latest).value
+        state = OrderState.AWAITING_PAYMENT.value if latest in OPEN_STATES else OrderState(latest).value
+    _write_order(order, state=state, paid_amount=paid_amount, refunded_amount=refunded_amount)
     if paid and not was_paid:
         from portal.mail import on_order_paid  # the receipt goes out with the transaction that says it was paid
 
@@ -239,6 +253,27 @@ def refresh_order(order: Order) -> None:
         from portal.merchant_webhooks import on_order_state  # the merchant's webhooks, in this same transaction
 
         on_order_state(order, old_state, order.state)
+
+
+# Built once, on the table: an order's columns set from the parameters given.
+_orders = Order.__table__
+UPDATE_ORDER = update(_orders).where(_orders.c.id == bindparam("order_id_"))
+
+
+def _write_order(order: Order, **values) -> None:
+    """Write the order's derived columns that differ, in one statement (not through the session's flush of the whole
+    row); an order not yet written takes them as attributes."""
+    changed = {key: value for key, value in values.items() if getattr(order, key) != value}
+    if not changed:
+        return
+    if inspect(order).persistent and not inspect(order).modified:
+        changed["updated_at"] = utcnow()
+        db.session.execute(UPDATE_ORDER, {"order_id_": order.id, **changed})
+        for key, value in changed.items():
+            set_committed_value(order, key, value)
+        return
+    for key, value in changed.items():
+        setattr(order, key, value)
 
 
 def state_from_transactions(checkout: Checkout, txns: list[ProviderTransaction]) -> tuple[State | None, dict]:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import functools
+
 from flask import Blueprint, abort, flash, redirect, render_template, url_for
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
 
+from portal.labels import PROVIDER_NAMES, state_label
 from portal.orders import get_order
 from portal.overview import CACHE_TTL_S, OVERVIEW_DEADLINE_S, apply_provider_state, order_rows, overview_rows
 from portal.security import admin_required
@@ -48,4 +51,7 @@ def overview():
         rows=overview_rows(current_user.merchant_id),
         ttl=int(CACHE_TTL_S),
         deadline=OVERVIEW_DEADLINE_S,
+        # Fifty rows name a few states and three providers: each name translated once for the page, not once a row.
+        state_label=functools.cache(state_label),
+        provider_names={name: str(label) for name, label in PROVIDER_NAMES.items()},
     )
