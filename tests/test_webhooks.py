@@ -506,3 +506,50 @@ def test_a_failure_while_applying_keeps_the_callback_and_its_rqid_for_the_resend
     response = client.post("/webhooks/opay", data=notice)
     assert response.status_code == 200 and response.data == b"1|OK"
     assert _state(app, checkout_id) == ("paid", "paid")
+
+
+def test_an_opay_notice_holds_the_sqlite_write_lock_for_its_writes_only(app, client, opay_checkout, monkeypatch):
+    """SQLite has one write lock for every writer of the portal: a notice is verified before it asks for the lock
+    (its merchant read, its body decrypted, its attempt found), and under the lock only what the writes need is
+    read."""
+    from sqlalchemy import event
+
+    from portal.providers.opay import OPayProvider
+
+    with app.app_context():
+        engine = db.engine
+    if engine.dialect.name != "sqlite":
+        pytest.skip("SQLite's one write lock; PostgreSQL locks the attempt's row only")
+    checkout_id, reference, amount = opay_checkout
+    under_lock: list[bool] = [False]
+    statements: list[tuple[bool, str]] = []
+    decrypted: list[bool] = []
+
+    def statement(_conn, _cursor, sql, *_args):
+        if sql.startswith("BEGIN IMMEDIATE"):
+            under_lock[0] = True
+        statements.append((under_lock[0], sql))
+
+    def committed(_conn):
+        under_lock[0] = False
+
+    real_decrypt = OPayProvider.decrypt
+
+    def decrypt(self, *args, **kwargs):
+        decrypted.append(under_lock[0])
+        return real_decrypt(self, *args, **kwargs)
+
+    monkeypatch.setattr(OPayProvider, "decrypt", decrypt)
+    event.listen(engine, "before_cursor_execute", statement)
+    event.listen(engine, "commit", committed)
+    try:
+        response = client.post("/webhooks/opay", data=opay_notice(reference, amount))
+    finally:
+        event.remove(engine, "before_cursor_execute", statement)
+        event.remove(engine, "commit", committed)
+    assert response.status_code == 200 and response.data == b"1|OK"
+    assert _state(app, checkout_id) == ("paid", "paid")
+    assert decrypted == [False]  # decrypted once, before the lock
+    locked = [sql for held, sql in statements if held]
+    assert locked and not any("FROM merchant" in sql for sql in locked)
+    assert sum(1 for held, sql in statements if not held and "FROM merchant" in sql) == 1
