@@ -10,12 +10,13 @@ from datetime import timedelta
 
 from flask import current_app
 from flask_babel import gettext as _
-from sqlalchemy import bindparam
-from sqlalchemy.orm import joinedload, selectinload
+from sqlalchemy import bindparam, insert
+from sqlalchemy.orm import joinedload, make_transient_to_detached
+from sqlalchemy.orm.attributes import set_committed_value
 
 from portal.extensions import db
 from portal.gateways import operator_configured, provider_for
-from portal.models import OPEN_STATES, Checkout, CheckoutState, Order, utcnow
+from portal.models import OPEN_STATES, Checkout, CheckoutState, Order, OrderItem, Voucher, utcnow
 from portal.payments.locking import locked_checkout, write_transaction
 from portal.payments.snapshots import checkout_ref, checkout_request, new_reference, provider_message
 from portal.payments.state import (
@@ -92,23 +93,39 @@ def start_checkout(order: Order, provider: str, user_id: int | None, customer_ip
 def locked_order(order_id: int, *, lines: bool = True) -> Order:
     """The order, re-read and locked for this transaction with what opening an attempt reads of it: its merchant (in
     the same query), its attempts and (with `lines`) its items and vouchers, each read once."""
-    stmt = _locked_order(db.session.get_bind().dialect.name, lines)
-    return db.session.execute(stmt, {"order_id": order_id}).scalar_one()
+    dialect = db.session.get_bind().dialect.name
+    order = db.session.execute(_locked_order(dialect), {"order_id": order_id}).scalar_one()
+    # Each collection by a statement built once, given to the order as loaded: the ORM's eager loaders cost twice as
+    # much for one order, and this runs under the write lock.
+    for name in ("checkouts", "items", "vouchers") if lines else ("checkouts",):
+        rows = db.session.execute(ORDER_COLLECTIONS[name], {"order_id": order_id}).scalars().all()
+        set_committed_value(order, name, rows)
+    return order
 
 
 @functools.cache
-def _locked_order(dialect: str, lines: bool):
+def _locked_order(dialect: str):
     """Built once per database (statement building costs more than running it)."""
-    related = [joinedload(Order.merchant, innerjoin=True), selectinload(Order.checkouts)]
-    if lines:
-        related += [selectinload(Order.items), selectinload(Order.vouchers)]
     stmt = (
         db.select(Order)
         .where(Order.id == bindparam("order_id"))
-        .options(*related)
+        .options(joinedload(Order.merchant, innerjoin=True))
         .execution_options(populate_existing=True)
     )
     return stmt.with_for_update(of=Order) if dialect != "sqlite" else stmt
+
+
+ORDER_COLLECTIONS = {
+    name: db.select(model)
+    .where(model.order_id == bindparam("order_id"))
+    .order_by(order)
+    .execution_options(populate_existing=True)
+    for name, model, order in (
+        ("checkouts", Checkout, Checkout.id),
+        ("items", OrderItem, OrderItem.position),
+        ("vouchers", Voucher, Voucher.position),
+    )
+}
 
 
 @dataclass(frozen=True)
@@ -133,24 +150,40 @@ def prepare_attempt(order: Order, provider: str, user_id: int | None, customer_i
         raise CheckoutError(_("This order is already paid."))
     if any(c.is_open or c.is_paid for c in order.checkouts):
         raise CheckoutError(_("This order already has a payment link that is still open or paid."))
-    ttl = timedelta(hours=current_app.config["CHECKOUT_LINK_TTL_H"])
-    checkout = Checkout(
-        order=order,
+    now = utcnow()
+    checkout = _stored_attempt(
+        order,
         merchant_id=order.merchant_id,
         provider=provider,
         reference=new_reference(),
         public_token=secrets.token_urlsafe(24),
         amount=order.payable,
         state=CheckoutState.CREATING.value,
-        expires_at=utcnow() + ttl,
+        expires_at=now + timedelta(hours=current_app.config["CHECKOUT_LINK_TTL_H"]),
         created_by_id=user_id,
+        created_at=now,
+        updated_at=now,
     )
-    db.session.add(checkout)
-    db.session.flush()
     creating = CheckoutState.CREATING
     record(checkout, "create", creating, creating, detail(provider=provider, amount=order.payable))
     refresh_order(order)
     return PreparedAttempt(checkout.id, checkout_request(checkout, customer_ip), provider_for(order.merchant, provider))
+
+
+# Built once, on the table: a new attempt's row, its id returned.
+INSERT_ATTEMPT = insert(Checkout.__table__).returning(Checkout.__table__.c.id)
+
+
+def _stored_attempt(order: Order, **values) -> Checkout:
+    """Write a new attempt of the order in one statement (the session's flush of a new row costs more than the INSERT,
+    under the write lock) and give the session the row as written, one of the order's attempts."""
+    checkout_id = db.session.execute(INSERT_ATTEMPT, {"order_id": order.id, **values}).scalar_one()
+    checkout = Checkout(id=checkout_id, order_id=order.id, **values)
+    make_transient_to_detached(checkout)  # as if read back: nothing pending; the columns left to defaults unloaded
+    db.session.add(checkout)
+    set_committed_value(checkout, "order", order)
+    set_committed_value(order, "checkouts", [*order.checkouts, checkout])
+    return checkout
 
 
 def open_at_provider(prepared: PreparedAttempt) -> Checkout:
@@ -161,14 +194,20 @@ def open_at_provider(prepared: PreparedAttempt) -> Checkout:
     except ProviderError as exc:
         _fail_creation(checkout_id, exc)
         raise CheckoutError(provider_message(exc)) from exc
+    ids = dict(link.provider_ids)
+    # What is written is worked out before the write lock is taken: under it, only the statements.
+    answer = {
+        "provider_url": link.url,
+        "provider_checkout_id": ids.get("checkout_id") or ids.get("uid"),
+        "provider_secret_enc": encrypt_secret(ids["key"]) if ids.get("key") else None,
+    }
+    evidence = detail(url=link.url, **_public_ids(ids))
     with write_transaction():
         checkout = locked_checkout(checkout_id, with_order=True)  # the order follows the attempt (refresh_order)
-        checkout.provider_url = link.url
-        ids = dict(link.provider_ids)
-        checkout.provider_checkout_id = ids.get("checkout_id") or ids.get("uid")
-        if ids.get("key"):
-            checkout.provider_secret_enc = encrypt_secret(ids["key"])
-        move(checkout, CheckoutState.AWAITING_PAYMENT, "create", detail(url=link.url, **_public_ids(ids)))
+        for name, value in answer.items():
+            if value is not None:
+                setattr(checkout, name, value)
+        move(checkout, CheckoutState.AWAITING_PAYMENT, "create", evidence)
     return checkout
 
 
