@@ -248,7 +248,7 @@ def receive_callback(provider: str, request: CallbackRequest) -> CallbackReply:
     row = callback_row(callback)
     verified = _verify_first(callback) if dialect_name() == "sqlite" else None
     try:
-        with write_transaction():
+        with write_transaction(keep_reads=True):  # the merchant read to verify it; the attempt is read again, locked
             event_id, seen = store_callback(row)
             outcome = _process(event_id, callback, verified) if seen is None else None
     except NotProcessed as failed:

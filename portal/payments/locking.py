@@ -58,7 +58,7 @@ def _writer_queue(bind):
 
 def end_reads() -> None:
     """End the session's read transaction without expiring what it read: rows read just before a write transaction
-    (to verify or prepare it) are used in it without being read again."""
+    (to verify or prepare it) can be used in it without being read again (write_transaction(keep_reads=True))."""
     session = db.session()
     session.expire_on_commit = False
     try:
@@ -68,12 +68,12 @@ def end_reads() -> None:
 
 
 @contextlib.contextmanager
-def write_transaction():
+def write_transaction(*, keep_reads: bool = False):
     """One short write transaction; on SQLite it queues for the write lock and takes it up front (BEGIN IMMEDIATE).
 
-    A read transaction still open is committed first (what it read is expired, to be read again under the lock);
-    rows read before and kept by end_reads are used as read."""
-    if db.session().in_transaction():
+    What the session read before is expired first, to be read again under the lock; with keep_reads, rows kept by
+    end_reads just before are used as they were read (the caller knows none of them decides what it writes)."""
+    if not keep_reads or db.session().in_transaction():
         db.session.commit()
     bind = db.session.get_bind()
     with _writer_queue(bind):

@@ -112,22 +112,20 @@ def move(checkout: Checkout, new_state: CheckoutState, source: str, detail: str,
 
 
 def _settled(row) -> None:
-    """Tell the session a row it has just written outside its flush (and set_committed_value since) has nothing
-    left to write, when no attribute of it, column or relationship, has a change pending: else every later flush
-    looks it over again, which costs more than the UPDATE did."""
+    """Tell the session a row whose changed columns were all just written outside its flush (and set_committed_value
+    since) has nothing left to write, unless a relationship of it has a change pending: else every later flush looks
+    it over again, which costs more than the UPDATE did."""
     state = inspect(row)
-    if state.modified and not any(attr.history.has_changes() for attr in state.attrs):
+    if state.modified and not any(state.attrs[rel.key].history.has_changes() for rel in state.mapper.relationships):
         state._commit_all(state.dict, db.session().identity_map)  # SQLAlchemy's own step after a flush wrote it
 
 
 def _unwritten(checkout: Checkout) -> dict[str, object]:
-    """The checkout's column values changed in this session and not yet written."""
+    """The checkout's column values changed in this session and not yet written (the session keeps the original of
+    each changed attribute in committed_state)."""
     state = inspect(checkout)
-    return {
-        attr.key: attr.value
-        for attr in state.attrs
-        if attr.key in state.mapper.column_attrs and attr.history.has_changes()
-    }
+    columns = state.mapper.column_attrs
+    return {key: state.dict[key] for key in state.committed_state if key in columns and key in state.dict}
 
 
 def apply_state(
