@@ -11,13 +11,13 @@ from datetime import timedelta
 from flask import current_app
 from flask_babel import gettext as _
 from sqlalchemy import bindparam, insert
-from sqlalchemy.orm import joinedload, make_transient_to_detached
+from sqlalchemy.orm import make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 
 from portal.extensions import db
 from portal.gateways import operator_configured, provider_for
-from portal.models import OPEN_STATES, Checkout, CheckoutState, Order, OrderItem, Voucher, utcnow
-from portal.payments.locking import locked_checkout, write_transaction
+from portal.models import OPEN_STATES, Checkout, CheckoutState, Merchant, Order, OrderItem, Voucher, utcnow
+from portal.payments.locking import end_reads, locked_checkout, write_transaction
 from portal.payments.snapshots import checkout_ref, checkout_request, new_reference, provider_message
 from portal.payments.state import (
     REQUERY_AFTER,
@@ -83,18 +83,29 @@ def start_checkout(order: Order, provider: str, user_id: int | None, customer_ip
     One transaction before the provider call (the order locked and checked, the attempt stored, what the provider is
     sent read from the rows loaded there) and one after it; none is held across the call.
     """
-    order_id = order.id
-    with write_transaction():
-        order = locked_order(order_id)  # one opener at a time
+    order_id, merchant = order.id, keep_merchant(order)
+    with write_transaction(keep_reads=True):
+        order = locked_order(order_id, merchant=merchant)  # one opener at a time
         prepared = prepare_attempt(order, provider, user_id, customer_ip)
     return open_at_provider(prepared)
 
 
-def locked_order(order_id: int, *, lines: bool = True) -> Order:
-    """The order, re-read and locked for this transaction with what opening an attempt reads of it: its merchant (in
-    the same query), its attempts and (with `lines`) its items and vouchers, each read once."""
+def keep_merchant(order: Order) -> Merchant:
+    """The order's merchant (its providers' settings), read before the write lock and kept for
+    write_transaction(keep_reads=True) and locked_order: under the lock only the order and its rows are read, as they
+    decide what is written."""
+    merchant = db.session.get(Merchant, order.merchant_id)
+    end_reads()
+    return merchant
+
+
+def locked_order(order_id: int, *, lines: bool = True, merchant: Merchant | None = None) -> Order:
+    """The order, re-read and locked for this transaction with what opening an attempt reads of it: its attempts and
+    (with `lines`) its items and vouchers, each read once; its merchant as kept before (keep_merchant), if given."""
     dialect = db.session.get_bind().dialect.name
     order = db.session.execute(_locked_order(dialect), {"order_id": order_id}).scalar_one()
+    if merchant is not None and merchant.id == order.merchant_id:
+        set_committed_value(order, "merchant", merchant)
     # Each collection by a statement built once, given to the order as loaded: the ORM's eager loaders cost twice as
     # much for one order, and this runs under the write lock.
     for name in ("checkouts", "items", "vouchers") if lines else ("checkouts",):
@@ -106,12 +117,7 @@ def locked_order(order_id: int, *, lines: bool = True) -> Order:
 @functools.cache
 def _locked_order(dialect: str):
     """Built once per database (statement building costs more than running it)."""
-    stmt = (
-        db.select(Order)
-        .where(Order.id == bindparam("order_id"))
-        .options(joinedload(Order.merchant, innerjoin=True))
-        .execution_options(populate_existing=True)
-    )
+    stmt = db.select(Order).where(Order.id == bindparam("order_id")).execution_options(populate_existing=True)
     return stmt.with_for_update(of=Order) if dialect != "sqlite" else stmt
 
 

@@ -23,6 +23,7 @@ from portal.extensions import db
 from portal.models import Checkout, CheckoutState, Order, utcnow
 from portal.payments.attempts import (
     CheckoutError,
+    keep_merchant,
     locked_order,
     open_at_provider,
     prepare_attempt,
@@ -91,9 +92,9 @@ def open_link(
     first attempt is opened at once (start_checkout); returns it (None for the customer's choice). A new link whose
     first attempt the provider refuses is not kept. Without `switch` a live link is left alone (a second click).
     """
-    order_id = order.id
-    with write_transaction():
-        order = locked_order(order_id, lines=provider != CHOICE)
+    order_id, merchant = order.id, keep_merchant(order)
+    with write_transaction(keep_reads=True):
+        order = locked_order(order_id, lines=provider != CHOICE, merchant=merchant)
         if order.is_paid:
             raise CheckoutError(_("This order is already paid."))
         if provider == CHOICE:
@@ -135,9 +136,9 @@ def open_link(
 
 def retry_link(order: Order, provider: str | None, customer_ip: str = "") -> Checkout:
     """The customer: a new attempt on the order's live link (after a decline or an expiry, or their first pick)."""
-    order_id = order.id
-    with write_transaction():
-        order = locked_order(order_id)
+    order_id, merchant = order.id, keep_merchant(order)
+    with write_transaction(keep_reads=True):
+        order = locked_order(order_id, merchant=merchant)
         if order.is_paid:
             raise CheckoutError(_("This order has been paid. Thank you!"))
         if not link_live(order):
