@@ -95,3 +95,39 @@ def test_garbage_bodies_are_provider_errors(rsps, body):
     assert type(caught.value) is ProviderError
     assert caught.value.code == "bad_response"
     assert "MyPay" in caught.value.message_en
+
+
+def plain_session() -> requests.Session:
+    """As gateways.http_session makes it without a proxy in the environment."""
+    session = requests.Session()
+    session.trust_env = False
+    return session
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"data": {"agent_uid": "1", "service": "a b+c", "encry_data": "中文"}},
+        {"data": b'{"a": 1}', "headers": {"Content-Type": "application/json", "accept": "application/json"}},
+        {"params": {"page": "2", "q": "x y"}, "headers": {"Authorization": "Bearer t"}},
+        {},
+    ],
+)
+def test_a_plain_session_sends_what_session_request_sends(rsps, kwargs):
+    rsps.post(URL, body="{}")
+    rsps.get(URL, body="{}")
+    method = "GET" if "params" in kwargs else "POST"
+    HttpClient("mypay", timeout=7, session=plain_session()).request(method, URL, **kwargs)
+    plain_session().request(method, URL, timeout=(5.0, 7.0), **kwargs)
+    ours, theirs = (c.request for c in rsps.calls)
+    assert (ours.method, ours.url, ours.body) == (theirs.method, theirs.url, theirs.body)
+    assert list(ours.headers.items()) == list(theirs.headers.items())
+    assert ours.req_kwargs == theirs.req_kwargs
+
+
+def test_a_session_with_cookies_takes_requests_own_path(rsps):
+    session = plain_session()
+    session.cookies.set("route", "a", domain="provider.example", path="/")
+    rsps.post(URL, body="{}")
+    HttpClient("mypay", timeout=7, session=session).request("POST", URL, data={"n": "1"})
+    assert rsps.calls[0].request.headers["Cookie"] == "route=a"
