@@ -100,8 +100,8 @@ def scrub(value: object, secret_fields: Iterable[str] = ()) -> tuple[object, dic
             for index, child in enumerate(item):
                 stack.append((child, out_list, index, in_card, depth + 1))
         elif isinstance(item, str):
-            digits = sum(ch.isdigit() for ch in item)
-            parent[slot] = last4_only(item) if in_card and digits >= 8 else mask_card_text(item)
+            in_card = in_card and sum(ch.isdigit() for ch in item) >= 8  # counted only inside a card's fields
+            parent[slot] = last4_only(item) if in_card else mask_card_text(item)
         elif isinstance(item, int) and not isinstance(item, bool) and has_card_number(str(abs(item))):
             parent[slot] = last4_only(item)
         else:
