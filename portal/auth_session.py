@@ -7,6 +7,7 @@ from datetime import timedelta
 
 from flask import current_app, request
 from flask_babel import lazy_gettext as _l
+from sqlalchemy.orm import joinedload
 
 from portal.extensions import db, login_manager
 from portal.models import User, UserSession, utcnow
@@ -39,7 +40,7 @@ def end_session(session_id: str | None) -> None:
 @login_manager.user_loader
 def load_user(session_id: str) -> User | None:
     """The user of a live login, or None when it has ended, idled out or grown too old."""
-    row = db.session.get(UserSession, session_id)
+    row = db.session.get(UserSession, session_id, options=[joinedload(UserSession.user, innerjoin=True)])  # one query
     if row is None or not row.user.active:
         return None
     now = utcnow()

@@ -11,7 +11,7 @@ from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from sqlalchemy import and_, exists, func, or_
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import joinedload, selectinload
 
 from portal import money
 from portal.extensions import db
@@ -30,11 +30,16 @@ EXPORT_BATCH = 500
 NUMBER_ATTEMPTS = 5
 
 
-def get_order(order_id: int, *, merchant_id: int | None = None, lock: bool = False) -> Order:
-    """The order if it belongs to the merchant (default: the current user's), else 404; lock = SELECT … FOR UPDATE."""
+def get_order(
+    order_id: int, *, merchant_id: int | None = None, lock: bool = False, with_merchant: bool = False
+) -> Order:
+    """The order if it belongs to the merchant (default: the current user's), else 404; lock = SELECT … FOR UPDATE;
+    with_merchant: its merchant read in the same query (opening a link needs its providers' settings)."""
     if merchant_id is None:
         merchant_id = current_user.merchant_id
     query = db.select(Order).filter_by(id=order_id, merchant_id=merchant_id)
+    if with_merchant:
+        query = query.options(joinedload(Order.merchant, innerjoin=True))
     if lock:
         query = query.with_for_update()
     order = db.session.execute(query).scalar_one_or_none()

@@ -143,9 +143,12 @@ class PreparedAttempt:
     client: Provider
 
 
-def prepare_attempt(order: Order, provider: str, user_id: int | None, customer_ip: str = "") -> PreparedAttempt:
+def prepare_attempt(
+    order: Order, provider: str, user_id: int | None, customer_ip: str = "", *, also: dict | None = None
+) -> PreparedAttempt:
     """In the caller's transaction, with the order locked: check, store the attempt, and read what the provider is
-    sent. open_at_provider makes the call after that transaction."""
+    sent. open_at_provider makes the call after that transaction. `also`: the order's columns the caller changes
+    with it (its link), written with the order's state."""
     allowed = {name: (ok, why) for name, ok, why in provider_choices(order)}
     if provider not in allowed:
         raise CheckoutError(_("Choose Oen Tech, MyPay or O'Pay."))
@@ -172,7 +175,7 @@ def prepare_attempt(order: Order, provider: str, user_id: int | None, customer_i
     )
     creating = CheckoutState.CREATING
     record(checkout, "create", creating, creating, detail(provider=provider, amount=order.payable))
-    refresh_order(order)
+    refresh_order(order, also=also)
     return PreparedAttempt(checkout.id, checkout_request(checkout, customer_ip), provider_for(order.merchant, provider))
 
 

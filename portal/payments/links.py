@@ -16,8 +16,6 @@ from datetime import timedelta
 
 from flask import current_app
 from flask_babel import gettext as _
-from sqlalchemy import bindparam, update
-from sqlalchemy.orm.attributes import set_committed_value
 
 from portal.extensions import db
 from portal.models import Checkout, CheckoutState, Order, utcnow
@@ -51,20 +49,6 @@ def link_live(order: Order) -> bool:
 def customer_providers(order: Order) -> list[str]:
     """The providers the customer may pick for this order (configured for the merchant and the operator)."""
     return [name for name, ok, _why in provider_choices(order) if ok]
-
-
-# Built once, on the table: the order's link columns, written in one statement (the session's flush of the whole row
-# costs more than the UPDATE, under the write lock).
-_orders = Order.__table__
-UPDATE_LINK = update(_orders).where(_orders.c.id == bindparam("order_id_"))
-
-
-def _write_link(order: Order, **values) -> None:
-    """Write the locked order's link columns now and give the session the row as written."""
-    values["updated_at"] = utcnow()
-    db.session.execute(UPDATE_LINK, {"order_id_": order.id, **values})
-    for key, value in values.items():
-        set_committed_value(order, key, value)
 
 
 def _end_open_attempts(order: Order, source: str, **evidence) -> list[str]:
@@ -114,15 +98,15 @@ def open_link(
         if made:
             ttl = timedelta(hours=current_app.config["CHECKOUT_LINK_TTL_H"])
             link.update(link_token=secrets.token_urlsafe(24), link_expires_at=utcnow() + ttl, link_ended_at=None)
-        _write_link(order, **link)
         if switched:
             audit("link_switched", merchant_id=order.merchant_id, order_id=order.id, provider=provider, ended=switched)
+        # The link's columns are written with the order's state, in one statement (refresh_order's `also`).
         if provider == CHOICE:
-            refresh_order(order)
+            refresh_order(order, also=link)
             return None
         # The first attempt is stored in this same transaction (its refresh_order derives the order's state with the
         # link and the attempt): one transaction before the provider call, one after it.
-        prepared = prepare_attempt(order, provider, user_id, customer_ip)
+        prepared = prepare_attempt(order, provider, user_id, customer_ip, also=link)
     try:
         return open_at_provider(prepared)
     except CheckoutError:

@@ -49,6 +49,7 @@ __all__ = [
     "record",
     "refresh_order",
     "state_from_transactions",
+    "write_order",
 ]
 
 
@@ -120,10 +121,10 @@ def _settled(row) -> None:
         state._commit_all(state.dict, db.session().identity_map)  # SQLAlchemy's own step after a flush wrote it
 
 
-def _unwritten(checkout: Checkout) -> dict[str, object]:
-    """The checkout's column values changed in this session and not yet written (the session keeps the original of
-    each changed attribute in committed_state)."""
-    state = inspect(checkout)
+def _unwritten(row) -> dict[str, object]:
+    """A row's column values changed in this session and not yet written (the session keeps the original of each
+    changed attribute in committed_state)."""
+    state = inspect(row)
     columns = state.mapper.column_attrs
     return {key: state.dict[key] for key in state.committed_state if key in columns and key in state.dict}
 
@@ -216,11 +217,15 @@ ORDER_CHECKOUTS = (
 )
 
 
-def refresh_order(order: Order) -> None:
+def refresh_order(order: Order, *, also: Mapping[str, object] | None = None) -> None:
     """Derive the order's state and amounts from its checkouts: the one place an order's state is written.
 
     Reads the few figures it needs of the order's checkouts (after writing what is pending), not the rows themselves.
+    `also`: other columns of the order (its link) to write in the same statement, seen by the derivation.
     """
+    also = dict(also or {})
+    for key, value in also.items():
+        set_committed_value(order, key, value)  # as the derivation below must see them; written with the state
     rows = db.session.execute(ORDER_CHECKOUTS, {"order_id": order.id}).all()
     old_state = order.state
     was_paid = order.state in (OrderState.PAID, OrderState.PARTIALLY_REFUNDED, OrderState.REFUNDED)
@@ -242,7 +247,7 @@ def refresh_order(order: Order) -> None:
     else:
         latest = rows[-1].state
         state = OrderState.AWAITING_PAYMENT.value if latest in OPEN_STATES else OrderState(latest).value
-    _write_order(order, state=state, paid_amount=paid_amount, refunded_amount=refunded_amount)
+    write_order(order, also, state=state, paid_amount=paid_amount, refunded_amount=refunded_amount)
     if paid and not was_paid:
         from portal.mail import on_order_paid  # the receipt goes out with the transaction that says it was paid
 
@@ -258,20 +263,24 @@ _orders = Order.__table__
 UPDATE_ORDER = update(_orders).where(_orders.c.id == bindparam("order_id_"))
 
 
-def _write_order(order: Order, **values) -> None:
-    """Write the order's derived columns that differ, in one statement (not through the session's flush of the whole
-    row); an order not yet written takes them as attributes."""
+def write_order(order: Order, written: Mapping[str, object], **values) -> None:
+    """Write the order's columns changed in this session, `written` (set on it as committed by the caller) and the
+    given values that differ, in one statement (not through the session's flush of the whole row), and give the
+    session the row as written; an order not yet written takes them as attributes."""
     changed = {key: value for key, value in values.items() if getattr(order, key) != value}
+    if not inspect(order).persistent:
+        for key, value in {**written, **changed}.items():
+            setattr(order, key, value)
+        return
+    changed = {**_unwritten(order), **written, **changed}
     if not changed:
         return
-    if inspect(order).persistent and not inspect(order).modified:
-        changed["updated_at"] = utcnow()
+    changed["updated_at"] = utcnow()
+    with db.session.no_autoflush:
         db.session.execute(UPDATE_ORDER, {"order_id_": order.id, **changed})
-        for key, value in changed.items():
-            set_committed_value(order, key, value)
-        return
     for key, value in changed.items():
-        setattr(order, key, value)
+        set_committed_value(order, key, value)
+    _settled(order)
 
 
 def state_from_transactions(checkout: Checkout, txns: list[ProviderTransaction]) -> tuple[State | None, dict]:

@@ -64,7 +64,7 @@ def checkout_helpers():
 @login_required
 def create(order_id: int):
     """Open a payment link at the chosen provider."""
-    order = get_order(order_id)
+    order = get_order(order_id, with_merchant=True)
     try:
         switch = request.form.get("switch") == "1"
         open_link(order, request.form.get("provider", ""), current_user.id, request.remote_addr or "", switch=switch)
