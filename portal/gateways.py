@@ -47,10 +47,16 @@ def merchant_settings(merchant: Merchant, cls: type[Provider]) -> dict[str, str]
     for name in cls.merchant_settings:
         if hasattr(Merchant, f"{name}_enc"):
             stored = getattr(merchant, f"{name}_enc")
-            settings[name] = _decrypted(current_app.config["PORTAL_DATA_KEY"], stored) if stored else ""
+            settings[name] = decrypted(stored)
         else:
             settings[name] = getattr(merchant, name) or ""
     return settings
+
+
+def decrypted(stored: str | None) -> str:
+    """A stored secret's plaintext ("" for none), decrypted once per process: cached by the data key and the
+    ciphertext, so a changed secret (or data key) is decrypted anew; a tampered one raises ValueError every time."""
+    return _decrypted(current_app.config["PORTAL_DATA_KEY"], stored) if stored else ""
 
 
 @functools.lru_cache(maxsize=1024)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
@@ -20,7 +20,7 @@ from flask import Flask, current_app
 from flask_babel import get_locale
 from flask_babel import gettext as _
 from sqlalchemy import func
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import joinedload
 from sqlalchemy.orm.attributes import set_committed_value
 
 from portal.extensions import db
@@ -36,6 +36,7 @@ from portal.payments import (
     state_from_transactions,
     write_transaction,
 )
+from portal.payments.locking import end_reads
 from portal.providers import Provider, provider_class
 from portal.providers.base import CheckoutRef, ProviderError, ProviderTransaction, State
 from portal.security import audit
@@ -147,38 +148,47 @@ def query_pool(app: Flask) -> ThreadPoolExecutor:
 
 
 def ask_providers(checkouts: list[Checkout], *, deadline: float, use_cache: bool = True) -> dict[int, LiveView]:
-    """Each checkout's live view, asked concurrently; no answer by the deadline makes a view "unknown"."""
+    """Each checkout's live view, asked concurrently; no answer by the deadline makes a view "unknown".
+
+    Each query is handed to the pool as soon as its job is built: the first are on the wire while the last are built.
+    """
     app = current_app._get_current_object()
     cache = live_cache(app)
+    pool = query_pool(app)
+    locale = str(get_locale() or "zh_TW")
     views: dict[int, LiveView] = {}
-    jobs: list[_Job] = []
+    futures: dict[Future[LiveView], _Job] = {}
     settings: dict[tuple[int, str], dict[str, str]] = {}  # decrypted once per merchant and provider
     unreadable: dict[str, str] = {}
-    for checkout in checkouts:
-        if not queryable(checkout):
-            views[checkout.id] = LiveView(checkout.id, "not_sent")
-            continue
-        hit = cache.get(checkout.id) if use_cache else None
-        if hit is not None:
-            views[checkout.id] = hit
-            continue
-        key = (checkout.merchant_id, checkout.provider)
-        if key not in settings:
-            settings[key] = merchant_settings(checkout.merchant, provider_class(checkout.provider))
-        if checkout.provider not in unreadable:
-            unreadable[checkout.provider] = _(
-                "%(provider)s sent an answer the portal cannot read.", provider=provider_label(checkout.provider)
-            )
-        ref = checkout_ref(checkout, lines=False)  # a query needs the ids, not the order's lines
-        job = _Job(checkout.id, checkout.provider, settings[key], ref, unreadable[checkout.provider])
-        jobs.append(job)
-    _end_transaction()  # no transaction is held while the providers are asked
+    end_reads()  # no transaction is held while the providers are asked (what was read stays as it was)
+    try:
+        for checkout in checkouts:
+            if not queryable(checkout):
+                views[checkout.id] = LiveView(checkout.id, "not_sent")
+                continue
+            hit = cache.get(checkout.id) if use_cache else None
+            if hit is not None:
+                views[checkout.id] = hit
+                continue
+            key = (checkout.merchant_id, checkout.provider)
+            if key not in settings:
+                settings[key] = merchant_settings(checkout.merchant, provider_class(checkout.provider))
+            if checkout.provider not in unreadable:
+                unreadable[checkout.provider] = _(
+                    "%(provider)s sent an answer the portal cannot read.", provider=provider_label(checkout.provider)
+                )
+            ref = checkout_ref(checkout, lines=False)  # a query needs the ids, not the order's lines
+            job = _Job(checkout.id, checkout.provider, settings[key], ref, unreadable[checkout.provider])
+            futures[pool.submit(_ask, app, job, locale)] = job
+    except BaseException:
+        for future in futures:
+            future.cancel()  # the page fails: what has not started need not be asked
+        raise
+    if db.session().in_transaction():
+        end_reads()  # a row was loaded lazily above (the order page's merchants): no transaction held while waiting
 
-    if not jobs:
+    if not futures:
         return views
-    locale = str(get_locale() or "zh_TW")
-    pool = query_pool(app)
-    futures = {pool.submit(_ask, app, job, locale): job for job in jobs}
     done, _late = wait(futures, timeout=deadline)
     for future in futures:
         future.cancel()  # not started yet: no use any more; stragglers already running finish and fill the cache
@@ -196,17 +206,6 @@ def ask_providers(checkouts: list[Checkout], *, deadline: float, use_cache: bool
                 ),
             )
     return views
-
-
-def _end_transaction() -> None:
-    """Commit without expiring what was read: the page still shows those rows (overview_rows re-reads the checkouts'
-    own columns in one query afterwards), and nothing is loaded again row by row."""
-    session = db.session()
-    session.expire_on_commit = False
-    try:
-        session.commit()
-    finally:
-        session.expire_on_commit = True
 
 
 # ---------------------------------------------------------------- comparing with the portal's record
@@ -258,19 +257,22 @@ def compare(checkout: Checkout, view: LiveView, manual: int = 0) -> Comparison:
     return Comparison(live, live_paid, live_refunded, differs, can_apply)
 
 
+# What the pages show of a checkout's record that a callback or a refund can change meanwhile (the reference, provider,
+# amount and order stay as they were made); compare() reads the same.
+REREAD_COLUMNS = (Checkout.state, Checkout.paid_amount, Checkout.refunded_amount)
+
+
 def reread(checkouts: list[Checkout]) -> list[Checkout]:
-    """The portal's record as it is now, after the providers were asked: the checkouts' own columns in one query (their
-    orders, items and merchant, read before, stay as they were)."""
+    """The portal's record as it is now, after the providers were asked: the columns the pages show that can have
+    changed, in one query, set on the rows read before (their other columns, orders and merchant stay as they were)."""
     if not checkouts:
         return checkouts
-    # Reading a row again resets its relationships, and the session holds rows only while something refers to them:
-    # keep the order and merchant each row had, and give them back (else each would be loaded again, one by one).
-    related = [{key: c.__dict__[key] for key in ("order", "merchant") if key in c.__dict__} for c in checkouts]
-    stmt = db.select(Checkout).where(Checkout.id.in_([c.id for c in checkouts]))
-    db.session.execute(stmt.execution_options(populate_existing=True)).scalars().all()
-    for checkout, values in zip(checkouts, related, strict=True):
-        for key, value in values.items():
-            set_committed_value(checkout, key, value)
+    by_id = {c.id: c for c in checkouts}
+    stmt = db.select(Checkout.id, *REREAD_COLUMNS).where(Checkout.id.in_(by_id))
+    for checkout_id, *values in db.session.execute(stmt):
+        checkout = by_id[checkout_id]
+        for column, value in zip(REREAD_COLUMNS, values, strict=True):
+            set_committed_value(checkout, column.key, value)
     return checkouts
 
 
@@ -299,7 +301,8 @@ def overview_rows(merchant_id: int) -> list[tuple[Checkout, LiveView, Comparison
     stmt = (
         db.select(Checkout)
         .where(Checkout.merchant_id == merchant_id)
-        .options(selectinload(Checkout.order), selectinload(Checkout.merchant))  # the page shows no order lines
+        # The order and the merchant in the same statement (the page shows no order lines).
+        .options(joinedload(Checkout.order, innerjoin=True), joinedload(Checkout.merchant, innerjoin=True))
         .order_by(Checkout.id.desc())
         .limit(OVERVIEW_LIMIT)
     )

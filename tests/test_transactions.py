@@ -214,6 +214,49 @@ def test_the_overview_reads_its_rows_in_a_fixed_number_of_queries_and_decrypts_o
     assert few == many and html.count("data-checkout-id=") == 10
 
 
+def test_the_overview_shows_the_record_as_it_is_after_the_providers_answered(app, seed, admin):
+    """A payment recorded while the providers were asked (a callback) shows on the page: the state and amounts are
+    read again after the answers."""
+    [checkout_id] = mypay_checkouts(app, seed, 1)
+
+    def paid_meanwhile(_request):
+        with app.app_context():  # another connection, as a callback's request would be
+            db.session.execute(
+                db.update(Checkout).where(Checkout.id == checkout_id).values(state="paid", paid_amount=1000)
+            )
+            db.session.commit()
+        return 200, {}, json.dumps(mypay_answer(prc="250"))
+
+    with responses.RequestsMock() as rsps:
+        rsps.add_callback(responses.POST, app.config["MYPAY_API_URL"], callback=paid_meanwhile)
+        page = admin.get("/transactions")
+    html = page.get_data(as_text=True)
+    row = html[html.index(f'data-checkout-id="{checkout_id}"') :].split("</tr>")[0]
+    assert page.status_code == 200 and "badge-paid" in row and 'data-live-state="paid"' in row
+    assert 'class="differs"' not in row  # compared with the record as it is now, not as it was read
+
+
+def test_a_mypay_order_key_is_decrypted_once_and_a_changed_one_anew(app, seed, monkeypatch):
+    from portal import gateways
+    from portal.payments.snapshots import attempt_ref
+
+    gateways._decrypted.cache_clear()
+    calls = []
+    real = gateways.decrypt_secret
+    monkeypatch.setattr(gateways, "decrypt_secret", lambda token: calls.append(token) or real(token))
+    [checkout_id] = mypay_checkouts(app, seed, 1)
+    with app.app_context():
+        checkout = db.session.get(Checkout, checkout_id)
+        assert attempt_ref(checkout).provider_ids["key"] == "k" * 32
+        assert attempt_ref(checkout).provider_ids["key"] == "k" * 32
+        assert len(calls) == 1
+        checkout.provider_secret_enc = encrypt_secret("n" * 32)
+        assert attempt_ref(checkout).provider_ids["key"] == "n" * 32 and len(calls) == 2
+        app.config["PORTAL_DATA_KEY"] = "another-data-key"  # the same ciphertext under another key is not trusted
+        with pytest.raises(ValueError):
+            attempt_ref(checkout)
+
+
 def test_zh_tw_shows_provider_codes_as_labels_not_raw(app, seed):
     """Oen's own status and method codes (charged, refunded, card) are not shown beside the badges: labels are."""
     with app.app_context():

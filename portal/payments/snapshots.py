@@ -10,9 +10,9 @@ from flask import current_app
 from flask_babel import get_locale
 
 from portal import invoices
+from portal.gateways import decrypted
 from portal.models import Checkout
 from portal.providers.base import CheckoutRef, CheckoutRequest, LineItem, ProviderError, VoucherLine
-from portal.security import decrypt_secret
 
 
 def new_reference() -> str:
@@ -51,7 +51,7 @@ def attempt_ref(attempt) -> CheckoutRef:
         ids["checkout_id"] = attempt.provider_checkout_id
         ids["uid"] = attempt.provider_checkout_id
     if attempt.provider_secret_enc:
-        ids["key"] = decrypt_secret(attempt.provider_secret_enc)
+        ids["key"] = decrypted(attempt.provider_secret_enc)  # the MyPay order's key, decrypted once per process
     if attempt.provider_transaction_id:
         ids["transaction_id"] = attempt.provider_transaction_id
     return CheckoutRef(
