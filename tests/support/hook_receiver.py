@@ -44,6 +44,7 @@ class HookReceiver:
 
     secret: str = ""
     deliveries: list[Delivery] = field(default_factory=list)
+    arrivals: list[float] = field(default_factory=list)  # time.monotonic() as each request came in, before answering
     answers: deque = field(default_factory=deque)
     lock: threading.Lock = field(default_factory=threading.Lock)
     arrived: threading.Condition = field(init=False)
@@ -60,6 +61,7 @@ class HookReceiver:
     def _receive(self, path: str):
         body = request.get_data()
         with self.lock:
+            self.arrivals.append(time.monotonic())
             status, delay = self.answers.popleft() if self.answers else (200, 0)
         if delay:
             time.sleep(delay)
