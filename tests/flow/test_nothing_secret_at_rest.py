@@ -27,6 +27,9 @@ from tests.support.browser import Browser
 from tests.support.sandbox import sandbox_rows
 
 WHOLE_CARD = "4242424242424242"
+# Columns holding one-way hex digests (password and code hashes, API key hashes, request fingerprints, callback and
+# refund keys made of a sha256): what they are made from is checked where it is kept, if it is kept at all.
+DIGESTS = frozenset({"password_hash", "code_hash", "key_hash", "fingerprint", "dedupe_key", "idempotency_key"})
 
 
 def dump_database(app) -> list[tuple[str, str, str]]:
@@ -89,6 +92,8 @@ def test_a_dump_of_the_database_after_the_flows_holds_no_secret(live_server):
     for table_name, column_name, value in dump:
         for secret in secrets:
             assert secret not in value, f"a secret in plain text in {table_name}.{column_name}"
+        if column_name in DIGESTS:
+            continue  # hex digits of a hash: a Luhn-valid run in them is chance (a few hashes in a hundred), not a card
         for match in re.finditer(r"\d(?:[ -]?\d)*", value):
             digits = re.sub(r"\D", "", match.group(0))
             assert not has_card_number(digits), f"a card number in {table_name}.{column_name}: …{digits[-4:]}"
