@@ -26,6 +26,7 @@ from bench import _common as common  # noqa: E402
 from bench.callback_intake import opay_notice, open_checkouts  # noqa: E402
 
 TABLE = re.compile(r"\b(?:FROM|INTO|UPDATE)\s+\"?(\w+)", re.IGNORECASE)
+SUBQUERY = re.compile(r"\([^()]*\)")
 
 
 class Counts:
@@ -46,7 +47,10 @@ class Counts:
         if self.on:
             self.statements += 1
             verb = statement.lstrip().split(None, 1)[0].upper()
-            match = TABLE.search(statement)
+            outer = statement
+            while (inner := SUBQUERY.sub("", outer)) != outer:  # the statement's own table, not a subquery's
+                outer = inner
+            match = TABLE.search(outer)
             self.tables[f"{verb} {match.group(1) if match else ''}".strip()] += 1
 
     def _commit(self, _conn):

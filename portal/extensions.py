@@ -41,6 +41,14 @@ def dialect_name() -> str:
     return db.session.get_bind().dialect.name
 
 
+def execute_core(statement, params=None):
+    """Run a Core statement (built on a table, not a model) on the session's connection, in the session's transaction.
+
+    What Session.execute does for such a statement (no autoflush, no ORM loading), without its ORM bookkeeping, which
+    costs more than a short statement's own work on the hot paths (callbacks, link creation)."""
+    return db.session.connection().execute(statement, params)
+
+
 @functools.cache
 def _insert_ignoring_conflicts(model, dialect: str, returning):
     from sqlalchemy.dialects.postgresql import insert as postgresql_insert

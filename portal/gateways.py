@@ -8,9 +8,10 @@ import threading
 
 import requests
 from flask import current_app
+from sqlalchemy import Row, bindparam, exists, select
 
-from portal.extensions import db, insert_ignoring_conflicts
-from portal.models import Merchant, SeenNonce, utcnow
+from portal.extensions import db, execute_core, insert_ignoring_conflicts
+from portal.models import Merchant, SeenNonce, WebhookEndpoint, utcnow
 from portal.providers import Provider, provider_class
 from portal.providers.base import NonceStore
 from portal.security import decrypt_secret
@@ -37,7 +38,48 @@ def remember_nonce(provider: str, value: str) -> bool:
     (a replay). A concurrent first sighting waits for the other transaction (PostgreSQL) or its write lock (SQLite)."""
     stmt = insert_ignoring_conflicts(SeenNonce, SeenNonce.id)
     row = {"provider": provider, "value": value[:128], "seen_at": utcnow()}
-    return db.session.execute(stmt, row).scalar_one_or_none() is not None
+    return execute_core(stmt, row).scalar_one_or_none() is not None
+
+
+# Built once, on the tables: a merchant's row, with whether any of its webhook endpoints is enabled (`listening`).
+_merchants = Merchant.__table__
+_endpoints = WebhookEndpoint.__table__
+MERCHANT_ROW = select(
+    _merchants,
+    exists()
+    .where(_endpoints.c.merchant_id == _merchants.c.id, _endpoints.c.enabled)
+    .correlate(_merchants)
+    .label("listening"),
+)
+
+
+@functools.cache
+def _merchant_row_by(setting: str):
+    return MERCHANT_ROW.where(_merchants.c[setting] == bindparam("named"))
+
+
+def merchant_row(setting: str, named: str) -> Row | None:
+    """The merchant whose `setting` (a callback's merchant id) is `named`: its row, read as Merchant's attributes are
+    (id, stored settings), and `listening`. Kept on the session for kept_merchant until forget_kept_merchants."""
+    row = execute_core(_merchant_row_by(setting), {"named": named}).one_or_none()
+    if row is not None:
+        db.session().info.setdefault(_KEPT, {})[row.id] = row
+    return row
+
+
+_KEPT = "portal.merchant_rows"
+
+
+def forget_kept_merchants() -> None:
+    """The rows merchant_row kept are not used after the callback that read them (its caller ends with this)."""
+    db.session().info.pop(_KEPT, None)
+
+
+def kept_merchant(merchant_id: int | None) -> Row | None:
+    """The merchant's row read by merchant_row earlier in this session (a callback's merchant, read to verify it), or
+    None: what its transaction needs of the merchant (the staff's notice address, whether a webhook endpoint listens)
+    is then not read again, under SQLite's write lock."""
+    return db.session().info.get(_KEPT, {}).get(merchant_id)
 
 
 def merchant_settings(merchant: Merchant, cls: type[Provider]) -> dict[str, str]:

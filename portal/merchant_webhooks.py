@@ -35,7 +35,8 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from portal import outbox
-from portal.extensions import db
+from portal.extensions import db, execute_core
+from portal.gateways import kept_merchant
 from portal.models import MerchantEvent, Order, OrderState, OutboxMessage, WebhookAttempt, WebhookEndpoint, utcnow
 from portal.payments.locking import write_transaction
 from portal.security import decrypt_secret, encrypt_secret
@@ -263,7 +264,10 @@ def on_order_state(order: Order, old_state: str | None, new_state: str) -> Merch
     event_type = STATE_EVENTS.get(new_state)
     if event_type is None or old_state == new_state:
         return None
-    endpoints = db.session.execute(LISTENING, {"merchant_id": order.merchant_id})
+    kept = kept_merchant(order.merchant_id)  # read with the callback that changed it, endpoints looked for with it
+    if kept is not None and not kept.listening:
+        return None
+    endpoints = execute_core(LISTENING, {"merchant_id": order.merchant_id})
     receivers = [endpoint for endpoint in endpoints if subscribed(endpoint, event_type)]
     if not receivers:
         return None  # nobody listens for it: no event to keep (the order, its lines and links are not read)

@@ -18,7 +18,7 @@ from datetime import timedelta
 
 from sqlalchemy import or_, update
 
-from portal.extensions import db, insert_ignoring_conflicts
+from portal.extensions import db, execute_core, insert_ignoring_conflicts
 from portal.models import OutboxMessage, OutboxState, utcnow
 from portal.payments.locking import write_transaction
 
@@ -79,7 +79,7 @@ def enqueue(
         "created_at": now,
     }
     stmt = insert_ignoring_conflicts(OutboxMessage, OutboxMessage.id)
-    return db.session.execute(stmt, row).scalar_one_or_none() is not None
+    return execute_core(stmt, row).scalar_one_or_none() is not None
 
 
 def claim(limit: int = 20, kinds: tuple[str, ...] | None = None) -> list[int]:

@@ -10,7 +10,7 @@ import pytest
 import responses
 
 from portal.extensions import db
-from portal.models import Checkout, CheckoutEvent, WebhookEvent
+from portal.models import Checkout, CheckoutEvent, Merchant, WebhookEvent
 from portal.security import encrypt_secret
 from tests.support.accounts import OPAY_KEY
 from tests.support.constants import PASSWORD
@@ -508,18 +508,29 @@ def test_a_failure_while_applying_keeps_the_callback_and_its_rqid_for_the_resend
     assert _state(app, checkout_id) == ("paid", "paid")
 
 
-def test_an_opay_notice_holds_the_sqlite_write_lock_for_its_writes_only(app, client, opay_checkout, monkeypatch):
+@pytest.mark.parametrize("listening", [False, True], ids=["no endpoint", "an endpoint and a staff address"])
+def test_an_opay_notice_holds_the_sqlite_write_lock_for_its_writes_only(
+    app, client, seed, opay_checkout, monkeypatch, listening
+):
     """SQLite has one write lock for every writer of the portal: a notice is verified before it asks for the lock
-    (its merchant read, its body decrypted, its attempt found), and under the lock only what the writes need is
-    read."""
+    (its merchant read, with whether a webhook endpoint listens and where staff hear of payments; its body decrypted;
+    its attempt found), and under the lock only what the writes need is read. The order's event and the staff's mail
+    still follow the merchant's settings."""
     from sqlalchemy import event
 
+    from portal.merchant_webhooks import create_endpoint
+    from portal.models import MerchantEvent, OutboxMessage
     from portal.providers.opay import OPayProvider
 
     with app.app_context():
         engine = db.engine
+        if listening:
+            create_endpoint(seed.merchant_id, "https://erp.example/hooks")
+            db.session.get(Merchant, seed.merchant_id).notify_email = "orders@shop.example"
+            db.session.commit()
     if engine.dialect.name != "sqlite":
         pytest.skip("SQLite's one write lock; PostgreSQL locks the attempt's row only")
+    app.config["MAIL_SERVER"] = "127.0.0.1"  # mails are queued (the worker would send them)
     checkout_id, reference, amount = opay_checkout
     under_lock: list[bool] = [False]
     statements: list[tuple[bool, str]] = []
@@ -552,4 +563,11 @@ def test_an_opay_notice_holds_the_sqlite_write_lock_for_its_writes_only(app, cli
     assert decrypted == [False]  # decrypted once, before the lock
     locked = [sql for held, sql in statements if held]
     assert locked and not any("FROM merchant" in sql for sql in locked)
+    # Whether an endpoint listens was read with the merchant: its endpoints are read under the lock only if one does.
+    assert any("FROM webhook_endpoint" in sql for sql in locked) == listening
     assert sum(1 for held, sql in statements if not held and "FROM merchant" in sql) == 1
+    with app.app_context():
+        events = db.session.execute(db.select(MerchantEvent.type).filter_by(merchant_id=seed.merchant_id)).scalars()
+        topics = db.session.execute(db.select(OutboxMessage.topic).filter_by(merchant_id=seed.merchant_id)).scalars()
+        assert list(events) == (["order.paid"] if listening else [])
+        assert sorted(topics) == (["order.paid", "receipt", "staff_paid"] if listening else ["receipt"])

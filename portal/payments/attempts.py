@@ -14,7 +14,7 @@ from sqlalchemy import bindparam, insert
 from sqlalchemy.orm import make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 
-from portal.extensions import db
+from portal.extensions import db, execute_core
 from portal.gateways import operator_configured, provider_for
 from portal.models import OPEN_STATES, Checkout, CheckoutState, Merchant, Order, OrderItem, Voucher, utcnow
 from portal.payments.locking import end_reads, locked_checkout, write_transaction
@@ -186,7 +186,7 @@ INSERT_ATTEMPT = insert(Checkout.__table__).returning(Checkout.__table__.c.id)
 def _stored_attempt(order: Order, **values) -> Checkout:
     """Write a new attempt of the order in one statement (the session's flush of a new row costs more than the INSERT,
     under the write lock) and give the session the row as written, one of the order's attempts."""
-    checkout_id = db.session.execute(INSERT_ATTEMPT, {"order_id": order.id, **values}).scalar_one()
+    checkout_id = execute_core(INSERT_ATTEMPT, {"order_id": order.id, **values}).scalar_one()
     checkout = Checkout(id=checkout_id, order_id=order.id, **values)
     make_transient_to_detached(checkout)  # as if read back: nothing pending; the columns left to defaults unloaded
     db.session.add(checkout)

@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from datetime import timedelta
 from urllib.parse import parse_qsl
 
-from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy import Row, bindparam, delete, select, update
 from sqlalchemy.orm import joinedload
 
-from portal.extensions import db, dialect_name, insert_ignoring_conflicts
-from portal.gateways import provider_for, remember_nonce
+from portal.extensions import db, dialect_name, execute_core, insert_ignoring_conflicts
+from portal.gateways import forget_kept_merchants, merchant_row, provider_for, remember_nonce
 from portal.models import CallbackStatus, Checkout, CheckoutEvent, CheckoutState, Merchant, WebhookEvent, utcnow
 from portal.payments.attempts import refresh_checkout
 from portal.payments.charges import charge_card
@@ -183,10 +183,10 @@ def store_callback(row: dict[str, object]) -> tuple[int, CallbackStatus | None]:
     """
     dedupe = row["dedupe_key"]
     row = {**row, "received_at": utcnow()}
-    stored = db.session.execute(insert_ignoring_conflicts(WebhookEvent, WebhookEvent.id), row).scalar_one_or_none()
+    stored = execute_core(insert_ignoring_conflicts(WebhookEvent, WebhookEvent.id), row).scalar_one_or_none()
     if stored is not None:
         return stored, None
-    event_id, status = db.session.execute(COUNT_RESEND, {"dedupe": dedupe}).one()
+    event_id, status = execute_core(COUNT_RESEND, {"dedupe": dedupe}).one()
     if status == CallbackStatus.ERROR:
         # It failed on our side (the provider's query down, the attempt still being opened, a fault): the provider's
         # resend is processed again, as if first seen; its row (and this transaction) are held meanwhile.
@@ -225,7 +225,7 @@ def set_callback_status(
         values["checkout_id"] = checkout_id
     if merchant_id is not None:
         values["merchant_id"] = merchant_id
-    db.session.execute(UPDATE_CALLBACK, values)
+    execute_core(UPDATE_CALLBACK, values)
     if status is CallbackStatus.REFUSED:
         audit("callback_refused", merchant_id=merchant_id, event_id=event_id, reason=error)
 
@@ -244,7 +244,13 @@ def receive_callback(provider: str, request: CallbackRequest) -> CallbackReply:
     provider's word (a card token to charge, a hint to confirm by a query) goes on after the commit, in transactions
     of its own.
     """
-    callback = read_callback(provider, request)
+    try:
+        return _receive(read_callback(provider, request))
+    finally:
+        forget_kept_merchants()
+
+
+def _receive(callback: ReadCallback) -> CallbackReply:
     row = callback_row(callback)
     verified = _verify_first(callback) if dialect_name() == "sqlite" else None
     try:
@@ -280,20 +286,16 @@ def _reply_for_duplicate(provider: type[Provider], event_id: int, status: Callba
     return CallbackReply(*RETRY_LATER)
 
 
-@functools.cache
-def _merchant_by(setting: str):
-    return db.select(Merchant).where(getattr(Merchant, setting) == bindparam("named"))
-
-
-def _callback_merchant(provider: type[Provider], fields: dict | None) -> Merchant | None:
-    """The merchant whose credentials read this callback, by the id the callback names (O'Pay, Oen)."""
+def _callback_merchant(provider: type[Provider], fields: dict | None) -> Row | None:
+    """The merchant whose credentials read this callback, by the id the callback names (O'Pay, Oen): its row (id and
+    stored settings, read as Merchant's attributes are), not an ORM object, which costs several times the query; kept
+    for the rest of the request (gateways.kept_merchant)."""
     if provider.callback_merchant_setting is None or not fields:
         return None
     named = provider.callback_merchant(fields)
     if not named:
         return None
-    stmt = _merchant_by(provider.callback_merchant_setting)
-    return db.session.execute(stmt, {"named": named}).scalar_one_or_none()
+    return merchant_row(provider.callback_merchant_setting, named)
 
 
 @functools.cache
@@ -310,7 +312,7 @@ def _checkout_by_reference(dialect: str, scoped: bool):
     return stmt.with_for_update(of=Checkout) if dialect != "sqlite" else stmt
 
 
-def _find_checkout(provider: str, merchant: Merchant | None, reference: str) -> Checkout | None:
+def _find_checkout(provider: str, merchant: Row | None, reference: str) -> Checkout | None:
     """The attempt a callback names by its reference (scoped to the merchant the callback names, if any), locked for
     the rest of the transaction."""
     if not reference:
@@ -322,7 +324,7 @@ def _find_checkout(provider: str, merchant: Merchant | None, reference: str) -> 
     return db.session.execute(stmt, params).scalar_one_or_none()
 
 
-def _verify(callback: ReadCallback, merchant: Merchant | None, found: list[Checkout]) -> ProviderEvent:
+def _verify(callback: ReadCallback, merchant: Row | None, found: list[Checkout]) -> ProviderEvent:
     """The provider's verified event; InvalidCallback otherwise. The attempt the provider looked up goes in `found`."""
     provider = callback.provider
     if provider.callback_merchant_setting and merchant is None:
@@ -350,7 +352,6 @@ class Verified:
     event: ProviderEvent
     checkout_id: int
     nonces: tuple[str, ...]
-    merchant: Merchant | None  # held: the session keeps it (and reads it no more) while it is referenced
 
 
 @functools.cache
@@ -390,7 +391,7 @@ def _verify_first(callback: ReadCallback) -> Verified | None:
             params = {"reference": reference, "provider": provider.name}
             if merchant is not None:
                 params["merchant_id"] = merchant.id
-            row = db.session.execute(_open_attempt(merchant is not None), params).one_or_none()
+            row = execute_core(_open_attempt(merchant is not None), params).one_or_none()
             if row is None or row.state == CheckoutState.CREATING:
                 return None
             found[:] = [row.id]
@@ -404,7 +405,7 @@ def _verify_first(callback: ReadCallback) -> Verified | None:
         return None
     finally:
         end_reads()  # the merchant read here is not read again in the transaction
-    return Verified(event, found[0], tuple(nonces), merchant) if found else None
+    return Verified(event, found[0], tuple(nonces)) if found else None
 
 
 Reply = Callable[[], CallbackReply]

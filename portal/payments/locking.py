@@ -14,7 +14,7 @@ import functools
 import os
 import threading
 
-from sqlalchemy import bindparam, text
+from sqlalchemy import bindparam
 from sqlalchemy.orm import joinedload
 
 from portal.extensions import db
@@ -78,7 +78,7 @@ def write_transaction(*, keep_reads: bool = False):
     bind = db.session.get_bind()
     with _writer_queue(bind):
         if bind.dialect.name == "sqlite":
-            db.session.execute(text("BEGIN IMMEDIATE"))
+            db.session.connection().exec_driver_sql("BEGIN IMMEDIATE")
         try:
             yield
             db.session.commit()

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import bindparam, insert, inspect, select, update
 from sqlalchemy.orm.attributes import set_committed_value
 
-from portal.extensions import db
+from portal.extensions import db, execute_core
 from portal.models import (
     OPEN_STATES,
     PAID_STATES,
@@ -73,7 +73,7 @@ def record(checkout: Checkout, source: str, from_state: str, to_state: str, deta
         return
     row = {"applied": True, "webhook_event_id": None, **kw}
     row.update(checkout_id=checkout.id, source=source, from_state=from_state, to_state=to_state, detail=detail)
-    db.session.execute(INSERT_EVENT, row)
+    execute_core(INSERT_EVENT, row)
     if "events" in inspect(checkout).dict:
         db.session.expire(checkout, ["events"])  # read again when next shown
 
@@ -101,7 +101,7 @@ def move(checkout: Checkout, new_state: CheckoutState, source: str, detail: str,
     if old == CheckoutState.CREATING and new_state != CheckoutState.FAILED and checkout.opened_at is None:
         values["opened_at"] = values["updated_at"]  # the provider made it: from now on it counts for the order
     with db.session.no_autoflush:
-        result = db.session.execute(MOVE_CHECKOUT, {"checkout_id_": checkout.id, "old_state_": old, **values})
+        result = execute_core(MOVE_CHECKOUT, {"checkout_id_": checkout.id, "old_state_": old, **values})
     if result.rowcount != 1:  # someone else moved it first; the caller's transaction is retried by the caller
         raise RuntimeError("checkout changed under a lock")
     for key, value in values.items():
@@ -226,7 +226,7 @@ def refresh_order(order: Order, *, also: Mapping[str, object] | None = None) -> 
     also = dict(also or {})
     for key, value in also.items():
         set_committed_value(order, key, value)  # as the derivation below must see them; written with the state
-    rows = db.session.execute(ORDER_CHECKOUTS, {"order_id": order.id}).all()
+    rows = execute_core(ORDER_CHECKOUTS, {"order_id": order.id}).all()
     old_state = order.state
     was_paid = order.state in (OrderState.PAID, OrderState.PARTIALLY_REFUNDED, OrderState.REFUNDED)
     paid = [row for row in rows if row.state in PAID_STATES]
@@ -277,7 +277,7 @@ def write_order(order: Order, written: Mapping[str, object], **values) -> None:
         return
     changed["updated_at"] = utcnow()
     with db.session.no_autoflush:
-        db.session.execute(UPDATE_ORDER, {"order_id_": order.id, **changed})
+        execute_core(UPDATE_ORDER, {"order_id_": order.id, **changed})
     for key, value in changed.items():
         set_committed_value(order, key, value)
     _settled(order)
