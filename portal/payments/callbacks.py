@@ -24,7 +24,7 @@ from portal.gateways import forget_kept_merchants, merchant_row, provider_for, r
 from portal.models import CallbackStatus, Checkout, CheckoutEvent, CheckoutState, Merchant, WebhookEvent, utcnow
 from portal.payments.attempts import refresh_checkout
 from portal.payments.charges import charge_card
-from portal.payments.locking import checkout_as_read, end_reads, read_checkout, write_transaction
+from portal.payments.locking import end_reads, locked_checkout, write_transaction
 from portal.payments.redaction import mask_card_text, scrub
 from portal.payments.snapshots import attempt_ref, checkout_ref
 from portal.payments.state import apply_state, detail, move, record
@@ -350,7 +350,7 @@ class Verified:
     """A callback verified before the write transaction: the event, the attempt it names, the request ids to keep."""
 
     event: ProviderEvent
-    checkout: Checkout  # with its order, read then; held: the session keeps them while they are referenced
+    checkout_id: int
     nonces: tuple[str, ...]
 
 
@@ -401,14 +401,11 @@ def _verify_first(callback: ReadCallback) -> Verified | None:
             merchant or Merchant(), provider.name, nonce_store=lambda value: nonces.append(value) or True
         )
         event = client.parse_callback(callback.request, lookup, fields=callback.fields)
-        if not found:
-            return None
-        checkout = read_checkout(found[0])  # loaded here; under the lock only compared with the rows as they are
     except Exception:  # refused, or a fault: decided (and logged) again in the transaction
         return None
     finally:
-        end_reads()  # what was read here is kept, not read again (the attempt and its order: compared, under the lock)
-    return Verified(event, checkout, tuple(nonces))
+        end_reads()  # the merchant read here is not read again in the transaction
+    return Verified(event, found[0], tuple(nonces)) if found else None
 
 
 Reply = Callable[[], CallbackReply]
@@ -431,7 +428,7 @@ def _process(event_id: int, callback: ReadCallback, verified: Verified | None) -
     found: list[Checkout] = []  # the attempt the callback named, locked
     try:
         if verified is not None and all(remember_nonce(provider.name, value) for value in verified.nonces):
-            event, checkout = verified.event, checkout_as_read(verified.checkout)
+            event, checkout = verified.event, locked_checkout(verified.checkout_id, with_order=True)
         else:  # not verified beforehand, or a replayed request id: the provider's own verdict, in this transaction
             merchant = _callback_merchant(provider, callback.fields)
             event = _verify(callback, merchant, found)

@@ -14,11 +14,11 @@ import functools
 import os
 import threading
 
-from sqlalchemy import bindparam, inspect, select
+from sqlalchemy import bindparam
 from sqlalchemy.orm import joinedload
 
-from portal.extensions import db, execute_core
-from portal.models import Checkout, Order
+from portal.extensions import db
+from portal.models import Checkout
 
 _queue = threading.local()  # per thread: (pid, path, fd) of its own open lock file
 
@@ -100,44 +100,6 @@ def _locked_checkout(dialect: str, with_order: bool):
     if with_order:
         stmt = stmt.options(joinedload(Checkout.order, innerjoin=True))
     return stmt.with_for_update(of=Checkout) if dialect != "sqlite" else stmt
-
-
-def checkout_as_read(checkout: Checkout) -> Checkout:
-    """In a write transaction: the checkout and its order read (as ORM objects) before it, if neither has changed
-    since; else both read again, locked (locked_checkout). On SQLite the ORM's loading (several times the cost of the
-    query) is then done before the one write lock is taken, and only the rows' values are read under it, to compare."""
-    row = execute_core(_current_rows(), {"checkout_id": checkout.id}).one_or_none()
-    if row is not None and _as_read(checkout, row, "c_") and _as_read(checkout.order, row, "o_"):
-        return checkout
-    return locked_checkout(checkout.id, with_order=True)
-
-
-@functools.cache
-def _current_rows():
-    """Built once: every column of a checkout and of its order, by the checkout's id (a Core statement)."""
-    checkouts, orders = Checkout.__table__, Order.__table__
-    columns = [c.label(f"c_{c.key}") for c in checkouts.columns] + [c.label(f"o_{c.key}") for c in orders.columns]
-    return select(*columns).join_from(checkouts, orders).where(checkouts.c.id == bindparam("checkout_id"))
-
-
-def _as_read(row_object, row, prefix: str) -> bool:
-    """Whether an ORM object, unchanged in this session, holds the values the row has now, column by column."""
-    state = inspect(row_object)
-    if state.modified or state.expired_attributes:
-        return False
-    loaded, values = state.dict, row._mapping
-    for prop in state.mapper.column_attrs:
-        if prop.key not in loaded or loaded[prop.key] != values[prefix + prop.columns[0].key]:
-            return False
-    return True
-
-
-def read_checkout(checkout_id: int) -> Checkout:
-    """The checkout with its order, read without a lock (to be used in a write transaction through checkout_as_read)."""
-    stmt = _locked_checkout(db.session.get_bind().dialect.name, True)
-    if db.session.get_bind().dialect.name != "sqlite":
-        raise RuntimeError("read_checkout is for SQLite, where reading takes no lock")
-    return db.session.execute(stmt, {"checkout_id": checkout_id}).scalar_one()
 
 
 def lock_for_update(stmt):
