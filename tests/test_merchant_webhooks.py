@@ -403,3 +403,17 @@ def test_a_delivery_that_could_not_connect_is_told_in_the_readers_language(app, 
     admin.get("/lang/zh_TW")
     page = admin.get(f"/settings/webhooks/{endpoint_id}").get_data(as_text=True)
     assert "無法連線" in page and ">could not connect<" not in page
+
+
+def test_the_endpoint_form_shows_each_event_as_a_checkbox_beside_its_name(app, admin):
+    """Each event is a checkbox inside its own label (the box beside its name, the name clickable), not a bulleted
+    list of bare boxes; deleting an endpoint's confirmation box sits in its label too."""
+    from portal.merchant_webhooks import EVENT_TYPES
+
+    add_endpoint(admin, "https://erp.example/hooks")
+    page = admin.get("/settings/webhooks").text
+    for event_type in EVENT_TYPES:
+        box = rf'<input[^>]*type="checkbox"[^>]*value="{re.escape(event_type)}"[^>]*>'
+        assert re.search(rf'<label class="choice">{box} [^<]+</label>', page), event_type
+    assert "<ul" not in page.split('action="/settings/webhooks"')[-1].split("</form>")[0]
+    assert re.search(r'<label class="choice"><input type="checkbox" name="confirm"', page)
