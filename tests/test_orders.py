@@ -502,3 +502,24 @@ def test_a_number_taken_at_the_same_moment_is_retried(app, seed, staff, monkeypa
         order = db.session.execute(db.select(Order).filter_by(number="FRESH")).scalar_one()
         assert len(order.items) == 2
         assert order_count(app) == 2
+
+
+def test_a_notice_recorded_but_not_applied_says_what_it_reported_not_a_move(app, seed, staff):
+    """The history shows a provider's word that changed nothing (a MyPay hint after the payment was already applied, a
+    late "failed" for a paid attempt) as what it reported, beside "recorded, not applied", not as an arrow from one
+    state to another, which reads as a change; an applied move keeps its arrow."""
+    from portal.payments.state import move, record
+    from tests.support.factories import make_checkout, make_order
+
+    with app.app_context():
+        checkout = make_checkout(make_order(seed.merchant_id), provider="mypay")
+        move(checkout, "paid", "callback", "{}")
+        record(checkout, "callback", "paid", "failed", "{}", applied=False)
+        db.session.commit()
+        order_id = checkout.order_id
+    html = staff.get(f"/orders/{order_id}").get_data(as_text=True)
+    ignored = html.split('<li class="not-applied">')[1].split("</li>")[0]
+    assert "reported Failed" in " ".join(ignored.split()) and "→" not in ignored
+    assert "recorded, not applied" in ignored
+    applied = html.split('<li class="applied">')[1].split("</li>")[0]
+    assert "Awaiting payment → Paid" in " ".join(applied.split())
