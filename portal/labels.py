@@ -339,6 +339,8 @@ def describe(detail: dict | None, action: str = "", references: dict | None = No
     pairs = []
     detail = detail or {}
     for key, value in detail.items():
+        if value is None or value == "":
+            continue  # recorded without a value: nothing to read (and no empty row beside a label shown already)
         if str(key) in ID_DETAILS:
             shown = _reference(str(key), value, detail, references or {})
             if shown:

@@ -234,3 +234,33 @@ def test_an_order_refund_shows_the_order_number_and_references_not_ids(app, clie
         assert label not in body
     shown = set(re.findall(r"\b\d+\b", text)) - {"300"}
     assert not shown & {str(i) for i in ids}, shown
+
+
+def test_a_detail_with_no_value_is_left_out_and_the_refund_reference_shown_once(app, client, auth, seed):
+    """A sent refund's entry names the provider's reference once (not once more, empty, for the hand-kept reference
+    it does not have), and a detail recorded without a value (an empty code) is not shown as an empty row."""
+    with app.app_context():
+        order = make_order(seed.merchant_id)
+        checkout = make_checkout(order, "mypay", "paid")
+        refund = Refund(
+            checkout_id=checkout.id,
+            order_id=order.id,
+            merchant_id=seed.merchant_id,
+            amount=300,
+            reason="damaged",
+            state="succeeded",
+            idempotency_key="audit-empty-detail",
+            provider_refund_id="95704",
+        )
+        db.session.add(refund)
+        db.session.flush()
+        detail = {"refund_id": refund.id, "manual_reference": None, "amount": 300, "code": ""}
+        db.session.add(AuditEvent(merchant_id=seed.merchant_id, action="refund_sent", detail=detail))
+        db.session.commit()
+    auth.login()
+    body = client.get("/settings/audit").get_data(as_text=True)
+    cell = re.findall(r"<dl class=\"facts small\">(.*?)</dl>", body, re.S)[0]
+    terms = re.findall(r"<dt>(.*?)</dt><dd>(.*?)</dd>", cell)
+    assert [text for _name, text in terms].count("95704") == 1
+    assert len({name for name, _text in terms}) == len(terms), terms  # no label twice
+    assert all(text.strip() for _name, text in terms), terms  # no empty row
