@@ -199,23 +199,30 @@ def test_settings_and_user_changes_appear_in_the_trail(app, client, auth, seed):
     assert "clerk-password-1" not in body
 
 
+def refunded_order(merchant_id: int, provider: str, provider_refund_id: str):
+    """A paid order with a NT$300 refund the provider confirmed under its own reference (in the caller's app
+    context, flushed): (order, checkout, refund)."""
+    order = make_order(merchant_id)
+    checkout = make_checkout(order, provider, "paid")
+    refund = Refund(
+        checkout_id=checkout.id,
+        order_id=order.id,
+        merchant_id=merchant_id,
+        amount=300,
+        reason="damaged",
+        state="succeeded",
+        idempotency_key=f"audit-refund-{provider_refund_id}",
+        provider_refund_id=provider_refund_id,
+    )
+    db.session.add(refund)
+    db.session.flush()
+    return order, checkout, refund
+
+
 def test_an_order_refund_shows_the_order_number_and_references_not_ids(app, client, auth, seed):
     """Database ids stay out of sight: an order's refund shows its order number and the provider's reference."""
     with app.app_context():
-        order = make_order(seed.merchant_id)
-        checkout = make_checkout(order, "oen", "paid")
-        refund = Refund(
-            checkout_id=checkout.id,
-            order_id=order.id,
-            merchant_id=seed.merchant_id,
-            amount=300,
-            reason="damaged",
-            state="succeeded",
-            idempotency_key="audit-ids-refund",
-            provider_refund_id="RF-OEN-778899",
-        )
-        db.session.add(refund)
-        db.session.flush()
+        order, checkout, refund = refunded_order(seed.merchant_id, "oen", "RF-OEN-778899")
         # ids far from any number on the page, so a leaked one is seen
         detail = {"refund_id": refund.id, "order_id": order.id, "checkout": checkout.reference, "amount": 300}
         db.session.add(AuditEvent(merchant_id=seed.merchant_id, action="refund_succeeded", detail=detail))
@@ -240,20 +247,7 @@ def test_a_detail_with_no_value_is_left_out_and_the_refund_reference_shown_once(
     """A sent refund's entry names the provider's reference once (not once more, empty, for the hand-kept reference
     it does not have), and a detail recorded without a value (an empty code) is not shown as an empty row."""
     with app.app_context():
-        order = make_order(seed.merchant_id)
-        checkout = make_checkout(order, "mypay", "paid")
-        refund = Refund(
-            checkout_id=checkout.id,
-            order_id=order.id,
-            merchant_id=seed.merchant_id,
-            amount=300,
-            reason="damaged",
-            state="succeeded",
-            idempotency_key="audit-empty-detail",
-            provider_refund_id="95704",
-        )
-        db.session.add(refund)
-        db.session.flush()
+        _order, _checkout, refund = refunded_order(seed.merchant_id, "mypay", "95704")
         detail = {"refund_id": refund.id, "manual_reference": None, "amount": 300, "code": ""}
         db.session.add(AuditEvent(merchant_id=seed.merchant_id, action="refund_sent", detail=detail))
         db.session.commit()
