@@ -53,6 +53,9 @@ MERCHANT_ROW = select(
 )
 
 
+_KEPT = "portal.merchant_rows"  # the session's info key of the rows merchant_row keeps, by merchant id
+
+
 @functools.cache
 def _merchant_row_by(setting: str):
     return MERCHANT_ROW.where(_merchants.c[setting] == bindparam("named"))
@@ -65,9 +68,6 @@ def merchant_row(setting: str, named: str) -> Row | None:
     if row is not None:
         db.session().info.setdefault(_KEPT, {})[row.id] = row
     return row
-
-
-_KEPT = "portal.merchant_rows"
 
 
 def forget_kept_merchants() -> None:
