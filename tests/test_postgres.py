@@ -84,3 +84,47 @@ def test_a_checkout_in_a_write_transaction_is_locked_against_other_writers(app, 
     with other.connect() as conn:  # released at commit
         conn.execute(text("SELECT id FROM checkout WHERE id = :id FOR UPDATE NOWAIT"), {"id": checkout_id})
     other.dispose()
+
+
+@pytest.mark.parametrize("with_order", [True, False], ids=["order read with the attempt", "order read after"])
+def test_two_attempts_of_one_order_settled_at_once_leave_the_order_paid(app, seed, with_order):
+    """A late payment of an expired attempt and the failure of the order's new attempt, applied at the same moment by
+    two workers: the order's state is derived from both, not from a read taken before the other committed (each
+    transaction locked only its own attempt, so the second derived "failed" from a stale read and overwrote "paid").
+    Whether the order was read (and locked) with the attempt or, lazily, after it."""
+    from portal.models import Order
+    from portal.payments import apply_state
+
+    with app.app_context():
+        order = make_order(seed.merchant_id)
+        late_id = make_checkout(order, state="expired").id
+        new_id = make_checkout(order).id
+        order_id, payable = order.id, order.payable
+    applied, release, errors = threading.Event(), threading.Event(), []
+
+    def settle(checkout_id, state, hold):
+        try:
+            with app.app_context():
+                with write_transaction():
+                    checkout = locked_checkout(checkout_id, with_order=with_order)
+                    apply_state(checkout, state, source="query", detail="{}", amount=payable)
+                    if hold:
+                        applied.set()
+                        release.wait(10)
+                db.session.remove()
+        except Exception as exc:  # noqa: BLE001 (reported by the test below)
+            errors.append(exc)
+
+    paying = threading.Thread(target=settle, args=(late_id, "paid", True))
+    paying.start()
+    assert applied.wait(10)
+    failing = threading.Thread(target=settle, args=(new_id, "failed", False))
+    failing.start()
+    failing.join(1)  # it waits for the paying transaction (for the order's lock, or for its row at the latest)
+    release.set()
+    paying.join(10)
+    failing.join(10)
+    assert errors == []
+    with app.app_context():
+        order = db.session.get(Order, order_id)
+        assert (order.state, order.paid_amount) == ("paid", payable)

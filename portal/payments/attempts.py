@@ -17,7 +17,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from portal.extensions import db, execute_core
 from portal.gateways import operator_configured, provider_for
 from portal.models import OPEN_STATES, Checkout, CheckoutState, Merchant, Order, OrderItem, Voucher, utcnow
-from portal.payments.locking import end_reads, locked_checkout, write_transaction
+from portal.payments.locking import end_reads, locked_checkout, order_locked, write_transaction
 from portal.payments.snapshots import checkout_ref, checkout_request, new_reference, provider_message
 from portal.payments.state import (
     REQUERY_AFTER,
@@ -104,6 +104,7 @@ def locked_order(order_id: int, *, lines: bool = True, merchant: Merchant | None
     (with `lines`) its items and vouchers, each read once; its merchant as kept before (keep_merchant), if given."""
     dialect = db.session.get_bind().dialect.name
     order = db.session.execute(_locked_order(dialect), {"order_id": order_id}).scalar_one()
+    order_locked(order_id)
     if merchant is not None and merchant.id == order.merchant_id:
         set_committed_value(order, "merchant", merchant)
     # Each collection by a statement built once, given to the order as loaded: the ORM's eager loaders cost twice as

@@ -24,7 +24,7 @@ from portal.gateways import forget_kept_merchants, merchant_row, provider_for, r
 from portal.models import CallbackStatus, Checkout, CheckoutEvent, CheckoutState, Merchant, WebhookEvent, utcnow
 from portal.payments.attempts import refresh_checkout
 from portal.payments.charges import charge_card
-from portal.payments.locking import end_reads, locked_checkout, write_transaction
+from portal.payments.locking import end_reads, lock_with_order, locked_checkout, order_locked, write_transaction
 from portal.payments.redaction import mask_card_text, scrub
 from portal.payments.snapshots import attempt_ref, checkout_ref
 from portal.payments.state import apply_state, detail, move, record
@@ -300,7 +300,7 @@ def _callback_merchant(provider: type[Provider], fields: dict | None) -> Row | N
 
 @functools.cache
 def _checkout_by_reference(dialect: str, scoped: bool):
-    """Built once: the attempt by its reference and provider (and merchant), with its order, locked."""
+    """Built once: the attempt by its reference and provider (and merchant), with its order, both locked."""
     stmt = (
         db.select(Checkout)
         .where(Checkout.reference == bindparam("reference"), Checkout.provider == bindparam("provider"))
@@ -309,7 +309,7 @@ def _checkout_by_reference(dialect: str, scoped: bool):
     )
     if scoped:
         stmt = stmt.where(Checkout.merchant_id == bindparam("merchant_id"))
-    return stmt.with_for_update(of=Checkout) if dialect != "sqlite" else stmt
+    return lock_with_order(stmt, dialect, with_order=True)
 
 
 def _find_checkout(provider: str, merchant: Row | None, reference: str) -> Checkout | None:
@@ -321,7 +321,10 @@ def _find_checkout(provider: str, merchant: Row | None, reference: str) -> Check
     if merchant is not None:
         params["merchant_id"] = merchant.id
     stmt = _checkout_by_reference(dialect_name(), merchant is not None)
-    return db.session.execute(stmt, params).scalar_one_or_none()
+    checkout = db.session.execute(stmt, params).scalar_one_or_none()
+    if checkout is not None:
+        order_locked(checkout.order_id)
+    return checkout
 
 
 def _verify(callback: ReadCallback, merchant: Row | None, found: list[Checkout]) -> ProviderEvent:

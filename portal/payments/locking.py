@@ -14,11 +14,11 @@ import functools
 import os
 import threading
 
-from sqlalchemy import bindparam
+from sqlalchemy import bindparam, inspect, select
 from sqlalchemy.orm import joinedload
 
-from portal.extensions import db
-from portal.models import Checkout
+from portal.extensions import db, execute_core
+from portal.models import Checkout, Order
 
 _queue = threading.local()  # per thread: (pid, path, fd) of its own open lock file
 
@@ -88,9 +88,13 @@ def write_transaction(*, keep_reads: bool = False):
 
 
 def locked_checkout(checkout_id: int, *, with_order: bool = False) -> Checkout:
-    """The checkout row, re-read and locked for this transaction (with its order in the same query, when asked)."""
+    """The checkout row, re-read and locked for this transaction; with_order: its order's row too, in the same query
+    (whoever moves the checkout then derives the order's state, refresh_order, which needs the order locked)."""
     stmt = _locked_checkout(db.session.get_bind().dialect.name, with_order)
-    return db.session.execute(stmt, {"checkout_id": checkout_id}).scalar_one()
+    checkout = db.session.execute(stmt, {"checkout_id": checkout_id}).scalar_one()
+    if with_order:
+        order_locked(checkout.order_id)
+    return checkout
 
 
 @functools.cache
@@ -99,7 +103,49 @@ def _locked_checkout(dialect: str, with_order: bool):
     stmt = db.select(Checkout).where(Checkout.id == bindparam("checkout_id")).execution_options(populate_existing=True)
     if with_order:
         stmt = stmt.options(joinedload(Checkout.order, innerjoin=True))
-    return stmt.with_for_update(of=Checkout) if dialect != "sqlite" else stmt
+    return lock_with_order(stmt, dialect, with_order)
+
+
+def lock_with_order(stmt, dialect: str, with_order: bool):
+    """FOR UPDATE where the database has row locks (on SQLite the transaction's write lock serializes writers): of the
+    checkout, or (with_order: the statement joins the order, inner) of the checkout and its order."""
+    if dialect == "sqlite":
+        return stmt
+    return stmt.with_for_update() if with_order else stmt.with_for_update(of=Checkout)
+
+
+# An order's state is derived from all its checkouts (refresh_order). On PostgreSQL, two transactions moving two
+# checkouts of one order would each read the other's checkout as it was before the other committed, and the later
+# commit would write an order state derived from a stale read (a late payment overwritten by the failure of the new
+# attempt). Whoever derives it holds the order's row lock first, and reads the checkouts after that.
+_LOCKED_ORDERS = "portal.locked_orders"  # session info: (the transaction, ids of the orders it has locked)
+LOCK_ORDER = select(Order.__table__.c.id).where(Order.__table__.c.id == bindparam("order_id")).with_for_update()
+
+
+def order_locked(order_id: int) -> None:
+    """Note that this transaction holds the order's row lock (it was read FOR UPDATE)."""
+    session = db.session()
+    transaction = session.get_transaction()
+    kept = session.info.get(_LOCKED_ORDERS)
+    if kept is None or kept[0] is not transaction:
+        kept = session.info[_LOCKED_ORDERS] = (transaction, set())
+    kept[1].add(order_id)
+
+
+def lock_order(order: Order) -> None:
+    """Hold the order's row lock for the rest of the transaction before its state is derived (PostgreSQL; SQLite's
+    write lock already serializes writers). An order read before the lock is read again, unless it has changes of
+    this transaction pending (then it was read under a lock already: locked_order, locked_checkout(with_order))."""
+    session = db.session()
+    if session.get_bind().dialect.name == "sqlite" or inspect(order).transient or order.id is None:
+        return
+    kept = session.info.get(_LOCKED_ORDERS)
+    if kept is not None and kept[0] is session.get_transaction() and order.id in kept[1]:
+        return
+    execute_core(LOCK_ORDER, {"order_id": order.id})
+    order_locked(order.id)
+    if not inspect(order).modified:
+        session.refresh(order)
 
 
 def lock_for_update(stmt):

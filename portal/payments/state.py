@@ -21,6 +21,7 @@ from portal.models import (
     OrderState,
     utcnow,
 )
+from portal.payments.locking import lock_order
 from portal.providers.base import ProviderTransaction, State
 
 RANK = {
@@ -220,9 +221,11 @@ ORDER_CHECKOUTS = (
 def refresh_order(order: Order, *, also: Mapping[str, object] | None = None) -> None:
     """Derive the order's state and amounts from its checkouts: the one place an order's state is written.
 
-    Reads the few figures it needs of the order's checkouts (after writing what is pending), not the rows themselves.
+    Reads the few figures it needs of the order's checkouts (after writing what is pending), not the rows themselves,
+    with the order's row locked (locking.lock_order).
     `also`: other columns of the order (its link) to write in the same statement, seen by the derivation.
     """
+    lock_order(order)  # on PostgreSQL: no other transaction derives it meanwhile, and the read below sees theirs
     also = dict(also or {})
     for key, value in also.items():
         set_committed_value(order, key, value)  # as the derivation below must see them; written with the state
