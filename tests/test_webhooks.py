@@ -127,6 +127,26 @@ def test_opay_notice_is_applied_and_answered_1_ok(app, client, opay_checkout):
     response = client.post("/webhooks/opay", data=opay_notice(reference, amount))
     assert response.status_code == 200 and response.data == b"1|OK"
     assert _state(app, checkout_id) == ("paid", "paid")
+    with app.app_context():
+        stored = db.session.execute(db.select(WebhookEvent)).scalar_one()
+        checkout = db.session.get(Checkout, checkout_id)
+        assert (stored.status, stored.checkout_id, stored.merchant_id) == ("applied", checkout_id, checkout.merchant_id)
+        assert stored.processed_at is not None and stored.error is None
+
+
+def test_a_second_paid_notice_is_kept_as_recorded(app, client, opay_checkout):
+    """A notice that changes nothing (the attempt was already paid by an earlier one) is kept as recorded, though on
+    SQLite it was verified beforehand and stored as it most likely ends (applied)."""
+    checkout_id, reference, amount = opay_checkout
+    assert client.post("/webhooks/opay", data=opay_notice(reference, amount)).data == b"1|OK"
+    assert client.post("/webhooks/opay", data=opay_notice(reference, amount)).data == b"1|OK"  # another RqID
+    assert _state(app, checkout_id) == ("paid", "paid")
+    with app.app_context():
+        rows = db.session.execute(db.select(WebhookEvent).order_by(WebhookEvent.id)).scalars().all()
+        assert [(row.status, row.checkout_id, row.attempts) for row in rows] == [
+            ("applied", checkout_id, 1),
+            ("recorded", checkout_id, 1),
+        ]
 
 
 @pytest.mark.parametrize(
@@ -598,6 +618,9 @@ def test_an_opay_notice_holds_the_sqlite_write_lock_for_its_writes_only(
     # Whether an endpoint listens was read with the merchant: its endpoints are read under the lock only if one does.
     assert any("FROM webhook_endpoint" in sql for sql in locked) == listening
     assert sum(1 for held, sql in statements if not held and "FROM merchant" in sql) == 1
+    # The callback's row is written once: stored as it ends (applied, to its attempt), not stored then updated.
+    writes = [re.match(r"(INSERT INTO|UPDATE) webhook_event\b", sql) for sql in locked]
+    assert [found.group(0) for found in writes if found] == ["INSERT INTO webhook_event"]
     with app.app_context():
         events = db.session.execute(db.select(MerchantEvent.type).filter_by(merchant_id=seed.merchant_id)).scalars()
         topics = db.session.execute(db.select(OutboxMessage.topic).filter_by(merchant_id=seed.merchant_id)).scalars()

@@ -181,11 +181,17 @@ def store_callback(row: dict[str, object]) -> tuple[int, CallbackStatus | None]:
     seen before, (its row id, its status). Every receipt is counted in its attempts.
     On PostgreSQL a resend racing its original waits here until the original's transaction ends.
     """
+    event_id, status, _inserted = _store(row)
+    return event_id, status
+
+
+def _store(row: dict[str, object]) -> tuple[int, CallbackStatus | None, bool]:
+    """store_callback, and whether the row was inserted (with the values given) now."""
     dedupe = row["dedupe_key"]
     row = {**row, "received_at": utcnow()}
     stored = execute_core(insert_ignoring_conflicts(WebhookEvent, WebhookEvent.id), row).scalar_one_or_none()
     if stored is not None:
-        return stored, None
+        return stored, None, True
     event_id, status = execute_core(COUNT_RESEND, {"dedupe": dedupe}).one()
     if status == CallbackStatus.ERROR:
         # It failed on our side (the provider's query down, the attempt still being opened, a fault): the provider's
@@ -194,8 +200,8 @@ def store_callback(row: dict[str, object]) -> tuple[int, CallbackStatus | None]:
             UPDATE_CALLBACK,
             {"event_id_": event_id, "status": CallbackStatus.RECEIVED.value, "error": None, "error_zh": None},
         )
-        return event_id, None
-    return event_id, CallbackStatus(status)
+        return event_id, None, False
+    return event_id, CallbackStatus(status), False
 
 
 def set_callback_status(
@@ -253,10 +259,13 @@ def receive_callback(provider: str, request: CallbackRequest) -> CallbackReply:
 def _receive(callback: ReadCallback) -> CallbackReply:
     row = callback_row(callback)
     verified = _verify_first(callback) if dialect_name() == "sqlite" else None
+    # Verified beforehand, the callback is stored as it most likely ends (applied, to its attempt), in the one INSERT
+    # under the write lock; _mark updates it only when it ends otherwise. Nothing sees the row before the commit.
+    ending = None if verified is None else _ending(verified)
     try:
         with write_transaction(keep_reads=True):  # the merchant read to verify it; the attempt is read again, locked
-            event_id, seen = store_callback(row)
-            outcome = _process(event_id, callback, verified) if seen is None else None
+            event_id, seen, inserted = _store({**row, **ending} if ending else row)
+            outcome = _process(event_id, callback, verified, ending if inserted else None) if seen is None else None
     except NotProcessed as failed:
         with write_transaction():  # the stored callback says why (a resend may have been processed meanwhile)
             event_id, seen = store_callback(row)
@@ -354,6 +363,7 @@ class Verified:
 
     event: ProviderEvent
     checkout_id: int
+    merchant_id: int
     nonces: tuple[str, ...]
 
 
@@ -363,6 +373,7 @@ def _open_attempt(scoped: bool):
     table = Checkout.__table__
     stmt = select(
         table.c.id,
+        table.c.merchant_id,
         table.c.state,
         table.c.reference,
         table.c.amount,
@@ -383,7 +394,7 @@ def _verify_first(callback: ReadCallback) -> Verified | None:
     provider = callback.provider
     if callback.unreadable is not None:
         return None
-    found: list[int] = []
+    found: list[Row] = []
     nonces: list[str] = []
     try:
         merchant = _callback_merchant(provider, callback.fields)
@@ -397,7 +408,7 @@ def _verify_first(callback: ReadCallback) -> Verified | None:
             row = execute_core(_open_attempt(merchant is not None), params).one_or_none()
             if row is None or row.state == CheckoutState.CREATING:
                 return None
-            found[:] = [row.id]
+            found[:] = [row]
             return attempt_ref(row)
 
         client = provider_for(
@@ -408,7 +419,7 @@ def _verify_first(callback: ReadCallback) -> Verified | None:
         return None
     finally:
         end_reads()  # the merchant read here is not read again in the transaction
-    return Verified(event, found[0], tuple(nonces)) if found else None
+    return Verified(event, found[0].id, found[0].merchant_id, tuple(nonces)) if found else None
 
 
 Reply = Callable[[], CallbackReply]
@@ -423,10 +434,12 @@ class NotProcessed(Exception):
         self.status, self.error, self.reply, self.fields = status, error, reply, fields
 
 
-def _process(event_id: int, callback: ReadCallback, verified: Verified | None) -> Reply:
+def _process(
+    event_id: int, callback: ReadCallback, verified: Verified | None, stored: dict[str, object] | None = None
+) -> Reply:
     """Verify the stored callback (unless it already was) and apply it, in the caller's transaction; returns what is
     left to do after the commit (the reply, or the follow-up with the provider that decides it). NotProcessed when
-    it is refused or fails."""
+    it is refused or fails. `stored`: the status and attempt the callback's row was inserted with (_ending)."""
     provider = callback.provider
     found: list[Checkout] = []  # the attempt the callback named, locked
     try:
@@ -453,7 +466,7 @@ def _process(event_id: int, callback: ReadCallback, verified: Verified | None) -
             payment_deadline=event.payment_deadline,
             card_last4=event.card_last4,
         )
-        _mark(event_id, checkout, CallbackStatus.APPLIED if changed else CallbackStatus.RECORDED)
+        _mark(event_id, checkout, CallbackStatus.APPLIED if changed else CallbackStatus.RECORDED, stored=stored)
         return lambda: CallbackReply(200, event.reply_body)
     except InvalidCallback as exc:
         named = found[0] if found else None
@@ -482,7 +495,24 @@ def _event_detail(event: ProviderEvent, event_id: int) -> str:
     return detail(callback=event_id, state=event.state.value, amount=event.amount, message=event.message)
 
 
-def _mark(event_id: int, checkout: Checkout, status: CallbackStatus) -> None:
+def _ending(verified: Verified) -> dict[str, object]:
+    """What a verified callback's row is most likely to end as: applied to the attempt it names."""
+    return {
+        "status": CallbackStatus.APPLIED.value,
+        "processed_at": utcnow(),
+        "checkout_id": verified.checkout_id,
+        "merchant_id": verified.merchant_id,
+    }
+
+
+def _mark(event_id: int, checkout: Checkout, status: CallbackStatus, *, stored: dict | None = None) -> None:
+    """The callback's status once processed; not written again when its row was stored so (_ending)."""
+    if stored is not None and (stored["status"], stored["checkout_id"], stored["merchant_id"]) == (
+        status.value,
+        checkout.id,
+        checkout.merchant_id,
+    ):
+        return
     set_callback_status(event_id, status, checkout_id=checkout.id, merchant_id=checkout.merchant_id)
 
 
