@@ -73,3 +73,39 @@ def test_a_writer_that_fails_leaves_the_queue_to_the_next(app, seed):
         thread.start()
         thread.join(10)
         assert done.is_set()
+
+
+def test_a_writers_turn_ends_with_its_commit(app, seed):
+    """The next writer goes as soon as the first has committed, not after the first session's own bookkeeping that
+    follows the commit (expiring what it read, returning its connection): that is no longer the database's business."""
+    from sqlalchemy import event
+    from sqlalchemy.orm import Session
+
+    _sqlite_path(app)
+    first_open, second_in, seen = threading.Event(), threading.Event(), []
+
+    def after_commit(_session):  # after the portal's own after_commit listener, in the committing writer's thread
+        if threading.current_thread().name == "first writer" and first_open.is_set():
+            seen.append(second_in.wait(5))
+
+    def writer(opened: threading.Event | None, done: threading.Event | None):
+        with app.app_context(), write_transaction():
+            db.session.execute(text("UPDATE merchant SET name = name"))
+            if opened is not None:
+                opened.set()
+                time.sleep(0.2)
+            if done is not None:
+                done.set()
+
+    event.listen(Session, "after_commit", after_commit)
+    try:
+        first = threading.Thread(target=writer, args=(first_open, None), name="first writer")
+        second = threading.Thread(target=writer, args=(None, second_in))
+        first.start()
+        assert first_open.wait(10)
+        second.start()
+        first.join(10)
+        second.join(10)
+    finally:
+        event.remove(Session, "after_commit", after_commit)
+    assert seen == [True]  # the second writer was in while the first was still finishing its commit

@@ -3,7 +3,9 @@
 On SQLite, writers wait for each other in a queue the kernel keeps (an exclusive flock on a file beside the database)
 before they ask SQLite for its write lock. SQLite's own busy handler would poll instead, sleeping up to 100 ms between
 tries, so under load a writer could sleep long after the lock was free. Durability is SQLite's (WAL, synchronous as
-configured); the queue only decides who goes next.
+configured); the queue only decides who goes next. A writer's turn ends with its COMMIT (the session's after_commit),
+before the session's own bookkeeping (expiring what it read, returning the connection to the pool), and the connection
+is taken from the pool before the writer joins the queue: only the transaction's statements run in its turn.
 """
 
 from __future__ import annotations
@@ -14,8 +16,8 @@ import functools
 import os
 import threading
 
-from sqlalchemy import bindparam, inspect, select
-from sqlalchemy.orm import joinedload
+from sqlalchemy import bindparam, event, inspect, select
+from sqlalchemy.orm import Session, joinedload
 
 from portal.extensions import db, execute_core
 from portal.models import Checkout, Order
@@ -50,10 +52,20 @@ def _writer_queue(bind):
         return
     fd = _queue_fd(database)
     fcntl.flock(fd, fcntl.LOCK_EX)  # blocks this thread only (the GIL is released while waiting)
+    _queue.turn = (fd, db.session())
     try:
         yield
     finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
+        _end_turn(None)
+
+
+@event.listens_for(Session, "after_commit")
+def _end_turn(session: Session | None) -> None:
+    """The next writer may go: this thread's write transaction committed (or ended otherwise, session None)."""
+    turn = getattr(_queue, "turn", None)
+    if turn is not None and (session is None or session is turn[1]):
+        _queue.turn = None
+        fcntl.flock(turn[0], fcntl.LOCK_UN)
 
 
 def end_reads() -> None:
@@ -76,9 +88,11 @@ def write_transaction(*, keep_reads: bool = False):
     if not keep_reads or db.session().in_transaction():
         db.session.commit()
     bind = db.session.get_bind()
+    sqlite = bind.dialect.name == "sqlite"
+    connection = db.session.connection() if sqlite else None  # from the pool before the queue (no SQL is sent)
     with _writer_queue(bind):
-        if bind.dialect.name == "sqlite":
-            db.session.connection().exec_driver_sql("BEGIN IMMEDIATE")
+        if connection is not None:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
         try:
             yield
             db.session.commit()
