@@ -24,7 +24,14 @@ from portal.gateways import forget_kept_merchants, merchant_row, provider_for, r
 from portal.models import CallbackStatus, Checkout, CheckoutEvent, CheckoutState, Merchant, WebhookEvent, utcnow
 from portal.payments.attempts import refresh_checkout
 from portal.payments.charges import charge_card
-from portal.payments.locking import end_reads, lock_with_order, locked_checkout, order_locked, write_transaction
+from portal.payments.locking import (
+    checkout_as_read,
+    end_reads,
+    lock_with_order,
+    order_locked,
+    read_checkout,
+    write_transaction,
+)
 from portal.payments.redaction import mask_card_text, scrub
 from portal.payments.snapshots import attempt_ref, checkout_ref
 from portal.payments.state import apply_state, detail, move, record
@@ -362,8 +369,7 @@ class Verified:
     """A callback verified before the write transaction: the event, the attempt it names, the request ids to keep."""
 
     event: ProviderEvent
-    checkout_id: int
-    merchant_id: int
+    checkout: Checkout  # with its order, read then (compared with their rows under the lock: checkout_as_read)
     nonces: tuple[str, ...]
 
 
@@ -415,11 +421,14 @@ def _verify_first(callback: ReadCallback) -> Verified | None:
             merchant or Merchant(), provider.name, nonce_store=lambda value: nonces.append(value) or True
         )
         event = client.parse_callback(callback.request, lookup, fields=callback.fields)
+        if not found:
+            return None
+        checkout = read_checkout(found[0].id)  # loaded here; under the lock only compared with the rows as they are
     except Exception:  # refused, or a fault: decided (and logged) again in the transaction
         return None
     finally:
-        end_reads()  # the merchant read here is not read again in the transaction
-    return Verified(event, found[0].id, found[0].merchant_id, tuple(nonces)) if found else None
+        end_reads()  # what was read here is kept, not read again (the attempt and its order: compared, under the lock)
+    return Verified(event, checkout, tuple(nonces))
 
 
 Reply = Callable[[], CallbackReply]
@@ -444,7 +453,7 @@ def _process(
     found: list[Checkout] = []  # the attempt the callback named, locked
     try:
         if verified is not None and all(remember_nonce(provider.name, value) for value in verified.nonces):
-            event, checkout = verified.event, locked_checkout(verified.checkout_id, with_order=True)
+            event, checkout = verified.event, checkout_as_read(verified.checkout)
         else:  # not verified beforehand, or a replayed request id: the provider's own verdict, in this transaction
             merchant = _callback_merchant(provider, callback.fields)
             event = _verify(callback, merchant, found)
@@ -500,8 +509,8 @@ def _ending(verified: Verified) -> dict[str, object]:
     return {
         "status": CallbackStatus.APPLIED.value,
         "processed_at": utcnow(),
-        "checkout_id": verified.checkout_id,
-        "merchant_id": verified.merchant_id,
+        "checkout_id": verified.checkout.id,
+        "merchant_id": verified.checkout.merchant_id,
     }
 
 

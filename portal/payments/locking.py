@@ -120,6 +120,44 @@ def _locked_checkout(dialect: str, with_order: bool):
     return lock_with_order(stmt, dialect, with_order)
 
 
+def checkout_as_read(checkout: Checkout) -> Checkout:
+    """In a write transaction on SQLite: the checkout and its order as read (read_checkout) just before it, if neither
+    has changed since; else both read again (locked_checkout). The ORM's loading, which costs several times the
+    query, is then done before the one write lock is taken, and under it only the rows' values are read, to compare."""
+    row = execute_core(_current_rows(), {"checkout_id": checkout.id}).one_or_none()
+    if row is not None and _as_read(checkout, row, "c_") and _as_read(checkout.order, row, "o_"):
+        return checkout
+    return locked_checkout(checkout.id, with_order=True)
+
+
+def read_checkout(checkout_id: int) -> Checkout:
+    """The checkout with its order, read without a lock, for checkout_as_read (SQLite, where reading locks nothing)."""
+    dialect = db.session.get_bind().dialect.name
+    if dialect != "sqlite":
+        raise RuntimeError("read_checkout is for SQLite: elsewhere the row is read locked, in the transaction")
+    return db.session.execute(_locked_checkout(dialect, True), {"checkout_id": checkout_id}).scalar_one()
+
+
+@functools.cache
+def _current_rows():
+    """Built once: every column of a checkout and of its order, by the checkout's id (a Core statement)."""
+    checkouts, orders = Checkout.__table__, Order.__table__
+    columns = [c.label(f"c_{c.key}") for c in checkouts.columns] + [c.label(f"o_{c.key}") for c in orders.columns]
+    return select(*columns).join_from(checkouts, orders).where(checkouts.c.id == bindparam("checkout_id"))
+
+
+def _as_read(row_object, row, prefix: str) -> bool:
+    """Whether an ORM object, unchanged in this session, holds the values the row has now, column by column."""
+    state = inspect(row_object)
+    if state.modified or state.expired_attributes:
+        return False
+    loaded, values = state.dict, row._mapping
+    for prop in state.mapper.column_attrs:
+        if prop.key not in loaded or loaded[prop.key] != values[prefix + prop.columns[0].key]:
+            return False
+    return True
+
+
 def lock_with_order(stmt, dialect: str, with_order: bool):
     """FOR UPDATE where the database has row locks (on SQLite the transaction's write lock serializes writers): of the
     checkout, or (with_order: the statement joins the order, inner) of the checkout and its order."""
