@@ -41,6 +41,12 @@ class RefundPlan:
     paid_vouchers: tuple[VoucherLine, ...] = ()  # voucher mode (MyPay): every paid voucher, listed in the call
     invoice_state: str = ""  # where the provider takes one (MyPay): "4" void, "6" allowance
     manual_reference: str = ""  # a refund made by hand (O'Pay): the reference the provider's back office gave it
+    refunded_before: int = 0  # refunded, or being refunded, on this payment before this one
+
+    @property
+    def rest_of_payment(self) -> bool:
+        """A refund of what was left after earlier ones: the payment is then refunded in full, though this is not."""
+        return not self.full and self.refunded_before > 0 and self.amount + self.refunded_before >= self.paid
 
     @property
     def manual(self) -> bool:
@@ -169,12 +175,16 @@ def check_rules(checkout: Checkout, refunds: list[Refund], amount: int) -> None:
         raise RefundRefused(blocked)
     paid = paid_of(checkout)
     if voucher_mode(checkout) and amount != paid:
-        raise RefundRefused(
-            _(
-                "Orders paid with vouchers can only be refunded in full at MyPay: NT$%(paid)s, listing every paid "
-                "voucher.",
-                paid=f"{paid:,}",
+        if paid_vouchers(checkout):
+            raise RefundRefused(
+                _(
+                    "Orders paid with vouchers can only be refunded in full at MyPay: NT$%(paid)s, listing every paid "
+                    "voucher.",
+                    paid=f"{paid:,}",
+                )
             )
+        raise RefundRefused(
+            _("Orders with vouchers can only be refunded in full at MyPay: NT$%(paid)s.", paid=f"{paid:,}")
         )
     left = refundable(checkout, refunds)
     if amount < 1:
@@ -258,7 +268,8 @@ def plan_refund(
     reason = (reason or "").strip()
     if not reason:
         raise RefundRefused(_("Please say why the money is given back."), "reason")
-    check_rules(checkout, refunds_of(checkout.id), amount)
+    earlier = refunds_of(checkout.id)
+    check_rules(checkout, earlier, amount)
     policy = policy_of(checkout)
     manual_reference = (manual_reference or "").strip() if not policy.by_api else ""
     if not policy.by_api and not manual_reference:
@@ -282,6 +293,7 @@ def plan_refund(
         paid_vouchers=paid_vouchers(checkout) if voucher_mode(checkout) else (),
         invoice_state=invoice_state,
         manual_reference=manual_reference,
+        refunded_before=checkout.refunded_amount + in_progress(earlier),
     )
     if policy.checked_by_query:
         check_with_provider(checkout)

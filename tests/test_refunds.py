@@ -287,3 +287,23 @@ def test_a_partial_mypay_refund_gets_an_allowance_not_a_void_of_the_whole_invoic
     assert 'data-invoice-state="6"' in text
     full = page_text(review(admin, order_id, 1000, invoice_state="4"))
     assert 'data-invoice-state="4"' in full
+
+
+def test_a_refund_of_the_rest_is_not_called_partial(app, seed, admin):
+    """After a first refund, the one that takes what is left refunds the payment in full: the confirmation says so
+    (it said "partial"), and a smaller one is still partial."""
+    order_id, _c, _ref = paid(app, seed, "opay")
+    _fields, done = confirm(admin, order_id, 400, manual_reference="R-1")
+    assert done.status_code == 302 and refunds(app, order_id) == [("succeeded", 400)]
+    rest = page_text(review(admin, order_id, 600, manual_reference="R-2"))
+    assert "(the rest: NT$400 of the NT$1,000 paid was refunded before)" in rest and "partial" not in rest
+    part = page_text(review(admin, order_id, 500, manual_reference="R-2"))
+    assert "(partial: paid NT$1,000)" in part
+
+
+def test_mypay_orders_with_free_vouchers_only_say_nothing_of_paid_vouchers(app, seed, admin):
+    order_id, _c, _ref = paid(app, seed, "mypay", vouchers=(("free", 50),))
+    page = review(admin, order_id, 100)
+    text = page_text(page)
+    assert page.status_code == 409 and "Orders with vouchers can only be refunded in full at MyPay: NT$950." in text
+    assert "paid voucher" not in text
