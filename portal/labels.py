@@ -12,8 +12,9 @@ from flask import Flask
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
-from portal.filters import mask_cards
+from portal.filters import mask_cards, twd
 from portal.forms import ProviderSettingsForm
+from portal.forms.webhook_endpoints import EVENT_LABELS
 
 # The providers as the interface names them (zh-TW: 應援科技, MyPay, 歐付寶).
 PROVIDER_NAMES = {"oen": _l("Oen Tech"), "mypay": _l("MyPay"), "opay": _l("O'Pay")}
@@ -274,7 +275,16 @@ def _detail_value(action: str, key: str, value) -> str | None:
         return state_label(str(value))
     if key == "reason" and action == "callback_refused" and isinstance(value, str):
         return callback_error_text(value)
+    if key in MONEY_DETAILS and isinstance(value, int):
+        return twd(value)
+    if key == "events" and action.startswith("webhook_endpoint") and isinstance(value, list | tuple):
+        # An endpoint with no event ticked receives every event (merchant_webhooks.clean_events).
+        return ", ".join(str(EVENT_LABELS.get(str(v), v)) for v in value) or _("All events")
     return None
+
+
+# Audit details that are amounts of money (whole TWD).
+MONEY_DETAILS = ("amount", "payable", "payable_before", "provider_refunded")
 
 
 # Audit details that are the portal's own database ids: never shown as such. Each is shown as what a person knows

@@ -258,3 +258,29 @@ def test_a_detail_with_no_value_is_left_out_and_the_refund_reference_shown_once(
     assert [text for _name, text in terms].count("95704") == 1
     assert len({name for name, _text in terms}) == len(terms), terms  # no label twice
     assert all(text.strip() for _name, text in terms), terms  # no empty row
+
+
+def test_amounts_read_as_money_and_webhook_events_by_their_names(app, client, auth, seed):
+    """A refund's amount reads NT$2,480 (not 2480); a webhook endpoint's events read as the form names them, and an
+    endpoint created without any ticked (it then receives every event) says so instead of an empty row."""
+    with app.app_context():
+        add = db.session.add
+        add(AuditEvent(merchant_id=seed.merchant_id, action="refund_succeeded", detail={"amount": 2480}))
+        add(AuditEvent(merchant_id=seed.merchant_id, action="order_edited", detail={"payable_before": 1060}))
+        for events in ([], ["order.paid", "order.refunded"]):
+            add(
+                AuditEvent(
+                    merchant_id=seed.merchant_id,
+                    action="webhook_endpoint_created",
+                    detail={"url": "https://erp.example/hooks", "events": events},
+                )
+            )
+        db.session.commit()
+    auth.login()
+    body = client.get("/settings/audit", headers={"Accept-Language": "en"}).get_data(as_text=True)
+    terms = re.findall(r"<dt>(.*?)</dt><dd>(.*?)</dd>", body)
+    shown = {(name, text) for name, text in terms}
+    assert ("Amount", "NT$2,480") in shown
+    assert any(text == "NT$1,060" for _name, text in terms)
+    events = [text for name, text in terms if name == "Events"]
+    assert sorted(events) == ["All events", "Order paid, Order refunded"], terms
