@@ -248,6 +248,29 @@ def source_label(source: str) -> str:
     return str(SOURCE_LABELS.get(source, source))
 
 
+def history_step(event) -> str:
+    """What one row of an attempt's history says happened: a move ("Awaiting payment → Paid"), or, for a provider's
+    word that changed nothing ("recorded, not applied" beside it), what it was: a state it reported, an error it
+    answered with, a charge whose outcome it did not give, the payment page it sent."""
+    if event.applied:
+        if event.from_state != event.to_state:
+            return f"{state_label(event.from_state)} → {state_label(event.to_state)}"
+        return state_label(event.to_state)
+    try:
+        evidence = json.loads(event.detail or "{}")
+    except ValueError:
+        evidence = {}
+    evidence = evidence if isinstance(evidence, dict) else {}
+    if event.from_state == event.to_state:
+        if "error" in (evidence.get("provider_state"), evidence.get("state")):
+            return _("the provider answered with an error")
+        if evidence.get("charge") == "unknown":
+            return _("the charge's outcome is not known yet")
+        if evidence.get("provider_page"):
+            return _("the provider's payment page was received")
+    return _("reported %(state)s", state=state_label(event.to_state))
+
+
 def setting_label(name: str) -> str:
     """A provider setting's name (settings_changed lists them) as its form field is labelled."""
     field = getattr(ProviderSettingsForm, name, None)
@@ -391,6 +414,7 @@ def register(app: Flask) -> None:
     for name, function in (
         ("state_label", state_label),
         ("source_label", source_label),
+        ("history_step", history_step),
         ("provider_label", provider_label),
         ("audit_action_label", audit_action_label),
         ("role_label", role_label),

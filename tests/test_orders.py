@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from html import unescape
 
 import pytest
 
@@ -523,3 +524,33 @@ def test_a_notice_recorded_but_not_applied_says_what_it_reported_not_a_move(app,
     assert "recorded, not applied" in ignored
     applied = html.split('<li class="applied">')[1].split("</li>")[0]
     assert "Awaiting payment → Paid" in " ".join(applied.split())
+
+
+def test_a_providers_word_that_changed_nothing_says_what_it_was(app, seed, staff):
+    """Rows recorded but not applied whose state stayed as it was: a query confirming the payment already applied
+    reads "reported Paid" (it read a bare "Paid"), and a provider's error answer, a charge whose outcome is not known
+    and a kept payment page say so, not "reported"."""
+    from portal.payments.state import detail, move, record
+    from tests.support.factories import make_checkout, make_order
+
+    with app.app_context():
+        checkout = make_checkout(make_order(seed.merchant_id), provider="mypay")
+        move(checkout, "paid", "callback", "{}")
+        record(checkout, "query", "paid", "paid", detail(provider_state="paid"), applied=False)
+        record(checkout, "query", "paid", "paid", detail(provider_state="error"), applied=False)
+        record(checkout, "callback", "paid", "paid", detail(callback=1, state="error"), applied=False)
+        record(checkout, "charge", "paid", "paid", detail(charge="unknown", error="timeout"), applied=False)
+        record(checkout, "create", "paid", "paid", detail(provider_page="received"), applied=False)
+        db.session.commit()
+        order_id = checkout.order_id
+    html = staff.get(f"/orders/{order_id}", headers={"Accept-Language": "en"}).get_data(as_text=True)
+    rows = [unescape(re.sub(r"<[^>]+>", " ", row.split("</li>")[0])) for row in html.split('<li class="not-applied">')]
+    rows = [" ".join(row.split()) for row in rows[1:]]
+    said = [row.split(" · ")[2].split(": ", 1)[1].split(" recorded, not applied")[0] for row in rows]
+    assert said == [
+        "the provider's payment page was received",
+        "the charge's outcome is not known yet",
+        "the provider answered with an error",
+        "the provider answered with an error",
+        "reported Paid",
+    ], rows
