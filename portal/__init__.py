@@ -156,7 +156,9 @@ def register_errorhandlers(app: Flask) -> None:
             return http_problem(code, message)
         if customer_request():
             # A customer's page: the shop's layout (its name and contact when the link is known), no staff links.
-            return render_template("checkout/error.html", code=code, message=message, shop=customer_shop()), code
+            link = request.path == "/pay" or request.path.startswith("/pay/")
+            page = render_template("checkout/error.html", code=code, message=message, shop=customer_shop(), link=link)
+            return page, code
         return render_template("error.html", code=code, message=message), code
 
     @app.errorhandler(400)

@@ -65,6 +65,8 @@ def test_mistyped_link_is_a_friendly_not_found_page_in_both_languages(app, seed,
     assert other.status_code == 404 and "/login" not in text
     # …but it is not called a payment link: it is a page that does not exist
     assert "The page you asked for does not exist." in text and "payment link" not in text
+    assert "<h1>Page not found</h1>" in text and "Link not found" not in text  # its heading and title too
+    assert "<h1>Link not found</h1>" in page
 
 
 def test_staff_still_get_their_own_error_page(app, seed, client, auth):
@@ -134,3 +136,22 @@ def test_bad_shop_settings_are_refused_on_the_field(app, seed, client, auth, fie
     with app.app_context():
         merchant = db.session.get(Merchant, seed.merchant_id)
         assert merchant.contact_phone is None and merchant.reminder_hours == 24
+
+
+@pytest.mark.parametrize(
+    ("provider", "state", "offline"), [("oen", "processing", False), ("mypay", "awaiting_payment", True)]
+)
+def test_the_waiting_page_speaks_of_atm_and_stores_only_where_the_customer_can_pay_so(
+    app, seed, client, provider, state, offline
+):
+    """A card being charged at Oen Tech is not paid at a convenience store: the waiting page says only that it
+    updates itself; MyPay, where the customer may have paid at an ATM or a store, says that can take a while."""
+    import responses
+
+    with app.app_context():
+        token = make_checkout(make_order(seed.merchant_id), provider, state=state).public_token
+    with responses.RequestsMock(assert_all_requests_are_fired=False):  # a query finds no provider: still waiting
+        page = client.get(f"/pay/{token}/return", headers={"Accept-Language": "en"}).get_data(as_text=True)
+    assert "Waiting for the payment provider to confirm your payment" in page
+    assert "This page updates itself." in page
+    assert ("convenience store" in page) is offline and ("ATM" in page) is offline

@@ -277,6 +277,7 @@ class Provider:
     callbacks_confirmed_by_query: bool = False  # a callback is only a hint: the portal asks the provider to confirm it
     saves_cards: bool = False  # a callback may carry a saved card's token, which the portal charges (Oen)
     creates_on_visit: bool = False  # the provider's trade is created when the customer opens the link (O'Pay)
+    pays_offline: bool = False  # the customer may pay later, at an ATM or a convenience store (MyPay)
     queried_by_checkout_id: bool = False  # nothing to ask until the provider's checkout id is known (Oen)
 
     @classmethod

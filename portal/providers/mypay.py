@@ -210,6 +210,7 @@ class MyPayProvider(Provider):
     callback_secret_fields = ()
     callback_reply = "8888"
     callbacks_confirmed_by_query = True  # a report moves money state only once api/queryorder says the same
+    pays_offline = True  # ATM transfer and convenience-store payments, confirmed by the bank or the store later
 
     @classmethod
     def from_settings(
