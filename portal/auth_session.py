@@ -7,6 +7,7 @@ from datetime import timedelta
 
 from flask import current_app, request
 from flask_babel import lazy_gettext as _l
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import joinedload
 
 from portal.extensions import db, login_manager
@@ -37,10 +38,18 @@ def end_session(session_id: str | None) -> None:
         db.session.commit()
 
 
+# Built once (every staff request runs it; building the statement costs more than running it): a login with its user.
+LOGIN_WITH_USER = (
+    select(UserSession)
+    .options(joinedload(UserSession.user, innerjoin=True))
+    .where(UserSession.id == bindparam("session_id"))
+)
+
+
 @login_manager.user_loader
 def load_user(session_id: str) -> User | None:
     """The user of a live login, or None when it has ended, idled out or grown too old."""
-    row = db.session.get(UserSession, session_id, options=[joinedload(UserSession.user, innerjoin=True)])  # one query
+    row = db.session.execute(LOGIN_WITH_USER, {"session_id": session_id}).scalar_one_or_none()  # one query
     if row is None or not row.user.active:
         return None
     now = utcnow()

@@ -3,13 +3,14 @@ drafts."""
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
 from flask import abort
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
-from sqlalchemy import and_, exists, func, or_
+from sqlalchemy import and_, bindparam, exists, func, or_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload, selectinload
 
@@ -37,15 +38,20 @@ def get_order(
     with_merchant: its merchant read in the same query (opening a link needs its providers' settings)."""
     if merchant_id is None:
         merchant_id = current_user.merchant_id
-    query = db.select(Order).filter_by(id=order_id, merchant_id=merchant_id)
-    if with_merchant:
-        query = query.options(joinedload(Order.merchant, innerjoin=True))
-    if lock:
-        query = query.with_for_update()
-    order = db.session.execute(query).scalar_one_or_none()
+    query = _merchants_order(with_merchant, lock)
+    order = db.session.execute(query, {"order_id": order_id, "merchant_id": merchant_id}).scalar_one_or_none()
     if order is None:
         abort(404)
     return order
+
+
+@functools.cache
+def _merchants_order(with_merchant: bool, lock: bool):
+    """Built once per kind (most staff pages of an order run it; building costs more than running it)."""
+    query = db.select(Order).where(Order.id == bindparam("order_id"), Order.merchant_id == bindparam("merchant_id"))
+    if with_merchant:
+        query = query.options(joinedload(Order.merchant, innerjoin=True))
+    return query.with_for_update() if lock else query
 
 
 @dataclass(frozen=True)
