@@ -155,3 +155,44 @@ def test_the_waiting_page_speaks_of_atm_and_stores_only_where_the_customer_can_p
     assert "Waiting for the payment provider to confirm your payment" in page
     assert "This page updates itself." in page
     assert ("convenience store" in page) is offline and ("ATM" in page) is offline
+
+
+@pytest.mark.parametrize("status", [500, 400])
+def test_a_provider_failure_tells_the_customer_what_they_can_do_not_the_staffs_advice(app, seed, client, status):
+    """O'Pay's trade cannot be created when the customer goes on to pay: the customer reads that nothing was charged
+    and what to do, not the advice meant for staff ("refresh the order") or the provider's codes."""
+    import responses
+
+    with app.app_context():
+        token = make_checkout(make_order(seed.merchant_id), provider="opay").public_token
+    with responses.RequestsMock() as rsps:
+        rsps.post(app.config["OPAY_API_URL"] + "/WxAPI/Create", status=status, body="{}")
+        reply = client.post(f"/pay/{token}/go", headers={"Accept-Language": "zh-TW"})
+    text = reply.get_data(as_text=True)
+    assert reply.status_code == 502
+    assert "沒有任何扣款" in text and "重新整理訂單" not in text and "HTTP" not in text
+
+
+def test_a_failed_retry_on_the_shops_link_tells_the_customer_what_they_can_do(app, seed, client):
+    """Trying again on the shop's link when MyPay cannot open the payment: the customer's message, not the staff's."""
+    import secrets
+    from datetime import timedelta
+
+    import responses
+
+    from portal.models import Order, utcnow
+    from portal.payments import refresh_order
+
+    with app.app_context():
+        order = db.session.get(Order, make_order(seed.merchant_id).id)
+        order.link_token, order.link_provider = secrets.token_urlsafe(24), "mypay"
+        order.link_expires_at = utcnow() + timedelta(hours=1)
+        refresh_order(order)
+        db.session.commit()
+        token = order.link_token
+    with responses.RequestsMock() as rsps:
+        rsps.post(app.config["MYPAY_API_URL"], status=500, body="{}")
+        reply = client.post(f"/pay/{token}/retry", headers={"Accept-Language": "en"}, follow_redirects=True)
+    text = reply.get_data(as_text=True)
+    assert "The payment provider is not answering right now. Nothing was charged" in text
+    assert "refresh the order" not in text and "HTTP 500" not in text

@@ -18,7 +18,13 @@ from portal.extensions import db, execute_core
 from portal.gateways import operator_configured, provider_for
 from portal.models import OPEN_STATES, Checkout, CheckoutState, Merchant, Order, OrderItem, Voucher, utcnow
 from portal.payments.locking import end_reads, locked_checkout, order_locked, write_transaction
-from portal.payments.snapshots import checkout_ref, checkout_request, new_reference, provider_message
+from portal.payments.snapshots import (
+    checkout_ref,
+    checkout_request,
+    customer_message,
+    new_reference,
+    provider_message,
+)
 from portal.payments.state import (
     REQUERY_AFTER,
     apply_state,
@@ -247,7 +253,7 @@ def trade_page(checkout: Checkout, customer_ip: str = "") -> Checkout:
     try:
         page = provider.create_trade(trade)
     except ProviderError as exc:
-        raise CheckoutError(provider_message(exc)) from exc
+        raise CheckoutError(customer_message(exc)) from exc
     if page.status != 200:
         raise CheckoutError(_("The payment provider did not answer as expected. Please try again in a moment."))
     remember_provider_page(checkout.id, page.body, page.content_type)

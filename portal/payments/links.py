@@ -28,7 +28,9 @@ from portal.payments.attempts import (
     provider_choices,
 )
 from portal.payments.locking import locked_checkout, write_transaction
+from portal.payments.snapshots import customer_message
 from portal.payments.state import detail, move, refresh_order
+from portal.providers.base import ProviderError
 from portal.security import audit
 
 CHOICE = "choice"  # the customer picks the provider on the link's page
@@ -135,7 +137,12 @@ def retry_link(order: Order, provider: str | None, customer_ip: str = "") -> Che
             raise CheckoutError(_("Please choose how to pay."))
         # Checked and stored in one transaction before the provider call (as start_checkout does), one after it.
         prepared = prepare_attempt(order, provider or "", None, customer_ip)
-    return open_at_provider(prepared)
+    try:
+        return open_at_provider(prepared)
+    except CheckoutError as exc:
+        if isinstance(exc.__cause__, ProviderError):  # the customer reads what they can do, not the staff's advice
+            raise CheckoutError(customer_message(exc.__cause__)) from exc.__cause__
+        raise
 
 
 def cancel_link(order: Order, user_id: int | None) -> list[str]:

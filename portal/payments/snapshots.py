@@ -8,11 +8,19 @@ from dataclasses import replace
 
 from flask import current_app
 from flask_babel import get_locale
+from flask_babel import gettext as _
 
 from portal import invoices
 from portal.gateways import decrypted
 from portal.models import Checkout
-from portal.providers.base import CheckoutRef, CheckoutRequest, LineItem, ProviderError, VoucherLine
+from portal.providers.base import (
+    CheckoutRef,
+    CheckoutRequest,
+    LineItem,
+    ProviderError,
+    ProviderUnavailable,
+    VoucherLine,
+)
 
 
 def new_reference() -> str:
@@ -76,3 +84,13 @@ def checkout_ref(checkout: Checkout, *, lines: bool = True) -> CheckoutRef:
 def provider_message(exc: ProviderError) -> str:
     """The provider error's message in the interface language."""
     return exc.message(str(get_locale() or "zh_TW"))
+
+
+def customer_message(exc: ProviderError) -> str:
+    """What the customer reads when the provider could not open their payment: not the staff's advice (refresh the
+    order, the provider's codes), only what they can do."""
+    if isinstance(exc, ProviderUnavailable):
+        return _("The payment provider is not answering right now. Nothing was charged; please try again in a moment.")
+    return _(
+        "The payment provider could not open this payment. Nothing was charged; please try again later or ask the shop."
+    )
