@@ -119,6 +119,16 @@ def test_staff_tables_fit_the_screen_and_the_navigation_is_compact(new_context, 
             shot(page, f"staff-tables-{key}-phone")
     assert counted["orders"] >= 3 * 5 and counted["refunds"] >= 8
 
+    # an endpoint's deliveries, headed by its long address, stay within the screen too
+    page.goto("/settings/webhooks")
+    page.click("main a[href^='/settings/webhooks/']")
+    assert_fits_width(page, f"an endpoint's deliveries on a {name}")
+    # the audit log in English: its longest names ("Provider's refund reference") leave their values room to read
+    page.goto("/lang/en?next=/settings/audit")
+    values = page.eval_on_selector_all(".audit .facts dd", "dds => dds.map(dd => dd.getBoundingClientRect().width)")
+    assert values and min(values) >= 60, f"audit values squeezed on a {name}: {sorted(values)[:5]}"
+    page.goto("/lang/zh_TW?next=/orders")
+
     if phone:
         # the order number heads its card, and leads to the order
         card = page.goto("/orders") and page.locator("table.orders tbody tr").first
