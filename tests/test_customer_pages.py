@@ -66,14 +66,17 @@ def test_mistyped_link_is_a_friendly_not_found_page_in_both_languages(app, seed,
     # …but it is not called a payment link: it is a page that does not exist
     assert "The page you asked for does not exist." in text and "payment link" not in text
     assert "<h1>Page not found</h1>" in text and "Link not found" not in text  # its heading and title too
+    assert "No payment was made through this page" not in text  # said of a payment link only
     assert "<h1>Link not found</h1>" in page
 
 
 def test_staff_still_get_their_own_error_page(app, seed, client, auth):
     auth.login()
-    page = client.get("/no-such-page")
+    page = client.get("/no-such-page", headers={"Accept-Language": "en"})
     assert page.status_code == 404
-    assert "/orders" in page.get_data(as_text=True)
+    text = page.get_data(as_text=True)
+    assert "/orders" in text
+    assert "<h1>Page not found</h1>" in text and "<title>Page not found" in text  # named, not a bare 404
 
 
 def test_admin_sets_the_shop_contact_and_mail_settings_and_customers_see_them(app, seed, client, auth):
