@@ -187,7 +187,8 @@ def order_locked(order_id: int) -> None:
 def lock_order(order: Order) -> None:
     """Hold the order's row lock for the rest of the transaction before its state is derived (PostgreSQL; SQLite's
     write lock already serializes writers). An order read before the lock is read again, unless it has changes of
-    this transaction pending (then it was read under a lock already: locked_order, locked_checkout(with_order))."""
+    this transaction pending, which reading it again would drop: code that changes an order reads it locked first
+    (locked_order, locked_checkout(with_order)), so this is only the safety net for a caller that did not."""
     session = db.session()
     if session.get_bind().dialect.name == "sqlite" or inspect(order).transient or order.id is None:
         return
