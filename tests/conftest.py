@@ -9,9 +9,17 @@ from __future__ import annotations
 import pytest
 
 from portal.extensions import db
-from tests.support.apps import AuthActions, Seed, make_app, seed_merchants, start_live_portal, stop_live_portal
+from tests.support.apps import (
+    AuthActions,
+    LiveServer,
+    Seed,
+    make_app,
+    seed_merchants,
+    start_live_portal,
+    stop_live_portal,
+)
 from tests.support.network import NetworkGuard
-from tests.support.sandbox import LiveSandbox, free_port
+from tests.support.sandbox import LiveSandbox
 from tests.support.smtp import SmtpCatcher
 
 
@@ -67,12 +75,10 @@ def auth(client, seed):
 @pytest.fixture
 def live_server(tmp_path):
     """A live portal and, on another port (another origin), the sandbox server with its own database."""
-    port = free_port()
+    listener = LiveServer()  # bound first: the sandbox is told its address
     # MyPay's resends sooner than the sandbox's default 3 s
-    sandbox = LiveSandbox(
-        tmp_path / "sandbox.db", portal_url=f"http://127.0.0.1:{port}", SANDBOX_CALLBACK_RETRY_DELAY_S=0.5
-    )
-    server = start_live_portal(tmp_path, sandbox, port)
+    sandbox = LiveSandbox(tmp_path / "sandbox.db", portal_url=listener.url, SANDBOX_CALLBACK_RETRY_DELAY_S=0.5)
+    server = start_live_portal(tmp_path, sandbox, listener)
     yield server
     stop_live_portal(server)
 

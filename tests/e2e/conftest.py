@@ -15,9 +15,9 @@ try:
 except ImportError:  # pragma: no cover - depends on the environment
     sync_playwright = None
 
-from tests.support.apps import start_live_portal, stop_live_portal
+from tests.support.apps import LiveServer, start_live_portal, stop_live_portal
 from tests.support.chromium import CHROMIUM_ARGS, PHONE, Problems, chromium_path, unavailable
-from tests.support.sandbox import SandboxProcess, free_port
+from tests.support.sandbox import SandboxProcess
 
 
 @pytest.fixture(scope="session")
@@ -37,9 +37,9 @@ def chromium():
 @pytest.fixture
 def live_server(tmp_path):
     """As production runs: the portal on one port, the sandbox as its own OS process on another (another origin)."""
-    port = free_port()
-    sandbox = SandboxProcess(tmp_path / "sandbox.db", portal_url=f"http://127.0.0.1:{port}").start()
-    server = start_live_portal(tmp_path, sandbox, port)
+    listener = LiveServer()  # bound first: the sandbox is told its address
+    sandbox = SandboxProcess(tmp_path / "sandbox.db", portal_url=listener.url).start()
+    server = start_live_portal(tmp_path, sandbox, listener)
     yield server
     stop_live_portal(server)
 

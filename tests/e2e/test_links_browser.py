@@ -11,10 +11,10 @@ import pytest
 from portal import worker
 from portal.extensions import db
 from portal.models import Checkout, Order
-from tests.support.apps import start_live_portal, stop_live_portal
+from tests.support.apps import LiveServer, start_live_portal, stop_live_portal
 from tests.support.chromium import PHONE, assert_fits_width, login, shot, wait_for_state
 from tests.support.factories import make_order
-from tests.support.sandbox import SandboxProcess, free_port
+from tests.support.sandbox import SandboxProcess
 
 pytestmark = pytest.mark.e2e
 
@@ -22,9 +22,9 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture
 def live_server(tmp_path, smtp):
     """As tests/e2e/conftest.py's, with the portal's mail going to the test's SMTP server."""
-    port = free_port()
-    sandbox = SandboxProcess(tmp_path / "sandbox.db", portal_url=f"http://127.0.0.1:{port}").start()
-    server = start_live_portal(tmp_path, sandbox, port, MAIL_SERVER=smtp.host, MAIL_PORT=smtp.port)
+    listener = LiveServer()  # bound first: the sandbox is told its address
+    sandbox = SandboxProcess(tmp_path / "sandbox.db", portal_url=listener.url).start()
+    server = start_live_portal(tmp_path, sandbox, listener, MAIL_SERVER=smtp.host, MAIL_PORT=smtp.port)
     yield server
     stop_live_portal(server)
 

@@ -14,10 +14,10 @@ import pytest
 from portal import worker
 from portal.extensions import db
 from portal.models import AuditEvent, Checkout, Order, OutboxMessage
-from tests.support.apps import start_live_portal, stop_live_portal
+from tests.support.apps import LiveServer, start_live_portal, stop_live_portal
 from tests.support.browser import STATE_RE, Browser, csrf_of
 from tests.support.constants import PASSWORD
-from tests.support.sandbox import LiveSandbox, free_port
+from tests.support.sandbox import LiveSandbox
 
 DECLINED_MYPAY = "5204247750001471"  # MyPay's appendix 6 failure card: the sandbox declines it
 
@@ -259,9 +259,9 @@ def test_the_qr_code_is_an_image_of_the_link(live_server, browser):
 
 @pytest.fixture
 def mail_server(tmp_path, smtp):
-    port = free_port()
-    sandbox = LiveSandbox(tmp_path / "sandbox.db", portal_url=f"http://127.0.0.1:{port}")
-    server = start_live_portal(tmp_path, sandbox, port, MAIL_SERVER=smtp.host, MAIL_PORT=smtp.port)
+    listener = LiveServer()  # bound first: the sandbox is told its address
+    sandbox = LiveSandbox(tmp_path / "sandbox.db", portal_url=listener.url)
+    server = start_live_portal(tmp_path, sandbox, listener, MAIL_SERVER=smtp.host, MAIL_PORT=smtp.port)
     yield server
     stop_live_portal(server)
 

@@ -102,16 +102,21 @@ class AuthActions:
 
 
 class LiveServer:
-    """The app served over real HTTP on loopback in a background thread."""
+    """The app served over real HTTP on loopback in a background thread. Its socket is bound at once (port 0: one the
+    system picks), so its address is known before the app is made and nobody can take the port meanwhile (a port found
+    free and let go can be taken before it is bound again, even as the local port of an outgoing connection)."""
 
-    def __init__(self, app, port):
+    def __init__(self, app=None, port: int = 0):
         self.app = app
-        self.port = port
-        self.url = f"http://127.0.0.1:{port}"
-        self._server = make_server("127.0.0.1", port, app, threaded=True)
+        self._server = make_server("127.0.0.1", port, self._dispatch, threaded=True)
+        self.port = self._server.server_port
+        self.url = f"http://127.0.0.1:{self.port}"
         # Track request threads, so stop() waits for requests still running (e.g. a sandbox call told to hang).
         self._server.daemon_threads = False
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def _dispatch(self, environ, start_response):
+        return self.app(environ, start_response)
 
     def start(self):
         self._thread.start()
@@ -123,16 +128,17 @@ class LiveServer:
         self._server.server_close()  # joins the request threads still running
 
 
-def start_live_portal(tmp_path, sandbox, port: int, **overrides) -> LiveServer:
-    """A live portal on `port` whose providers are the given sandbox server, seeded with two merchants."""
+def start_live_portal(tmp_path, sandbox, server: LiveServer, **overrides) -> LiveServer:
+    """The live portal on `server` (a LiveServer bound before the sandbox was told its address) whose providers are the
+    given sandbox server, seeded with two merchants."""
     app = make_app(
         tmp_path,
-        PORTAL_BASE_URL=f"http://127.0.0.1:{port}",
+        PORTAL_BASE_URL=server.url,
         SANDBOX_URL=sandbox.url,
         WTF_CSRF_ENABLED=False,
         **overrides,
     )
-    server = LiveServer(app, port)
+    server.app = app
     server.sandbox = sandbox
     server.seed = seed_merchants(app)
     for shop in (SHOP_A, SHOP_B):
