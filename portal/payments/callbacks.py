@@ -379,7 +379,6 @@ def _open_attempt(scoped: bool):
     table = Checkout.__table__
     stmt = select(
         table.c.id,
-        table.c.merchant_id,
         table.c.state,
         table.c.reference,
         table.c.amount,
