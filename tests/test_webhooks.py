@@ -626,3 +626,34 @@ def test_an_opay_notice_holds_the_sqlite_write_lock_for_its_writes_only(
         topics = db.session.execute(db.select(OutboxMessage.topic).filter_by(merchant_id=seed.merchant_id)).scalars()
         assert list(events) == (["order.paid"] if listening else [])
         assert sorted(topics) == (["order.paid", "receipt", "staff_paid"] if listening else ["receipt"])
+
+
+def test_an_opay_notice_on_postgresql_is_stored_once_after_its_attempt_is_locked(app, client, opay_checkout):
+    """PostgreSQL: a notice is verified in its transaction with its attempt locked, then stored as it ends (applied,
+    to its attempt) in one INSERT; a resend waits at that lock for its original. Not stored, then updated."""
+    from sqlalchemy import event
+
+    with app.app_context():
+        engine = db.engine
+    if engine.dialect.name == "sqlite":
+        pytest.skip("PostgreSQL's path; SQLite verifies before its write lock (the test above)")
+    checkout_id, reference, amount = opay_checkout
+    statements: list[str] = []
+
+    def statement(_conn, _cursor, sql, *_args):
+        statements.append(sql)
+
+    event.listen(engine, "before_cursor_execute", statement)
+    try:
+        response = client.post("/webhooks/opay", data=opay_notice(reference, amount))
+    finally:
+        event.remove(engine, "before_cursor_execute", statement)
+    assert response.status_code == 200 and response.data == b"1|OK"
+    assert _state(app, checkout_id) == ("paid", "paid")
+    writes = [i for i, sql in enumerate(statements) if re.match(r"(INSERT INTO|UPDATE) webhook_event\b", sql)]
+    assert [statements[i].split(" (")[0] for i in writes] == ["INSERT INTO webhook_event"]
+    locking = [i for i, sql in enumerate(statements) if "FROM checkout" in sql and "FOR UPDATE" in sql]
+    assert locking and locking[0] < writes[0]
+    with app.app_context():
+        stored = db.session.execute(db.select(WebhookEvent).order_by(WebhookEvent.id.desc())).scalars().first()
+        assert (stored.status, stored.checkout_id) == ("applied", checkout_id)

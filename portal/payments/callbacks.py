@@ -17,6 +17,7 @@ from datetime import timedelta
 from urllib.parse import parse_qsl
 
 from sqlalchemy import Row, bindparam, delete, select, update
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import joinedload
 
 from portal.extensions import db, dialect_name, execute_core, insert_ignoring_conflicts
@@ -251,11 +252,12 @@ def receive_callback(provider: str, request: CallbackRequest) -> CallbackReply:
 
     Reading and redacting the body come first, outside any transaction. On SQLite, whose one write lock every writer
     waits for, the callback is verified before it too (the merchant, the attempt and the body's decryption read
-    first); on PostgreSQL, where the transaction locks only the attempt's row, verifying in it saves a transaction's
-    round trips. Storing, remembering O'Pay's RqID and applying are one write transaction. When processing fails, it
-    is rolled back whole and the callback stored again in a transaction of its own, saying why. Only what needs the
-    provider's word (a card token to charge, a hint to confirm by a query) goes on after the commit, in transactions
-    of its own.
+    first); on PostgreSQL, where the transaction locks only the attempt's row, it is verified in its transaction, the
+    attempt locked, before it is stored (a transaction's round trips saved). Either way, verified, it is stored as it
+    most likely ends, in one INSERT. Storing, remembering O'Pay's RqID and applying are one write transaction. When
+    processing fails, it is rolled back whole and the callback stored again in a transaction of its own, saying why.
+    Only what needs the provider's word (a card token to charge, a hint to confirm by a query) goes on after the
+    commit, in transactions of its own.
     """
     try:
         return _receive(read_callback(provider, request))
@@ -265,12 +267,15 @@ def receive_callback(provider: str, request: CallbackRequest) -> CallbackReply:
 
 def _receive(callback: ReadCallback) -> CallbackReply:
     row = callback_row(callback)
-    verified = _verify_first(callback) if dialect_name() == "sqlite" else None
-    # Verified beforehand, the callback is stored as it most likely ends (applied, to its attempt), in the one INSERT
-    # under the write lock; _mark updates it only when it ends otherwise. Nothing sees the row before the commit.
-    ending = None if verified is None else _ending(verified)
+    sqlite = dialect_name() == "sqlite"
+    verified = _verify_first(callback) if sqlite else None
     try:
         with write_transaction(keep_reads=True):  # the merchant read to verify it; the attempt is read again, locked
+            if not sqlite:
+                verified = _verify_locked(callback)
+            # Verified beforehand, the callback is stored as it most likely ends (applied, to its attempt), in its one
+            # INSERT; _mark updates it only when it ends otherwise. Nothing sees the row before the commit.
+            ending = None if verified is None else _ending(verified)
             event_id, seen, inserted = _store({**row, **ending} if ending else row)
             outcome = _process(event_id, callback, verified, ending if inserted else None) if seen is None else None
     except NotProcessed as failed:
@@ -366,11 +371,12 @@ def _verify(callback: ReadCallback, merchant: Row | None, found: list[Checkout])
 
 @dataclass(frozen=True)
 class Verified:
-    """A callback verified before the write transaction: the event, the attempt it names, the request ids to keep."""
+    """A callback verified before it is stored: the event, the attempt it names, the request ids to keep."""
 
     event: ProviderEvent
-    checkout: Checkout  # with its order, read then (compared with their rows under the lock: checkout_as_read)
+    checkout: Checkout  # with its order: read before the write transaction (SQLite), or locked in it (PostgreSQL)
     nonces: tuple[str, ...]
+    locked: bool = False  # the attempt and its order are locked in the transaction (else: checkout_as_read)
 
 
 @functools.cache
@@ -430,6 +436,44 @@ def _verify_first(callback: ReadCallback) -> Verified | None:
     return Verified(event, checkout, tuple(nonces))
 
 
+def _verify_locked(callback: ReadCallback) -> Verified | None:
+    """PostgreSQL: verify the callback in its write transaction, before it is stored, the attempt it names locked.
+
+    The store (its INSERT, where a resend waits for its original) then writes the row as it most likely ends. A resend
+    racing its original first waits here, at the attempt's lock, then finds the original stored; it changes nothing.
+    The RqID a provider sends is collected, and remembered after the store, where a replay is caught. None when the
+    callback does not verify: it is verified again after the store, where its refusal is written.
+    """
+    provider = callback.provider
+    if callback.unreadable is not None:
+        return None
+    found: list[Checkout] = []
+    nonces: list[str] = []
+    try:
+        merchant = _callback_merchant(provider, callback.fields)
+        if provider.callback_merchant_setting and merchant is None:
+            return None
+
+        def lookup(reference: str) -> CheckoutRef | None:
+            checkout = _find_checkout(provider.name, merchant, reference)
+            if checkout is None or checkout.state == CheckoutState.CREATING:
+                return None
+            found[:] = [checkout]
+            return checkout_ref(checkout, lines=False)
+
+        client = provider_for(
+            merchant or Merchant(), provider.name, nonce_store=lambda value: nonces.append(value) or True
+        )
+        event = client.parse_callback(callback.request, lookup, fields=callback.fields)
+    except DBAPIError:
+        raise  # the transaction is lost: the provider resends
+    except Exception:  # refused, or a fault: decided (and logged) again after the store
+        return None
+    if not found:
+        return None
+    return Verified(event, found[0], tuple(nonces), locked=True)
+
+
 Reply = Callable[[], CallbackReply]
 
 
@@ -452,7 +496,8 @@ def _process(
     found: list[Checkout] = []  # the attempt the callback named, locked
     try:
         if verified is not None and all(remember_nonce(provider.name, value) for value in verified.nonces):
-            event, checkout = verified.event, checkout_as_read(verified.checkout)
+            event = verified.event
+            checkout = verified.checkout if verified.locked else checkout_as_read(verified.checkout)
         else:  # not verified beforehand, or a replayed request id: the provider's own verdict, in this transaction
             merchant = _callback_merchant(provider, callback.fields)
             event = _verify(callback, merchant, found)
