@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import timedelta
 from html import unescape
@@ -306,3 +307,50 @@ def test_a_link_the_provider_refuses_to_make_leaves_the_order_as_it_was_and_says
         assert order.state == "draft"
         [checkout] = order.checkouts
         assert checkout.state == "failed" and checkout.opened_at is None and checkout.last_error
+
+
+def test_a_link_the_provider_makes_awaits_payment_and_its_answer_is_recorded_without_the_order(app, seed, admin):
+    """The provider's answer moves the attempt from "creating" to "awaiting payment", two open states: the order
+    already awaits payment (derived when the attempt was stored, before the call), so recording the answer reads,
+    locks and writes the attempt and its evidence only, not the order."""
+    from sqlalchemy import event
+
+    with app.app_context():
+        order = make_order(seed.merchant_id)
+        db.session.commit()
+        order_id, engine = order.id, db.engine
+    statements: list[str] = []
+    created = {"code": "200", "msg": "ok", "url": "https://pay.usecase.cc/payment/1.html", "uid": 1, "key": "k" * 32}
+
+    def answer(_request):
+        statements.clear()  # what is left: the transaction after the call
+        return 200, {}, json.dumps(created)
+
+    def statement(_conn, _cursor, sql, *_args):
+        statements.append(sql)
+
+    def committed(_conn):
+        statements.append("COMMIT")
+
+    event.listen(engine, "before_cursor_execute", statement)
+    event.listen(engine, "commit", committed)
+    try:
+        with responses.RequestsMock() as rsps:
+            rsps.add_callback(responses.POST, app.config["MYPAY_API_URL"], callback=answer)
+            page = admin.post(f"/orders/{order_id}/checkout", data={"provider": "mypay"}, follow_redirects=True)
+    finally:
+        event.remove(engine, "before_cursor_execute", statement)
+        event.remove(engine, "commit", committed)
+    assert 'data-order-state="awaiting_payment"' in page.get_data(as_text=True)
+    with app.app_context():
+        order = db.session.get(Order, order_id)
+        [checkout] = order.checkouts
+        assert (order.state, checkout.state, checkout.provider_checkout_id) == (
+            "awaiting_payment",
+            "awaiting_payment",
+            "1",
+        )
+        assert checkout.opened_at is not None and [e.to_state for e in checkout.events][-1] == "awaiting_payment"
+    after_call = statements[: next(i for i, sql in enumerate(statements) if sql.startswith("COMMIT")) + 1]
+    assert any(sql.startswith("UPDATE checkout") for sql in after_call)
+    assert not any('"order"' in sql for sql in after_call), after_call

@@ -219,7 +219,7 @@ def open_at_provider(prepared: PreparedAttempt) -> Checkout:
     }
     evidence = detail(url=link.url, **_public_ids(ids))
     with write_transaction():
-        checkout = locked_checkout(checkout_id, with_order=True)  # the order follows the attempt (refresh_order)
+        checkout = locked_checkout(checkout_id)  # opened, it stays open: the order stays as it was (state.move)
         for name, value in answer.items():
             if value is not None:
                 setattr(checkout, name, value)

@@ -89,7 +89,10 @@ MOVE_CHECKOUT = update(_checkouts).where(
 def move(checkout: Checkout, new_state: CheckoutState, source: str, detail: str, *, webhook_event_id=None) -> bool:
     """Move a locked checkout forward (compare-and-set on its current state); record the evidence either way.
 
-    The one writer of a checkout's state; the order follows through refresh_order.
+    The one writer of a checkout's state; the order follows through refresh_order, unless the checkout moves from an
+    open state to another (opened at the provider, a card charge under way): the order's state and figures stay as
+    they were (it awaits payment while its latest attempt is open, and only paid attempts count), so neither the
+    order's row nor its lock is needed (locked_checkout without with_order).
     """
     old = checkout.state
     forward = RANK.get(new_state, -1) > RANK.get(old, -1)
@@ -109,7 +112,8 @@ def move(checkout: Checkout, new_state: CheckoutState, source: str, detail: str,
         set_committed_value(checkout, key, value)
     _settled(checkout)
     record(checkout, source, old, new_state, detail, webhook_event_id=webhook_event_id)
-    refresh_order(checkout.order)
+    if not (old in OPEN_STATES and new_state in OPEN_STATES):
+        refresh_order(checkout.order)
     return True
 
 
