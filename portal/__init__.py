@@ -53,8 +53,16 @@ def register_template_helpers(app: Flask) -> None:
     app.jinja_env.globals["nav_links"] = nav_links
     app.jinja_env.globals["provider_env"] = app.config["PROVIDER_ENV"]
     app.jinja_env.globals["get_locale"] = get_locale
+    app.jinja_env.globals["current_address"] = current_address
     filters.register(app)
     labels.register(app)
+
+
+def current_address() -> str:
+    """This page's path with its query, if any (the language links come back to it): not request.full_path, which
+    ends in a bare "?" when there is no query."""
+    query = request.query_string.decode("utf-8", errors="replace")
+    return f"{request.path}?{query}" if query else request.path
 
 
 def load_config(app: Flask, test_config: dict | None) -> None:

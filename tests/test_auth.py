@@ -245,3 +245,13 @@ def test_json_bodies_to_login_are_refused_without_a_500(client, seed, body):
     response = client.post("/login", data=body, content_type="application/json")
     assert response.status_code == 200
     assert client.get("/orders").status_code == 302
+
+
+def test_the_language_links_come_back_to_the_same_address(app, seed):
+    """The links lead back to the page as it was: with its query, and without a stray "?" when it had none."""
+    client = browser_default_client(app)
+    page = client.get("/login").get_data(as_text=True)
+    assert 'href="/lang/en?next=/login"' in page and "next=/login%3F" not in page
+    page = client.get("/login?next=/orders").get_data(as_text=True)
+    assert 'href="/lang/en?next=/login?next%3D/orders"' in page
+    assert client.get("/lang/en?next=/login").headers["Location"] == "/login"
