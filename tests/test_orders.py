@@ -12,6 +12,7 @@ from portal.extensions import db
 from portal.models import ORDER_STATES, Order, OrderItem, User, Voucher, utcnow
 from tests.support.apps import seed_merchants
 from tests.support.constants import PASSWORD
+from tests.support.factories import make_order
 from tests.support.pages import order_post, read_page
 
 
@@ -554,3 +555,22 @@ def test_a_providers_word_that_changed_nothing_says_what_it_was(app, seed, staff
         "the provider answered with an error",
         "reported Paid",
     ], rows
+
+
+@pytest.mark.parametrize(("current", "expected"), [("oen", "mypay"), ("opay", "oen"), ("choice", "oen")])
+def test_switching_a_live_link_does_not_preselect_its_own_provider(app, seed, staff, current, expected):
+    """On an order whose link is live with O'Pay, "Switch the link to" must not have Oen Tech ticked as if it were the
+    link's provider, nor the link's own provider: the first other provider that can take the order is, and the link's
+    own is named as such."""
+    with app.app_context():
+        order = make_order(seed.merchant_id)
+        order.link_token, order.link_provider = f"tok-{current}", current
+        order.link_expires_at = utcnow() + timedelta(hours=1)
+        db.session.commit()
+        order_id = order.id
+    page = staff.get(f"/orders/{order_id}").get_data(as_text=True)
+    form = page.split('name="switch"', 1)[1].split("</form>", 1)[0]
+    assert re.findall(r'value="(\w+)"\s*checked', form) == [expected]
+    labels = re.findall(r'<label class="choice[^"]*">(.*?)</label>', form, re.S)
+    marked = [label for label in labels if "data-current-provider" in label]
+    assert len(marked) == 1 and f'value="{current}"' in marked[0]
