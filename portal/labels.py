@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 
+from babel.lists import format_list
 from flask import Flask
+from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
@@ -289,7 +291,7 @@ def _detail_value(action: str, key: str, value) -> str | None:
     if key == "change":
         return str(USER_CHANGE_LABELS.get(value, value))
     if key == "fields" and isinstance(value, list | tuple):
-        return ", ".join(setting_label(str(v)) for v in value)
+        return spoken_list(setting_label(str(v)) for v in value)
     if key == "invoice_state":
         return str(INVOICE_REFUND_LABELS.get(str(value), value))
     if key == "state" and action.startswith("refund"):
@@ -302,7 +304,7 @@ def _detail_value(action: str, key: str, value) -> str | None:
         return twd(value)
     if key == "events" and action.startswith("webhook_endpoint") and isinstance(value, list | tuple):
         # An endpoint with no event ticked receives every event (merchant_webhooks.clean_events).
-        return ", ".join(str(EVENT_LABELS.get(str(v), v)) for v in value) or _("All events")
+        return spoken_list(str(EVENT_LABELS.get(str(v), v)) for v in value) or _("All events")
     return None
 
 
@@ -386,9 +388,14 @@ def describe(detail: dict | None, action: str = "", references: dict | None = No
     return pairs
 
 
+def spoken_list(values) -> str:
+    """A list as the reader's language writes one: 「甲、乙和丙」, "A, B, and C"."""
+    return format_list([str(v) for v in values], locale=str(get_locale() or "zh_Hant_TW"))
+
+
 def _stored_text(value) -> str:
     if isinstance(value, list | tuple):
-        return ", ".join(str(v) for v in value)
+        return spoken_list(str(v) for v in value)
     if isinstance(value, dict):
         return json.dumps(value, ensure_ascii=False, sort_keys=True)
     return "" if value is None else str(value)

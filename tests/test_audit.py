@@ -115,7 +115,7 @@ def test_entries_newest_first_with_who_when_and_detail(app, client, auth, seed):
     assert rows(body) == ["login", "settings_changed", "order_created"]
     assert "2024-03-02 00:30:05" in body
     assert "2024-03-01 18:00:00" in body
-    assert "Oen merchant id, Oen CRM token" in body  # the settings' names as the settings page labels them
+    assert "Oen merchant id and Oen CRM token" in body  # the settings' names as the settings page labels them
     assert "Provider settings changed" in body
     assert seed.admin in body
 
@@ -283,4 +283,8 @@ def test_amounts_read_as_money_and_webhook_events_by_their_names(app, client, au
     assert ("Amount", "NT$2,480") in shown
     assert any(text == "NT$1,060" for _name, text in terms)
     events = [text for name, text in terms if name == "Events"]
-    assert sorted(events) == ["All events", "Order paid, Order refunded"], terms
+    assert sorted(events) == ["All events", "Order paid and Order refunded"], terms
+    body = client.get("/settings/audit", headers={"Accept-Language": "zh-TW"}).get_data(as_text=True)
+    events = [text for name, text in re.findall(r"<dt>(.*?)</dt><dd>(.*?)</dd>", body) if name == "事件"]
+    assert len(events) == 2 and any("、" in text or "和" in text for text in events), events
+    assert not any(", " in text for text in events)
