@@ -242,6 +242,13 @@ def callback_error_text(error: str) -> str:
     return _label(callback_errors(), error)
 
 
+def attempt_error(checkout) -> str:
+    """An attempt's last provider error in the reader's language (kept in both); as stored when only English was."""
+    if checkout.last_error_zh and not str(get_locale() or "").startswith("en"):
+        return checkout.last_error_zh
+    return checkout.last_error or ""
+
+
 def state_label(state: str) -> str:
     return str(STATE_LABELS.get(state, state))
 
@@ -428,6 +435,7 @@ def register(app: Flask) -> None:
         ("refund_state_label", refund_state_label),
         ("callback_status_label", callback_status_label),
         ("callback_error_text", callback_error_text),
+        ("attempt_error", attempt_error),
         ("payment_method_label", payment_method_label),
         ("delivery_error_text", delivery_error_text),
     ):

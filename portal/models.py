@@ -332,7 +332,9 @@ class Checkout(db.Model):
     payment_code: Mapped[dict | None] = mapped_column(JSON)
     payment_code_expires_at: Mapped[datetime | None]
     needs_attention: Mapped[bool] = mapped_column(default=False)
+    # The provider's last error, "code: message", in English (evidence) and in Chinese (staff read it in zh-TW).
     last_error: Mapped[str | None] = mapped_column(Text)
+    last_error_zh: Mapped[str | None] = mapped_column(Text)
     last_queried_at: Mapped[datetime | None]
     next_query_at: Mapped[datetime | None]
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("user.id"))

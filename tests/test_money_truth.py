@@ -297,8 +297,9 @@ def test_a_link_the_provider_refuses_to_make_leaves_the_order_as_it_was_and_says
         order = make_order(seed.merchant_id)
         db.session.commit()
         order_id = order.id
-    responses.post(app.config["MYPAY_API_URL"], status=503)
-    page = client.post(f"/orders/{order_id}/checkout", data={"provider": "mypay"}, follow_redirects=True)
+    with responses.RequestsMock() as rsps:
+        rsps.post(app.config["MYPAY_API_URL"], status=503)
+        page = client.post(f"/orders/{order_id}/checkout", data={"provider": "mypay"}, follow_redirects=True)
     text = page.get_data(as_text=True)
     assert 'data-order-state="draft"' in text
     assert "MyPay" in text and re.search(r"[\u4e00-\u9fff]", text.split("flash-error", 1)[1][:400])
@@ -354,3 +355,29 @@ def test_a_link_the_provider_makes_awaits_payment_and_its_answer_is_recorded_wit
     after_call = statements[: next(i for i, sql in enumerate(statements) if sql.startswith("COMMIT")) + 1]
     assert any(sql.startswith("UPDATE checkout") for sql in after_call)
     assert not any('"order"' in sql for sql in after_call), after_call
+
+
+def test_the_providers_error_on_an_attempt_reads_in_the_staffs_language(app, seed, client, auth):
+    """MyPay down while the link is made: the attempt's row keeps the reason with its code, read in zh-TW by staff
+    who read the portal in zh-TW (it was shown in English to everyone), in English by those who read English."""
+    auth.login()
+    with app.app_context():
+        order = make_order(seed.merchant_id)
+        db.session.commit()
+        order_id = order.id
+    client.get("/lang/zh_TW")
+    with responses.RequestsMock() as rsps:
+        rsps.post(app.config["MYPAY_API_URL"], status=500)
+        client.post(f"/orders/{order_id}/checkout", data={"provider": "mypay"})
+
+    def shown() -> str:
+        page = client.get(f"/orders/{order_id}").get_data(as_text=True)
+        return unescape(page.split("data-attempt-error>", 1)[1].split("</span>", 1)[0])
+
+    zh = shown()
+    assert zh.startswith("http_500: ") and "系統發生錯誤" in zh and "server error" not in zh
+    client.get("/lang/en")
+    assert shown().startswith("http_500: MyPay reported a server error")
+    with app.app_context():
+        [checkout] = db.session.get(Order, order_id).checkouts
+        assert checkout.last_error.startswith("http_500: MyPay reported")  # the evidence stays in English

@@ -29,6 +29,7 @@ from portal.payments.state import (
     REQUERY_AFTER,
     apply_state,
     detail,
+    keep_error,
     move,
     record,
     refresh_order,
@@ -231,7 +232,7 @@ def _fail_creation(checkout_id: int, exc: ProviderError) -> None:
     """The provider refused or did not answer: keep the attempt, closed, with the reason."""
     with write_transaction():
         checkout = locked_checkout(checkout_id, with_order=True)
-        checkout.last_error = f"{exc.code}: {exc.message_en}"
+        keep_error(checkout, exc)
         move(checkout, CheckoutState.FAILED, "create", detail(error=exc.code, message=exc.message_en))
 
 
@@ -300,14 +301,14 @@ def refresh_checkout(checkout_id: int, source: str = "query") -> tuple[bool, str
             checkout = locked_checkout(checkout_id)
             checkout.last_queried_at = utcnow()
             checkout.next_query_at = utcnow() + REQUERY_AFTER
-            checkout.last_error = f"{exc.code}: {exc.message_en}"
+            keep_error(checkout, exc)
         return False, provider_message(exc)
     with write_transaction():
         checkout = locked_checkout(checkout_id)
         checkout.last_queried_at = utcnow()
         state, figures = state_from_transactions(checkout, txns)
         if state is not None or checkout.state != CheckoutState.PROCESSING:
-            checkout.last_error = None  # (a charge that failed in transit keeps its error until Oen shows one)
+            keep_error(checkout)  # (a charge that failed in transit keeps its error until Oen shows one)
         changed = False
         if expiry_due(checkout) and state in (None, State.AWAITING_PAYMENT):
             # The link's time is up and the provider still awaits payment (or never heard of it): expire it here, so

@@ -12,7 +12,7 @@ from portal.models import PAID_STATES, Checkout, CheckoutState, Order, utcnow
 from portal.payments.attempts import CheckoutError, refresh_checkout, start_checkout
 from portal.payments.locking import locked_checkout, write_transaction
 from portal.payments.snapshots import checkout_ref, checkout_request
-from portal.payments.state import apply_state, detail, move, record
+from portal.payments.state import apply_state, detail, keep_error, move, record
 from portal.providers import REGISTRY
 from portal.providers.base import ProviderError
 from portal.security import audit, decrypt_secret
@@ -66,7 +66,7 @@ def charge_card(checkout_id: int, source: str, user_id: int | None = None, retry
     except ProviderError as exc:
         with write_transaction():
             checkout = locked_checkout(checkout_id)
-            checkout.last_error = f"{exc.code}: {exc.message_en}"
+            keep_error(checkout, exc)
             if exc.retryable:
                 # Outcome unknown: leave it "processing"; the order transactions query settles it.
                 evidence = detail(charge="unknown", error=exc.code)

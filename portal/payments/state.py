@@ -54,6 +54,13 @@ __all__ = [
 ]
 
 
+def keep_error(checkout: Checkout, error=None) -> None:
+    """Keep the provider's error (a ProviderError) on the attempt, "code: message" in English and in Chinese; None
+    clears it."""
+    checkout.last_error = f"{error.code}: {error.message_en}" if error is not None else None
+    checkout.last_error_zh = f"{error.code}: {error.message_zh}" if error is not None else None
+
+
 def detail(**fields) -> str:
     """Evidence for an event row, as sorted JSON."""
     return json.dumps(fields, ensure_ascii=False, default=str, sort_keys=True)

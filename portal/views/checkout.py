@@ -12,7 +12,7 @@ from flask_limiter.util import get_remote_address
 from flask_login import current_user, login_required
 
 from portal.extensions import db, limiter
-from portal.labels import PROVIDER_NAMES, state_label
+from portal.labels import PROVIDER_NAMES, attempt_error, state_label
 from portal.models import Checkout, CheckoutState, utcnow
 from portal.orders import get_order
 from portal.payments import (
@@ -115,7 +115,13 @@ def charge_saved_card(order_id: int):
         if checkout.state == CheckoutState.PAID:
             flash(_("The saved card was charged."), "success")
         else:
-            flash(_("The saved card could not be charged: %(why)s", why=checkout.last_error or checkout.state), "error")
+            flash(
+                _(
+                    "The saved card could not be charged: %(why)s",
+                    why=attempt_error(checkout) or state_label(checkout.state),
+                ),
+                "error",
+            )
     return redirect(url_for("orders.detail", order_id=order_id))
 
 
@@ -136,7 +142,7 @@ def retry_card_charge(order_id: int, checkout_id: int):
             flash(_("The card was charged."), "success")
         else:
             flash(
-                _("The card could not be charged: %(why)s", why=checkout.last_error or state_label(checkout.state)),
+                _("The card could not be charged: %(why)s", why=attempt_error(checkout) or state_label(checkout.state)),
                 "error",
             )
     return redirect(url_for("orders.detail", order_id=order_id))
