@@ -574,3 +574,35 @@ def test_switching_a_live_link_does_not_preselect_its_own_provider(app, seed, st
     labels = re.findall(r'<label class="choice[^"]*">(.*?)</label>', form, re.S)
     marked = [label for label in labels if "data-current-provider" in label]
     assert len(marked) == 1 and f'value="{current}"' in marked[0]
+
+
+@pytest.mark.parametrize("typed", ["T{m}00002", "t{m}00002", " T{m}00002 "])
+def test_a_whole_order_number_finds_that_order_by_its_index(app, seed, staff, typed):
+    """A number typed whole (in any case) finds that order; the list reads it by the (merchant, number) index, not by
+    reading every order of the shop for the text inside names, e-mails and numbers (379 ms at 100,000 on SQLite)."""
+    from sqlalchemy import event
+
+    make_orders(app, seed.merchant_id, 5)
+    make_orders(app, seed.other_merchant_id, 5)
+    number = f"T{seed.merchant_id}00002"
+    seen: list[tuple[str, object]] = []
+    with app.app_context():
+        engine = db.engine
+
+        def remember(_conn, _cursor, statement, parameters, *_args):
+            seen.append((statement, parameters))
+
+        event.listen(engine, "before_cursor_execute", remember)
+        try:
+            response = staff.get("/orders", query_string={"q": typed.format(m=seed.merchant_id)})
+        finally:
+            event.remove(engine, "before_cursor_execute", remember)
+        assert listed_numbers(response.get_data(as_text=True)) == [number]
+        listing = [(s, p) for s, p in seen if "LIMIT" in s and "customer_name" in s and 'FROM "order"' in s]
+        assert listing and "LIKE" not in listing[0][0]
+        if engine.dialect.name == "sqlite":
+            statement, parameters = listing[0]
+            with engine.connect() as connection:
+                plan = connection.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters).all()
+            assert any("number=?" in row[-1] for row in plan), plan
+            assert not any(row[-1].startswith("SCAN") and "order" in row[-1] for row in plan), plan
