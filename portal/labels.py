@@ -142,6 +142,8 @@ DETAIL_LABELS = {
 }
 
 USER_CHANGE_LABELS = {"deactivated": _l("Deactivated"), "reactivated": _l("Reactivated")}
+# Why a saved card's token was read (charges.read_card_token).
+TOKEN_PURPOSE_LABELS = {"charge": _l("To charge the card")}
 # MyPay's invoice_state on a refund: void the e-invoice (4) or issue an allowance (6)
 INVOICE_REFUND_LABELS = {"4": _l("Void"), "6": _l("Allowance")}
 
@@ -297,6 +299,8 @@ def _detail_value(action: str, key: str, value) -> str | None:
         return provider_label(str(value))
     if key == "change":
         return str(USER_CHANGE_LABELS.get(value, value))
+    if key == "purpose":
+        return str(TOKEN_PURPOSE_LABELS.get(value, value))
     if key == "fields" and isinstance(value, list | tuple):
         return spoken_list(setting_label(str(v)) for v in value)
     if key == "invoice_state":

@@ -288,3 +288,27 @@ def test_amounts_read_as_money_and_webhook_events_by_their_names(app, client, au
     events = [text for name, text in re.findall(r"<dt>(.*?)</dt><dd>(.*?)</dd>", body) if name == "事件"]
     assert len(events) == 2 and any("、" in text or "和" in text for text in events), events
     assert not any(", " in text for text in events)
+
+
+def test_a_card_token_read_says_why_in_the_readers_language(app, client, auth, seed):
+    """Reading a saved card's token to charge it is audited with its attempt's reference and why, as a person reads
+    it ("To charge the card" / zh-TW), not the code "charge" followed by the reference once more."""
+    from portal.payments.charges import read_card_token
+    from portal.security import encrypt_secret
+
+    with app.app_context():
+        order = make_order(seed.merchant_id)
+        checkout = make_checkout(order, "oen", state="processing")
+        checkout.card_token_enc = encrypt_secret("tok_secret_123")
+        db.session.commit()
+        with app.test_request_context():
+            assert read_card_token(checkout, purpose="charge") == "tok_secret_123"
+        db.session.commit()
+        reference = checkout.reference
+    auth.login()
+    for language, why in (("en", "To charge the card"), ("zh-TW", "刷卡扣款")):
+        body = client.get("/settings/audit?action=card_token_read", headers={"Accept-Language": language})
+        page = body.get_data(as_text=True)
+        values = [value for _name, value in re.findall(r"<dt>(.*?)</dt><dd>(.*?)</dd>", page)]
+        assert reference in values and why in values, values
+        assert "tok_secret_123" not in page and not any(value.startswith("charge") for value in values)

@@ -56,7 +56,7 @@ def charge_card(checkout_id: int, source: str, user_id: int | None = None, retry
         if started is not None and (not retry or utcnow() - started < CHARGE_RETRY_AFTER):
             return False  # a charge was already sent (or is being sent): never a second one by accident
         checkout.charge_started_at = utcnow()
-        token = read_card_token(checkout, purpose=f"charge {checkout.reference}", user_id=user_id)
+        token = read_card_token(checkout, purpose="charge", user_id=user_id)  # the audit names the attempt
     provider = provider_for(checkout.merchant, checkout.provider)
     ref = checkout_ref(checkout)
     request = checkout_request(checkout)
