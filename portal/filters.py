@@ -31,6 +31,16 @@ def register(app: Flask) -> None:
     app.jinja_env.filters["twd"] = twd
     app.jinja_env.filters["taipei"] = taipei
     app.jinja_env.filters["mask_cards"] = mask_cards
+    app.jinja_env.filters["provider_date"] = provider_date
+
+
+def provider_date(value) -> str:
+    """A provider's date written as eight digits (MyPay's 20261205) as a person reads it: 2026-12-05; anything else as
+    it came."""
+    text = "" if value is None else str(value)
+    if len(text) == 8 and text.isdigit():
+        return f"{text[:4]}-{text[4:6]}-{text[6:]}"
+    return text
 
 
 def mask_cards(text: str | None) -> str:

@@ -259,6 +259,7 @@ MYPAY_ANSWER = {
     "trans_type": 2, "nois": "3", "invoice_state": 6, "invoice_date": "20250301", "invoice_wordtrack": "AB",
     "invoice_number": "12345678", "invoice_rand_code": "9527", "invoice_amount": "1000", "invoice_input_type": 2,
     "invoice_love_code": "168001", "invoice_allowance": [{"uid": "95702", "amount": 300}],
+    "appropriation_date": "20250310",
 }  # fmt: skip
 
 
@@ -276,6 +277,8 @@ def test_mypay_details_speak_zh_tw_by_default(app, seed, zh):
                   "捐贈發票", "捐贈碼", "折讓"):  # fmt: skip
         assert label in text, label
     assert "12345678" in text and "9527" in text and "95702: 300" in text
+    assert "2025-03-01" in text and "2025-03-10" in text  # the invoice's date and the payout date, as dates
+    assert "20250301" not in text and "20250310" not in text
     for code in ("invoice_state", "invoice_number", "invoice_rand_code", "invoice_allowance", "trans_type"):
         assert code not in text, code
     assert 'data-field="invoice_state" data-code="6"' in html
