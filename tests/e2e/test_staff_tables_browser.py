@@ -123,6 +123,9 @@ def test_staff_tables_fit_the_screen_and_the_navigation_is_compact(new_context, 
     page.goto("/settings/webhooks")
     page.click("main a[href^='/settings/webhooks/']")
     assert_fits_width(page, f"an endpoint's deliveries on a {name}")
+    # the API reference: its long paths and headers wrap instead of widening the page
+    page.goto("/api/v1/docs")
+    assert_fits_width(page, f"the API reference on a {name}")
     # the audit log in English: its longest names ("Provider's refund reference") leave their values room to read
     page.goto("/lang/en?next=/settings/audit")
     values = page.eval_on_selector_all(".audit .facts dd", "dds => dds.map(dd => dd.getBoundingClientRect().width)")
