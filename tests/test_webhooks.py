@@ -134,6 +134,27 @@ def test_opay_notice_is_applied_and_answered_1_ok(app, client, opay_checkout):
         assert stored.processed_at is not None and stored.error is None
 
 
+def test_the_callbacks_page_names_the_order_each_callback_was_applied_to(app, client, opay_checkout, seed):
+    """The staff's list of callbacks says which order (and attempt) each was applied to, linked to the order; one
+    refused names none."""
+    checkout_id, reference, amount = opay_checkout
+    assert client.post("/webhooks/opay", data=opay_notice(reference, amount)).data == b"1|OK"
+    forged = opay_notice(reference, amount, key="0123456789abcdef")
+    assert client.post("/webhooks/opay", data=forged).status_code == 400
+    with app.app_context():
+        order = db.session.get(Checkout, checkout_id).order
+        number, order_id = order.number, order.id
+        db.session.execute(db.update(WebhookEvent).values(merchant_id=seed.merchant_id))  # the refused one too
+        db.session.commit()
+    admin = app.test_client()
+    admin.post("/login", data={"email": "admin@a.example", "password": PASSWORD})
+    page = admin.get("/callbacks").get_data(as_text=True)
+    cells = re.findall(r"<td data-label=\"[^\"]*\" data-callback-order>(.*?)</td>", page, re.S)
+    assert len(cells) == 2
+    assert f'href="/orders/{order_id}">{number}</a>' in cells[1] and reference in cells[1]  # the oldest: applied
+    assert cells[0] == "—"  # refused
+
+
 def test_a_second_paid_notice_is_kept_as_recorded(app, client, opay_checkout):
     """A notice that changes nothing (the attempt was already paid by an earlier one) is kept as recorded, though on
     SQLite it was verified beforehand and stored as it most likely ends (applied)."""

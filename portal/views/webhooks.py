@@ -9,7 +9,7 @@ from flask_login import current_user
 
 from portal.extensions import csrf, db, limiter
 from portal.labels import CALLBACK_STATUS_LABELS, callback_error_text
-from portal.models import WebhookEvent
+from portal.models import Checkout, Order, WebhookEvent
 from portal.payments import receive_callback
 from portal.providers import NAMES
 from portal.providers.base import CallbackRequest
@@ -62,10 +62,14 @@ def receive(provider: str):
 def callbacks():
     """Every callback this merchant received, refused ones first."""
     status = request.args.get("status", "")
-    stmt = db.select(WebhookEvent).where(WebhookEvent.merchant_id == current_user.merchant_id)
+    # Each with the order and the attempt it was applied to, if any (a refused one names none).
+    stmt = (
+        db.select(WebhookEvent, Order.id, Order.number, Checkout.reference)
+        .outerjoin(Checkout, Checkout.id == WebhookEvent.checkout_id)
+        .outerjoin(Order, Order.id == Checkout.order_id)
+        .where(WebhookEvent.merchant_id == current_user.merchant_id)
+    )
     if status in CALLBACK_STATUS_LABELS:
         stmt = stmt.where(WebhookEvent.status == status)
-    events = db.session.execute(stmt.order_by(WebhookEvent.id.desc()).limit(200)).scalars().all()
-    return render_template(
-        "webhooks/callbacks.html", events=events, status=status, statuses=tuple(CALLBACK_STATUS_LABELS)
-    )
+    rows = db.session.execute(stmt.order_by(WebhookEvent.id.desc()).limit(200)).all()
+    return render_template("webhooks/callbacks.html", rows=rows, status=status, statuses=tuple(CALLBACK_STATUS_LABELS))
