@@ -31,6 +31,7 @@ ACCESS: dict[str, dict[str, int | str]] = {
     # anyone
     "main.index": {"anon": LOGIN, "customer": LOGIN, "staff": 302, "admin": 302, "other_admin": 302},
     "main.healthz": {"anon": 200, "customer": 200, "staff": 200, "admin": 200, "other_admin": 200},
+    "main.favicon": {"anon": 301, "customer": 301, "staff": 301, "admin": 301, "other_admin": 301},
     "main.set_language": {"anon": 302, "customer": 302, "staff": 302, "admin": 302, "other_admin": 302},
     "auth.login": {"anon": 200, "customer": 200, "staff": 302, "admin": 302, "other_admin": 302},
     "auth.logout": {"anon": LOGIN, "customer": LOGIN, "staff": LOGIN, "admin": LOGIN, "other_admin": LOGIN},

@@ -255,3 +255,9 @@ def test_the_language_links_come_back_to_the_same_address(app, seed):
     page = client.get("/login?next=/orders").get_data(as_text=True)
     assert 'href="/lang/en?next=/login?next%3D/orders"' in page
     assert client.get("/lang/en?next=/login").headers["Location"] == "/login"
+
+
+def test_the_favicon_browsers_ask_for_on_their_own_is_found(client):
+    """A provider's page the portal relays (O'Pay's) names no icon: the browser asks /favicon.ico, which was a 404."""
+    response = client.get("/favicon.ico", follow_redirects=True)
+    assert response.status_code == 200 and response.mimetype == "image/svg+xml"

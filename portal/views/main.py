@@ -18,6 +18,12 @@ def index():
     return redirect(url_for("auth.login"))
 
 
+@bp.get("/favicon.ico")
+def favicon():
+    """Browsers ask for /favicon.ico on their own (a provider's page the portal relays names no icon): the portal's."""
+    return redirect(url_for("static", filename="favicon.svg"), code=301)
+
+
 @bp.get("/healthz")
 def healthz():
     """`ok` when the database answers."""
