@@ -396,44 +396,50 @@ def _open_attempt(scoped: bool):
     return stmt.where(table.c.merchant_id == bindparam("merchant_id")) if scoped else stmt
 
 
-def _verify_first(callback: ReadCallback) -> Verified | None:
-    """Verify the callback with reads only, before its write transaction (which then holds its locks the least time).
-
-    None when it does not verify: it is then verified again in the transaction, where its refusal is written. The
-    RqID a provider sends is not remembered here but in the transaction, where a replay is caught.
-    """
+def _collecting_nonces(callback: ReadCallback, find) -> tuple[ProviderEvent, tuple[str, ...]] | None:
+    """The provider's verdict on the callback, with the request ids (RqID) it carries collected, not remembered: they
+    are remembered after the store, where a replay is caught. `find(merchant, reference)` looks up the attempt the
+    callback names (its CheckoutRef, or None). None when the callback cannot be read or names no merchant known here;
+    InvalidCallback when it does not verify."""
     provider = callback.provider
     if callback.unreadable is not None:
         return None
-    found: list[Row] = []
+    merchant = _callback_merchant(provider, callback.fields)
+    if provider.callback_merchant_setting and merchant is None:
+        return None
     nonces: list[str] = []
-    try:
-        merchant = _callback_merchant(provider, callback.fields)
-        if provider.callback_merchant_setting and merchant is None:
+    client = provider_for(merchant or Merchant(), provider.name, nonce_store=lambda value: nonces.append(value) or True)
+    event = client.parse_callback(callback.request, lambda ref: find(merchant, ref), fields=callback.fields)
+    return event, tuple(nonces)
+
+
+def _verify_first(callback: ReadCallback) -> Verified | None:
+    """Verify the callback with reads only, before its write transaction (which then holds its locks the least time).
+
+    None when it does not verify: it is then verified again in the transaction, where its refusal is written.
+    """
+    found: list[Row] = []
+
+    def find(merchant: Row | None, reference: str) -> CheckoutRef | None:
+        params = {"reference": reference, "provider": callback.provider.name}
+        if merchant is not None:
+            params["merchant_id"] = merchant.id
+        row = execute_core(_open_attempt(merchant is not None), params).one_or_none()
+        if row is None or row.state == CheckoutState.CREATING:
             return None
+        found[:] = [row]
+        return attempt_ref(row)
 
-        def lookup(reference: str) -> CheckoutRef | None:
-            params = {"reference": reference, "provider": provider.name}
-            if merchant is not None:
-                params["merchant_id"] = merchant.id
-            row = execute_core(_open_attempt(merchant is not None), params).one_or_none()
-            if row is None or row.state == CheckoutState.CREATING:
-                return None
-            found[:] = [row]
-            return attempt_ref(row)
-
-        client = provider_for(
-            merchant or Merchant(), provider.name, nonce_store=lambda value: nonces.append(value) or True
-        )
-        event = client.parse_callback(callback.request, lookup, fields=callback.fields)
-        if not found:
+    try:
+        verdict = _collecting_nonces(callback, find)
+        if verdict is None or not found:
             return None
         checkout = read_checkout(found[0].id)  # loaded here; under the lock only compared with the rows as they are
     except Exception:  # refused, or a fault: decided (and logged) again in the transaction
         return None
     finally:
         end_reads()  # what was read here is kept, not read again (the attempt and its order: compared, under the lock)
-    return Verified(event, checkout, tuple(nonces))
+    return Verified(verdict[0], checkout, verdict[1])
 
 
 def _verify_locked(callback: ReadCallback) -> Verified | None:
@@ -441,37 +447,26 @@ def _verify_locked(callback: ReadCallback) -> Verified | None:
 
     The store (its INSERT, where a resend waits for its original) then writes the row as it most likely ends. A resend
     racing its original first waits here, at the attempt's lock, then finds the original stored; it changes nothing.
-    The RqID a provider sends is collected, and remembered after the store, where a replay is caught. None when the
-    callback does not verify: it is verified again after the store, where its refusal is written.
+    None when the callback does not verify: it is verified again after the store, where its refusal is written.
     """
-    provider = callback.provider
-    if callback.unreadable is not None:
-        return None
     found: list[Checkout] = []
-    nonces: list[str] = []
-    try:
-        merchant = _callback_merchant(provider, callback.fields)
-        if provider.callback_merchant_setting and merchant is None:
+
+    def find(merchant: Row | None, reference: str) -> CheckoutRef | None:
+        checkout = _find_checkout(callback.provider.name, merchant, reference)
+        if checkout is None or checkout.state == CheckoutState.CREATING:
             return None
+        found[:] = [checkout]
+        return checkout_ref(checkout, lines=False)
 
-        def lookup(reference: str) -> CheckoutRef | None:
-            checkout = _find_checkout(provider.name, merchant, reference)
-            if checkout is None or checkout.state == CheckoutState.CREATING:
-                return None
-            found[:] = [checkout]
-            return checkout_ref(checkout, lines=False)
-
-        client = provider_for(
-            merchant or Merchant(), provider.name, nonce_store=lambda value: nonces.append(value) or True
-        )
-        event = client.parse_callback(callback.request, lookup, fields=callback.fields)
+    try:
+        verdict = _collecting_nonces(callback, find)
     except DBAPIError:
         raise  # the transaction is lost: the provider resends
     except Exception:  # refused, or a fault: decided (and logged) again after the store
         return None
-    if not found:
+    if verdict is None or not found:
         return None
-    return Verified(event, found[0], tuple(nonces), locked=True)
+    return Verified(verdict[0], found[0], verdict[1], locked=True)
 
 
 Reply = Callable[[], CallbackReply]
