@@ -1,5 +1,8 @@
 """`python -m sandbox [--port 5001] [--host 127.0.0.1]`: serve the simulated providers on the loopback interface.
 
+`--port 0` takes a port the system picks (tests): the line "Sandbox providers on http://HOST:PORT/" names it, printed
+once the port is bound.
+
 Only a loopback host is accepted, on purpose: the console needs no login. Whoever reaches the sandbox can arm faults,
 read the journal and list every merchant's issued tokens and keys (`GET /`), so it must never listen where another
 machine can reach it. (`flask --app sandbox run` binds to 127.0.0.1 unless told otherwise; do not tell it otherwise.)
@@ -12,6 +15,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+
+from werkzeug.serving import make_server
 
 from sandbox.common import is_loopback
 
@@ -26,9 +31,11 @@ def main(argv: list[str] | None = None) -> int:
     from sandbox import create_app, mail
 
     app = create_app()
-    print(f"Sandbox providers on http://{args.host}:{args.port}/ (console at /)", file=sys.stderr)
+    server = make_server(args.host, args.port, app, threaded=True)
+    port = server.socket.getsockname()[1]
+    print(f"Sandbox providers on http://{args.host}:{port}/ (console at /)", file=sys.stderr, flush=True)
     smtp_port = app.config.get("SANDBOX_SMTP_PORT")
-    smtp_port = args.port + 1 if smtp_port is None else smtp_port
+    smtp_port = (args.port + 1 if args.port else 0) if smtp_port is None else smtp_port
     if smtp_port:
         try:
             mail.start(app, args.host, smtp_port)
@@ -36,8 +43,11 @@ def main(argv: list[str] | None = None) -> int:
         except OSError as exc:
             print(f"Mail catcher not started: port {smtp_port}: {exc} (set SANDBOX_SMTP_PORT)", file=sys.stderr)
     try:
-        app.run(host=args.host, port=args.port, threaded=True)
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
     finally:
+        server.server_close()
         mail.stop(app)
     return 0
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import re
 import socket
 import subprocess
 import sys
@@ -25,6 +26,9 @@ from werkzeug.serving import make_server
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 STOP_WAIT_S = 15
+
+
+SERVING_AT = re.compile(r"Sandbox providers on http://127\.0\.0\.1:(\d+)/")
 
 
 def free_port() -> int:
@@ -110,13 +114,14 @@ def _env_value(value) -> str:
 
 
 class SandboxProcess:
-    """The same sandbox as a separate OS process (`python -m sandbox --port N`), its config through the environment,
-    accounts registered with the `flask --app sandbox merchant add` CLI before it starts; waits for /healthz."""
+    """The same sandbox as a separate OS process (`python -m sandbox --port 0`: the port its system picks, read from
+    what it prints once bound, so no other socket can take it first), its config through the environment, accounts
+    registered with the `flask --app sandbox merchant add` CLI before it starts; waits for /healthz."""
 
     def __init__(self, db_path, *, portal_url: str, **config):
         self.portal_url = portal_url
-        self.port: int = free_port()
-        self.url: str = f"http://127.0.0.1:{self.port}"
+        self.port: int | None = None  # known once started
+        self.url: str = ""
         settings = {**_base_config(db_path, portal_url), **config}
         settings.pop("TESTING", None)  # a Flask key, not an environment setting of the sandbox
         self.env = {**os.environ, **{name: _env_value(value) for name, value in settings.items()}}
@@ -149,8 +154,8 @@ class SandboxProcess:
             raise RuntimeError(f"sandbox merchant add failed ({run.returncode}): {run.stderr or run.stdout}")
 
     def start(self) -> SandboxProcess:
-        """Start `python -m sandbox --port N` and wait (up to 30 s) until /healthz answers."""
-        command = [sys.executable, "-m", "sandbox", "--port", str(self.port)]
+        """Start `python -m sandbox --port 0`, read the port it bound, and wait (up to 30 s) until /healthz answers."""
+        command = [sys.executable, "-m", "sandbox", "--port", "0"]
         # A file, not a pipe: a full pipe would block the server. Closed in stop().
         self._output = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115
         self.process = subprocess.Popen(  # noqa: S603
@@ -162,14 +167,19 @@ class SandboxProcess:
                 code, output = self.process.returncode, self.output()
                 self.stop()
                 raise RuntimeError(f"the sandbox process exited with {code}: {output}")
+            if self.port is None:
+                bound = SERVING_AT.search(self.output())
+                if bound is not None:
+                    self.port = int(bound.group(1))
+                    self.url = f"http://127.0.0.1:{self.port}"
             try:
-                if requests.get(f"{self.url}/healthz", timeout=1).text == "ok":
+                if self.port is not None and requests.get(f"{self.url}/healthz", timeout=1).text == "ok":
                     return self
             except requests.RequestException:
                 pass
             time.sleep(0.1)
         self.stop()
-        raise RuntimeError(f"the sandbox did not answer on {self.url}/healthz within 30 s")
+        raise RuntimeError(f"the sandbox did not answer on {self.url or 'its port'}/healthz within 30 s")
 
     def output(self) -> str:
         """What the process printed so far (its request log, errors)."""
