@@ -440,6 +440,7 @@ def register(app: Flask) -> None:
         ("callback_status_label", callback_status_label),
         ("callback_error_text", callback_error_text),
         ("attempt_error", attempt_error),
+        ("spoken_list", spoken_list),
         ("payment_method_label", payment_method_label),
         ("delivery_error_text", delivery_error_text),
     ):

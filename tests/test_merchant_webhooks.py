@@ -417,3 +417,16 @@ def test_the_endpoint_form_shows_each_event_as_a_checkbox_beside_its_name(app, a
         assert re.search(rf'<label class="choice">{box} [^<]+</label>', page), event_type
     assert "<ul" not in page.split('action="/settings/webhooks"')[-1].split("</form>")[0]
     assert re.search(r'<label class="choice"><input type="checkbox" name="confirm"', page)
+
+
+def test_an_endpoints_events_are_listed_as_the_readers_language_writes_a_list(app, admin, seed):
+    """The endpoints page names the events an endpoint receives 「訂單已付款和付款失敗」 in zh-TW, "… and …" in English;
+    not joined with an ASCII comma."""
+    with app.app_context():
+        hooks.create_endpoint(seed.merchant_id, "https://erp.example/hooks", events=["order.paid", "order.failed"])
+        db.session.commit()
+    for language in ("zh-TW", "en"):
+        page = admin.get("/settings/webhooks", headers={"Accept-Language": language}).get_data(as_text=True)
+        events = re.findall(r'<td data-label="(?:事件|Events)">\s*(.*?)\s*</td>', page, re.S)
+        assert len(events) == 1 and ", " not in events[0], events
+        assert ("和" if language == "zh-TW" else " and ") in events[0], events
