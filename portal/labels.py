@@ -399,6 +399,11 @@ def describe(detail: dict | None, action: str = "", references: dict | None = No
     return pairs
 
 
+def colon() -> str:
+    """The colon after a label as the reader's language writes it: 「電話：」, "Phone: "."""
+    return ": " if str(get_locale() or "").startswith("en") else "："
+
+
 def spoken_list(values) -> str:
     """A list as the reader's language writes one: 「甲、乙和丙」, "A, B, and C"."""
     return format_list([str(v) for v in values], locale=str(get_locale() or "zh_Hant_TW"))
@@ -441,6 +446,7 @@ def register(app: Flask) -> None:
         ("callback_error_text", callback_error_text),
         ("attempt_error", attempt_error),
         ("spoken_list", spoken_list),
+        ("colon", colon),
         ("payment_method_label", payment_method_label),
         ("delivery_error_text", delivery_error_text),
     ):

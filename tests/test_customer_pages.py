@@ -43,6 +43,16 @@ def test_pay_page_names_the_shop_and_its_contact_without_staff_links(app, seed, 
         assert "Log out" not in page
 
 
+def test_the_contact_labels_end_with_the_colon_of_the_readers_language(app, seed, client):
+    """「電話：」 beside 「付款金額：」 on a zh-TW page (it read "電話: "), "Phone: " in English."""
+    set_contact(app, seed.merchant_id, contact_phone="02-2345-6789", contact_email="help@shop-a.example")
+    token = new_link(app, seed.merchant_id)
+    zh = client.get(f"/pay/{token}", headers={"Accept-Language": "zh-TW"}).get_data(as_text=True)
+    assert "電話：<a" in zh and "電子郵件：<a" in zh and "電話: " not in zh
+    en = client.get(f"/pay/{token}", headers={"Accept-Language": "en"}).get_data(as_text=True)
+    assert "Phone: <a" in en and "E-mail: <a" in en
+
+
 def test_contact_is_left_out_when_the_shop_gave_none(app, seed, client):
     token = new_link(app, seed.merchant_id)
     page = client.get(f"/pay/{token}").get_data(as_text=True)
