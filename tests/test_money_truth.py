@@ -71,6 +71,11 @@ def test_mypay_actual_cost_differs_or_290_paid_flagged_both_amounts_shown_refund
     assert "需要處理" in text(admin.get(f"/orders/{order_id}", headers={"Accept-Language": "zh-TW"}))
     listing = text(admin.get("/orders", headers={"Accept-Language": "en"}))
     assert "needs attention" in listing
+    # what MyPay says it took reads as money on its live view too ("actually paid 900" before)
+    with responses.RequestsMock() as rsps:
+        rsps.post(app.config["MYPAY_API_URL"], json=mypay_answer(ref, prc=prc, actual_cost=actual))
+        live = text(admin.get(f"/orders/{order_id}/transactions", headers={"Accept-Language": "en"}))
+    assert f"actually paid NT${actual:,}" in live
 
 
 def test_mypay_paid_in_full_is_not_flagged(app, seed, admin):
