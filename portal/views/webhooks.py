@@ -9,7 +9,7 @@ from flask_login import current_user
 
 from portal.extensions import csrf, db, limiter
 from portal.labels import CALLBACK_STATUS_LABELS, callback_error_text
-from portal.models import Checkout, Order, WebhookEvent
+from portal.models import CallbackStatus, Checkout, Order, WebhookEvent
 from portal.payments import receive_callback
 from portal.providers import NAMES
 from portal.providers.base import CallbackRequest
@@ -60,7 +60,8 @@ def receive(provider: str):
 @bp.get("/callbacks")
 @admin_required
 def callbacks():
-    """Every callback this merchant received, refused ones first."""
+    """The callbacks filed under this merchant, newest first. A refused one is filed under no merchant (what it names
+    is its own word, not verified), so it is not among them, nor among the statuses to filter by."""
     status = request.args.get("status", "")
     # Each with the order and the attempt it was applied to, if any (a refused one names none).
     stmt = (
@@ -72,4 +73,5 @@ def callbacks():
     if status in CALLBACK_STATUS_LABELS:
         stmt = stmt.where(WebhookEvent.status == status)
     rows = db.session.execute(stmt.order_by(WebhookEvent.id.desc()).limit(200)).all()
-    return render_template("webhooks/callbacks.html", rows=rows, status=status, statuses=tuple(CALLBACK_STATUS_LABELS))
+    statuses = tuple(name for name in CALLBACK_STATUS_LABELS if name != CallbackStatus.REFUSED)
+    return render_template("webhooks/callbacks.html", rows=rows, status=status, statuses=statuses)
