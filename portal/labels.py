@@ -68,7 +68,7 @@ ACTION_LABELS = {
     "order_deleted": _l("Draft order deleted"),
     "order_duplicated": _l("Order copied as a new draft"),
     "orders_exported": _l("Orders exported as CSV"),
-    "settings_changed": _l("Provider settings changed"),
+    "settings_changed": _l("Shop settings changed"),  # providers, contact for customers, notices
     "user_created": _l("User created"),
     "user_changed": _l("User changed"),
     "card_token_read": _l("Card token read"),

@@ -116,7 +116,7 @@ def test_entries_newest_first_with_who_when_and_detail(app, client, auth, seed):
     assert "2024-03-02 00:30:05" in body
     assert "2024-03-01 18:00:00" in body
     assert "Oen merchant id and Oen CRM token" in body  # the settings' names as the settings page labels them
-    assert "Provider settings changed" in body
+    assert "Shop settings changed" in body  # providers, the contact for customers and notices alike
     assert seed.admin in body
 
 
