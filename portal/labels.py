@@ -49,6 +49,7 @@ SOURCE_LABELS = {
     "refund": _l("refund"),
     "cancel": _l("cancelled by staff"),
     "switch": _l("provider switched by staff"),
+    "card_again": _l("customer entered the card again"),
 }
 
 

@@ -34,6 +34,9 @@ from portal.providers.base import ProviderError
 from portal.security import audit
 
 CHOICE = "choice"  # the customer picks the provider on the link's page
+# How long after a card attempt opened the customer may start it over when its provider has not told the portal about
+# their card (Oen's token notice lost or late): such an attempt can be charged by nobody.
+CARD_WAIT = timedelta(minutes=2)
 # Attempts a person must not end from the portal: a card charge is under way at the provider.
 BUSY_STATES = (CheckoutState.AUTHORISED, CheckoutState.PROCESSING)
 
@@ -120,8 +123,24 @@ def open_link(
         raise
 
 
-def retry_link(order: Order, provider: str | None, customer_ip: str = "") -> Checkout:
-    """The customer: a new attempt on the order's live link (after a decline or an expiry, or their first pick)."""
+def card_not_heard(checkout: Checkout) -> bool:
+    """A card attempt whose provider has not told the portal about the customer's card (no token) for CARD_WAIT since
+    it opened: nothing can be charged on it, so the customer may start it over (retry_link's `card_again`)."""
+    return bool(
+        checkout.provider_rules.saves_cards
+        and checkout.state == CheckoutState.AWAITING_PAYMENT
+        and checkout.card_token_enc is None
+        and checkout.opened_at is not None
+        and utcnow() - checkout.opened_at >= CARD_WAIT
+    )
+
+
+def retry_link(order: Order, provider: str | None, customer_ip: str = "", *, card_again: bool = False) -> Checkout:
+    """The customer: a new attempt on the order's live link (after a decline or an expiry, or their first pick).
+
+    card_again: the customer came back from a card page whose provider never told the portal about their card
+    (card_not_heard): that attempt is cancelled first (a token arriving later is recorded, never charged).
+    """
     order_id, merchant = order.id, keep_merchant(order)
     with write_transaction(keep_reads=True):
         order = locked_order(order_id, merchant=merchant)
@@ -129,6 +148,10 @@ def retry_link(order: Order, provider: str | None, customer_ip: str = "") -> Che
             raise CheckoutError(_("This order has been paid. Thank you!"))
         if not link_live(order):
             raise CheckoutError(_("This payment link can no longer be used. Please ask the shop for a new one."))
+        for checkout in list(order.checkouts) if card_again else ():
+            if checkout.is_open and card_not_heard(checkout):
+                locked = locked_checkout(checkout.id, with_order=True)
+                move(locked, CheckoutState.CANCELLED, "card_again", detail(reason="no card token from the provider"))
         if any(c.is_open for c in order.checkouts):
             raise CheckoutError(_("A payment for this order is already under way."))
         if order.link_provider != CHOICE:

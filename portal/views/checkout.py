@@ -26,9 +26,9 @@ from portal.payments import (
     trade_page,
 )
 from portal.payments.attempts import expire_if_due
-from portal.payments.links import open_link
+from portal.payments.links import CARD_WAIT, card_not_heard, open_link
 from portal.security import admin_required
-from portal.views.links import customer_page, link_order
+from portal.views.links import customer_page, link_order, provider_origins
 
 bp = Blueprint("checkout", __name__)
 
@@ -253,12 +253,30 @@ def go(token: str):
 @bp.get("/pay/<token>/return")
 @limiter.limit(LINK_LIMIT, key_func=link_limit_key)
 def returned(token: str):
-    """Where providers send the customer back: the state the portal knows, asking the provider while open."""
+    """Where providers send the customer back: the state the portal knows, asking the provider while open.
+
+    The page reloads itself while open, carrying when the customer first came back (`since`). A card the provider
+    has not told the portal about (Oen's token notice lost or late) can be charged by nobody, so once the customer has
+    waited CARD_WAIT the page says nothing was charged and offers to enter the card again, instead of waiting on.
+    """
     checkout = load_link(token)
     if checkout.is_open and checkout.state != CheckoutState.CREATING:
         _changed, _error = refresh_checkout(checkout.id, source="return")
         checkout = db.session.get(Checkout, checkout.id, populate_existing=True)
     status = link_state(checkout)
+    now = int(utcnow().timestamp())
+    since = request.args.get("since", type=int)
+    if since is None or not now - 86_400 <= since <= now:
+        since = now  # first come back (or a value that cannot be when: counted from now)
+    again = now - since >= CARD_WAIT.total_seconds() and card_not_heard(checkout)
+    if again:
+        g.form_action_origins = provider_origins(checkout.order)  # entering the card again leads to its page
     return render_template(
-        "checkout/return.html", checkout=checkout, order=checkout.order, status=status, final=status != "open"
+        "checkout/return.html",
+        checkout=checkout,
+        order=checkout.order,
+        status=status,
+        final=status != "open",
+        since=since,
+        card_not_heard=again,
     )

@@ -78,7 +78,7 @@ def link_helpers():
 # ---------------------------------------------------------------- the customer
 
 
-def _provider_origins(order: Order) -> tuple[str, ...]:
+def provider_origins(order: Order) -> tuple[str, ...]:
     """The origins a retry or a pick may be redirected to (browsers check a form POST's redirects against CSP)."""
     from portal.views.checkout import provider_origin
 
@@ -124,7 +124,7 @@ def customer_page(order: Order, token: str):
     else:
         status = "retry" if latest is not None else "start"
     if status in ("choose", "retry", "start"):
-        g.form_action_origins = _provider_origins(order)
+        g.form_action_origins = provider_origins(order)
     summary = latest or SimpleNamespace(amount=order.payable)
     return render_template(
         "checkout/link.html",
@@ -151,8 +151,9 @@ def retry(token: str):
     if order is None:
         abort(404)
     provider = request.form.get("provider") or None
+    card_again = request.form.get("card_again") == "1"
     try:
-        checkout = retry_link(order, provider, request.remote_addr or "")
+        checkout = retry_link(order, provider, request.remote_addr or "", card_again=card_again)
     except CheckoutError as exc:
         flash(str(exc), "error")
         return redirect(url_for("checkout.pay", token=token), code=303)

@@ -10,6 +10,7 @@ from html import unescape
 from urllib.parse import urljoin
 
 import pytest
+import requests
 
 from portal import worker
 from portal.extensions import db
@@ -325,3 +326,52 @@ def test_the_link_forms_need_their_csrf_token(csrf_app, seed):
         assert client.post(path, data={"email": "a@example.com", "provider": "oen"}).status_code == 400
     with csrf_app.app_context():
         assert db.session.get(Order, order_id).link_ended_at is None
+
+
+def test_a_card_oen_never_told_us_about_is_entered_again_on_a_new_attempt_and_paid(live_server, browser):
+    """Over real HTTP, the sandbox as Oen in its own process: Oen's token notice is lost, so the customer back from the
+    card page waits; after a while the page says nothing was charged and lets them enter the card again, on a new
+    attempt at Oen, which is paid once. The lost notice, sent late, is recorded and charges nothing."""
+    from sandbox import faults
+    from sandbox.models import SandboxCallback, SandboxOenTransaction
+    from tests.support.sandbox import sandbox_rows
+
+    with live_server.sandbox.ctx():
+        faults.set("oen", "drop_next_callback")
+    order_id = browser.new_order(items=((1000, 1),))
+    link = browser.create_link(order_id, "oen")
+    customer = Browser(live_server.url)
+    back = customer.pay_oen(link)
+    assert "/return" in back.url and "data-card-again" not in back.text  # a late notice is the usual case: it waits
+    since = int(re.search(r"since=(\d+)", back.text).group(1))
+    with live_server.app.app_context():  # the attempt opened (and the customer came back) a few minutes ago
+        [attempt] = db.session.get(Order, order_id).checkouts
+        attempt.opened_at -= timedelta(minutes=5)
+        db.session.commit()
+        lost_for = attempt.reference
+    page = customer.get(back.url.split("?")[0] + f"?since={since - 300}")
+    assert "data-card-again" in page.text and "Nothing has been charged" in unescape(page.text)
+    form = unescape(re.search(r'<form method="post" action="([^"]+/retry)"', page.text).group(1))
+    again = customer.post(form, {"csrf_token": csrf_of(page.text), "card_again": "1", "provider": "oen"})
+    assert "card_number" in again.text  # on Oen's card page again, for a new attempt
+    paid = customer.post(
+        again.url,
+        {
+            "csrf_token": csrf_of(again.text),
+            "card_number": "4242 4242 4242 4242",
+            "expiry": "12/30",
+            "cvc": "123",
+            "card_name": "LIN",
+        },  # fmt: skip
+    )
+    assert "/return" in paid.url
+    assert browser.wait_for_state(order_id, "paid") == "paid"
+    with live_server.app.app_context():
+        order = db.session.get(Order, order_id)
+        assert [c.state for c in order.checkouts] == ["cancelled", "paid"] and order.state == "paid"
+    lost = [c for c in sandbox_rows(live_server.sandbox, SandboxCallback, provider="oen") if lost_for in str(c.payload)]
+    assert lost
+    assert requests.post(live_server.url + "/webhooks/oen", json=lost[0].payload, timeout=30).status_code == 200
+    assert len(sandbox_rows(live_server.sandbox, SandboxOenTransaction)) == 1  # charged once, for the new attempt
+    with live_server.app.app_context():
+        assert db.session.get(Order, order_id).checkouts[0].state == "cancelled"
