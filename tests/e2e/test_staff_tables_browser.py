@@ -121,7 +121,9 @@ def test_staff_tables_fit_the_screen_and_the_navigation_is_compact(new_context, 
 
     # an endpoint's deliveries, headed by its long address, stay within the screen too
     page.goto("/settings/webhooks")
-    page.click("main a[href^='/settings/webhooks/']")
+    with page.expect_navigation(wait_until="load"):  # measured once its stylesheet applies, not while it loads
+        page.click("main a[href^='/settings/webhooks/']")
+    assert "/settings/webhooks/" in page.url
     assert_fits_width(page, f"an endpoint's deliveries on a {name}")
     # the API reference: its long paths and headers wrap instead of widening the page
     page.goto("/api/v1/docs")
