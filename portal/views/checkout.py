@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from urllib.parse import urlsplit
 
 import segno
@@ -264,7 +265,7 @@ def returned(token: str):
         _changed, _error = refresh_checkout(checkout.id, source="return")
         checkout = db.session.get(Checkout, checkout.id, populate_existing=True)
     status = link_state(checkout)
-    now = int(utcnow().timestamp())
+    now = int(time.time())
     since = request.args.get("since", type=int)
     if since is None or not now - 86_400 <= since <= now:
         since = now  # first come back (or a value that cannot be when: counted from now)
