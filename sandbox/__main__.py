@@ -1,6 +1,6 @@
 """`python -m sandbox [--port 5001] [--host 127.0.0.1]`: serve the simulated providers on the loopback interface.
 
-`--port 0` takes a port the system picks (tests): the line "Sandbox providers on http://HOST:PORT/" names it, printed
+`--port 0` takes a port the system picks: the line "Sandbox providers on http://HOST:PORT/" names it, printed
 once the port is bound.
 
 Only a loopback host is accepted, on purpose: the console needs no login. Whoever reaches the sandbox can arm faults,

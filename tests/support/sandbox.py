@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import pathlib
-import re
 import socket
 import subprocess
 import sys
@@ -26,9 +25,6 @@ from werkzeug.serving import make_server
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 STOP_WAIT_S = 15
-
-
-SERVING_AT = re.compile(r"Sandbox providers on http://127\.0\.0\.1:(\d+)/")
 
 
 def free_port() -> int:
@@ -114,14 +110,13 @@ def _env_value(value) -> str:
 
 
 class SandboxProcess:
-    """The same sandbox as a separate OS process (`python -m sandbox --port 0`: the port its system picks, read from
-    what it prints once bound, so no other socket can take it first), its config through the environment, accounts
-    registered with the `flask --app sandbox merchant add` CLI before it starts; waits for /healthz."""
+    """The same sandbox as a separate OS process (`python -m sandbox --port N`), its config through the environment,
+    accounts registered with the `flask --app sandbox merchant add` CLI before it starts; waits for /healthz."""
 
     def __init__(self, db_path, *, portal_url: str, **config):
         self.portal_url = portal_url
-        self.port: int | None = None  # known once started
-        self.url: str = ""
+        self.port: int = free_port()
+        self.url: str = f"http://127.0.0.1:{self.port}"
         settings = {**_base_config(db_path, portal_url), **config}
         settings.pop("TESTING", None)  # a Flask key, not an environment setting of the sandbox
         self.env = {**os.environ, **{name: _env_value(value) for name, value in settings.items()}}
@@ -154,10 +149,10 @@ class SandboxProcess:
             raise RuntimeError(f"sandbox merchant add failed ({run.returncode}): {run.stderr or run.stdout}")
 
     def start(self) -> SandboxProcess:
-        """Start `python -m sandbox --port 0`, read the port it bound, and wait (up to 30 s) until /healthz answers."""
-        command = [sys.executable, "-m", "sandbox", "--port", "0"]
+        """Start `python -m sandbox --port N` and wait (up to 30 s) until /healthz answers."""
+        command = [sys.executable, "-m", "sandbox", "--port", str(self.port)]
         # A file, not a pipe: a full pipe would block the server. Closed in stop().
-        self._output = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115
+        self._output = tempfile.TemporaryFile()  # noqa: SIM115
         self.process = subprocess.Popen(  # noqa: S603
             command, cwd=ROOT, env=self.env, stdout=self._output, stderr=subprocess.STDOUT, text=True
         )
@@ -167,26 +162,26 @@ class SandboxProcess:
                 code, output = self.process.returncode, self.output()
                 self.stop()
                 raise RuntimeError(f"the sandbox process exited with {code}: {output}")
-            if self.port is None:
-                bound = SERVING_AT.search(self.output())
-                if bound is not None:
-                    self.port = int(bound.group(1))
-                    self.url = f"http://127.0.0.1:{self.port}"
             try:
-                if self.port is not None and requests.get(f"{self.url}/healthz", timeout=1).text == "ok":
+                if requests.get(f"{self.url}/healthz", timeout=1).text == "ok":
                     return self
             except requests.RequestException:
                 pass
             time.sleep(0.1)
+        output = self.output()[-2000:]  # read before stop() closes the file
         self.stop()
-        raise RuntimeError(f"the sandbox did not answer on {self.url or 'its port'}/healthz within 30 s")
+        raise RuntimeError(f"the sandbox did not answer on {self.url}/healthz within 30 s: {output!r}")
 
     def output(self) -> str:
-        """What the process printed so far (its request log, errors)."""
+        """What the process printed so far (its request log, errors).
+
+        Read at an offset (pread), not by seeking: the process writes through the same open file, whose offset a seek
+        would move back under it, and a line written meanwhile would overwrite the first.
+        """
         if self._output is None:
             return ""
-        self._output.seek(0)
-        return self._output.read()
+        fd = self._output.fileno()
+        return os.pread(fd, os.fstat(fd).st_size, 0).decode("utf-8", errors="replace")
 
     def stop(self) -> None:
         """Terminate, wait, kill after 5 s."""
