@@ -245,9 +245,14 @@ def callback_error_text(error: str) -> str:
     return _label(callback_errors(), error)
 
 
+def reads_english() -> bool:
+    """Whether the reader reads the portal in English (else Traditional Chinese, the default)."""
+    return str(get_locale() or "").startswith("en")
+
+
 def attempt_error(checkout) -> str:
     """An attempt's last provider error in the reader's language (kept in both); as stored when only English was."""
-    if checkout.last_error_zh and not str(get_locale() or "").startswith("en"):
+    if checkout.last_error_zh and not reads_english():
         return checkout.last_error_zh
     return checkout.last_error or ""
 
@@ -402,7 +407,7 @@ def describe(detail: dict | None, action: str = "", references: dict | None = No
 
 def colon() -> str:
     """The colon after a label as the reader's language writes it: 「電話：」, "Phone: "."""
-    return ": " if str(get_locale() or "").startswith("en") else "："
+    return ": " if reads_english() else "："
 
 
 def spoken_list(values) -> str:

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from flask import Blueprint, abort, render_template, request
-from flask_babel import get_locale
 from flask_limiter.util import get_remote_address
 from flask_login import current_user
 
 from portal.extensions import csrf, db, limiter
-from portal.labels import CALLBACK_STATUS_LABELS, callback_error_text
+from portal.labels import CALLBACK_STATUS_LABELS, callback_error_text, reads_english
 from portal.models import CallbackStatus, Checkout, Order, WebhookEvent
 from portal.payments import receive_callback
 from portal.providers import NAMES
@@ -21,7 +20,7 @@ bp = Blueprint("webhooks", __name__)
 @bp.app_template_global("callback_error")
 def callback_error(event: WebhookEvent) -> str:
     """Why a callback was refused or failed, in the reader's language where it is known in it."""
-    if event.error_zh and not str(get_locale() or "").startswith("en"):
+    if event.error_zh and not reads_english():
         return event.error_zh
     return callback_error_text(event.error or "")
 
