@@ -469,6 +469,43 @@ def drive(
     return load
 
 
+def alternate(
+    jobs: list, rounds: int, portal: Callable[[list], Load], bare: Callable[[list], Load]
+) -> tuple[Load, Load, list[float]]:
+    """The portal and its bare endpoint driven in turns, each sent the same `rounds` consecutive slices of `jobs`
+    (whoever went second goes first in the next round): (the portal's load, the bare endpoint's, each round's ratio).
+
+    The machine's speed drifts over a run (other guests on the host): measured one after the other, each side would
+    be timed in a different stretch of it; in turns, both sides meet the same stretches. Each side's load is its
+    rounds together: its rate is all its requests over the time its rounds took."""
+    size = -(-len(jobs) // max(1, rounds))
+    slices = [jobs[i : i + size] for i in range(0, len(jobs), size)]
+    portal_loads: list[Load] = []
+    bare_loads: list[Load] = []
+    ratios: list[float] = []
+    for n, part in enumerate(slices):
+        turns = [(portal, portal_loads), (bare, bare_loads)]
+        for run, loads in turns if n % 2 == 0 else reversed(turns):
+            loads.append(run(part))
+        ratios.append(portal_loads[-1].rate / bare_loads[-1].rate if bare_loads[-1].rate else 0.0)
+    return merged(portal_loads), merged(bare_loads), ratios
+
+
+def merged(loads: list[Load]) -> Load:
+    """Loads run one after another, as one: their results, and the time they took together."""
+    out = Load()
+    for load in loads:
+        out.results += load.results
+        out.wall += load.wall
+        out.stopped_by_time = out.stopped_by_time or load.stopped_by_time
+    return out
+
+
+def spread(ratios: list[float]) -> str:
+    """Each round's ratio, for the reader to see how far the machine moved them."""
+    return " ".join(f"{ratio:.2f}" for ratio in ratios)
+
+
 def timed_post(session: requests.Session, url: str, ok: Callable[[requests.Response], bool], **kw) -> Result:
     started = time.perf_counter()
     try:

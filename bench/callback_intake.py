@@ -14,15 +14,18 @@ other half come later. Then count, from the database:
 both must be 0. Prints callbacks per second and the reply latencies too.
 
 Beside the portal, on the same database and in the same run, a bare Flask + Flask-SQLAlchemy endpoint
-(`bench.callback_intake:bare_app()`), served by gunicorn with the same workers and threads and sent the same schedule
-of notices: it does the least a correct receiver must do (read the reference from the notice's encrypted Data, store
-the body under a unique key, sha256 of the body, in its own table bare_event, a resend only answered; lock and move
-its own checkout row in bare_checkout from awaiting to paid, SELECT ... FOR UPDATE on PostgreSQL, BEGIN IMMEDIATE on
-SQLite with the portal's pragmas; commit once; answer 1|OK). Prints `ratio to bare` (portal callbacks per second /
-bare callbacks per second) per database. A PostgreSQL that cannot be used is listed as a problem. Asserts nothing.
+(`bench.callback_intake:bare_app()`), served by gunicorn with the same workers and threads and sent the same schedule of
+notices (notices of its own, to the same references), in turns with the portal: the schedule is cut into `--rounds`
+consecutive slices, and each slice is sent to one side, then the other (who goes first alternates), so that both meet
+the same stretches of a machine whose speed drifts. The bare endpoint does the least a correct receiver must do (read
+the reference from the notice's encrypted Data, store the body under a unique key, sha256 of the body, in its own table
+bare_event, a resend only answered; lock and move its own checkout row in bare_checkout from awaiting to paid, SELECT
+... FOR UPDATE on PostgreSQL, BEGIN IMMEDIATE on SQLite with the portal's pragmas; commit once; answer 1|OK). Prints
+`ratio to bare` (portal callbacks per second / bare callbacks per second) per database. A PostgreSQL that cannot be used
+is listed as a problem. Asserts nothing.
 
     .venv/bin/python bench/callback_intake.py [--count 5000] [--duplicates 0.10] [--concurrency 16]
-                                              [--database both|sqlite|postgres]
+                                              [--rounds 4] [--database both|sqlite|postgres]
 """
 
 from __future__ import annotations
@@ -302,46 +305,46 @@ def run_database(label: str, database_url: str, args, tmp: Path) -> tuple[list, 
     distinct = args.count - duplicates
     started = time.perf_counter()
     common.migrate(database_url)
-    port = common.free_port()
+    port, bare_port = common.free_port(), common.free_port()
     app = common.make_app(database_url, port)
     merchant_id = common.seed_merchant(app)
     checkouts = open_checkouts(app, merchant_id, distinct)
+    seed_bare(database_url, [reference for _id, reference in checkouts])
     setup_s = time.perf_counter() - started
     rng = random.Random(args.seed)
     order = schedule(distinct, duplicates, rng)
     sandbox = common.sandbox_server(
         f"sandbox-{label.split()[0]}", tmp, port, SANDBOX_LATENCY_MS=0, GUNICORN_WORKERS=1, GUNICORN_THREADS=4
     )
-    env = common.portal_env(
-        database_url, port, sandbox.url, GUNICORN_WORKERS=args.workers, GUNICORN_THREADS=args.threads
-    )
+    sizing = {"GUNICORN_WORKERS": args.workers, "GUNICORN_THREADS": args.threads}
+    env = common.portal_env(database_url, port, sandbox.url, **sizing)
     server = common.Server(f"portal-{label}", "wsgi:app", env, port, tmp, "/healthz")
+    bare_env = common.portal_env(database_url, bare_port, None, **sizing)
+    bare = common.Server(f"bare-{label}", "bench.callback_intake:bare_app()", bare_env, bare_port, tmp, "/healthz")
+    servers = (sandbox, server, bare)
     try:
-        sandbox.start()
-        server.start()
-        # Built just before sending: O'Pay notices carry a timestamp the portal holds to 10 minutes.
+        for each in servers:
+            each.start()
+        # Built just before sending: O'Pay notices carry a timestamp the portal holds to 10 minutes. The bare endpoint
+        # is sent notices of its own (the same references and schedule), each side's resends exact copies of its own.
         bodies = [opay_notice(reference, n) for n, (_id, reference) in enumerate(checkouts)]
-        url = server.url + "/webhooks/opay"
-        headers = {"Content-Type": "application/x-www-form-urlencoded"}
-
-        def call(session: requests.Session, n: int) -> common.Result:
-            result = common.timed_post(
-                session, url, lambda r: r.status_code == 200 and r.text == "1|OK", data=bodies[n], headers=headers
-            )
-            result.note = f"{n} {result.note}"
-            return result
-
-        load = common.drive(order, call, concurrency=args.concurrency, time_limit=args.time_limit)
+        bare_bodies = [opay_notice(reference, n) for n, (_id, reference) in enumerate(checkouts)]
+        load, bare_load, ratios = common.alternate(
+            order,
+            args.rounds,
+            lambda part: send(server.url, bodies, part, args),
+            lambda part: send(bare.url, bare_bodies, part, args),
+        )
     except BaseException:
-        for each in (sandbox, server):
+        for each in servers:
             print(f"--- {each.name} log (tail)\n{each.tail()}")
         raise
     finally:
-        server.stop()
-        sandbox.stop()
+        for each in reversed(servers):
+            each.stop()
     sent = Counter(int(r.note.split(" ", 1)[0]) for r in load.results)
     found = verify(app, checkouts, bodies, sent)
-    bare_load, bare_found = run_bare(label, database_url, args, tmp, checkouts, order)
+    problems += check_bare(label, database_url, bare, bare_load)
     with app.app_context():
         from portal.extensions import db
 
@@ -371,11 +374,10 @@ def run_database(label: str, database_url: str, args, tmp: Path) -> tuple[list, 
     print(
         f"  {label}: ratio to bare: {ratio:.2f} (portal {load.rate:.0f}/s, p50 {load.pct(50) * 1000:.0f} ms, "
         f"p99 {load.pct(99) * 1000:.0f} ms; bare {bare_load.rate:.0f}/s, p50 {bare_load.pct(50) * 1000:.0f} ms, "
-        f"p99 {bare_load.pct(99) * 1000:.0f} ms)"
+        f"p99 {bare_load.pct(99) * 1000:.0f} ms); in its {len(ratios)} rounds: {common.spread(ratios)}"
     )
     if load.stopped_by_time:
-        problems.append(f"{label}: stopped by the time limit ({args.time_limit:g} s) after {load.done} callbacks")
-    problems += bare_found
+        problems.append(f"{label}: stopped by the time limit ({args.time_limit:g} s a round) after {load.done} sent")
     if found["lost"]:
         problems.append(
             f"{label}: {found['lost']} lost ({found['no_event']} with no stored callback, "
@@ -389,40 +391,39 @@ def run_database(label: str, database_url: str, args, tmp: Path) -> tuple[list, 
     for note, count in replies.most_common(5):
         problems.append(f"{label}: {count} x {note}")
     for each in (server, sandbox):
-        for needle in LOG_PROBLEMS:
-            if each.log_count(needle):
-                problems.append(f"{label}: {each.name} log has {each.log_count(needle)} x {needle!r}")
-        if each.log_count("Traceback"):
-            print(f"--- {each.name}: first traceback in its log\n{each.first_traceback()}")
+        problems += log_problems(label, each)
     return row, problems
 
 
-def run_bare(label: str, database_url: str, args, tmp: Path, checkouts, order: list[int]) -> tuple[common.Load, list]:
-    """The bare endpoint on the same database, sent the same schedule: (its load, problems)."""
+def send(base: str, bodies: list[str], part: list[int], args) -> common.Load:
+    """POST the notices numbered in `part`, in that order, to base/webhooks/opay from args.concurrency threads."""
+    url = base + "/webhooks/opay"
+    headers = {"Content-Type": "application/x-www-form-urlencoded"}
+
+    def call(session: requests.Session, n: int) -> common.Result:
+        result = common.timed_post(
+            session, url, lambda r: r.status_code == 200 and r.text == "1|OK", data=bodies[n], headers=headers
+        )
+        result.note = f"{n} {result.note}"
+        return result
+
+    return common.drive(part, call, concurrency=args.concurrency, time_limit=args.time_limit)
+
+
+def log_problems(label: str, server: common.Server) -> list[str]:
+    """What a server's log shows that should not be there (its first traceback printed)."""
+    problems = []
+    for needle in LOG_PROBLEMS:
+        if server.log_count(needle):
+            problems.append(f"{label}: {server.name} log has {server.log_count(needle)} x {needle!r}")
+    if server.log_count("Traceback"):
+        print(f"--- {server.name}: first traceback in its log\n{server.first_traceback()}")
+    return problems
+
+
+def check_bare(label: str, database_url: str, server: common.Server, load: common.Load) -> list[str]:
+    """The bare endpoint's own count: every distinct notice it was sent stored once and its checkout paid."""
     problems: list[str] = []
-    seed_bare(database_url, [reference for _id, reference in checkouts])
-    port = common.free_port()
-    env = common.portal_env(database_url, port, None, GUNICORN_WORKERS=args.workers, GUNICORN_THREADS=args.threads)
-    server = common.Server(f"bare-{label}", "bench.callback_intake:bare_app()", env, port, tmp, "/healthz")
-    try:
-        server.start()
-        bodies = [opay_notice(reference, n) for n, (_id, reference) in enumerate(checkouts)]
-        url = server.url + "/webhooks/opay"
-        headers = {"Content-Type": "application/x-www-form-urlencoded"}
-
-        def call(session: requests.Session, n: int) -> common.Result:
-            result = common.timed_post(
-                session, url, lambda r: r.status_code == 200 and r.text == "1|OK", data=bodies[n], headers=headers
-            )
-            result.note = f"{n} {result.note}"
-            return result
-
-        load = common.drive(order, call, concurrency=args.concurrency, time_limit=args.time_limit)
-    except BaseException:
-        print(f"--- {server.name} log (tail)\n{server.tail()}")
-        raise
-    finally:
-        server.stop()
     distinct = len({int(r.note.split(" ", 1)[0]) for r in load.results})
     stored, paid = verify_bare(database_url)
     if stored != distinct or paid != distinct:
@@ -431,12 +432,7 @@ def run_bare(label: str, database_url: str, args, tmp: Path, checkouts, order: l
         problems.append(f"{label}: bare endpoint answered {load.failed} callbacks other than 1|OK")
     if load.stopped_by_time:
         problems.append(f"{label}: bare endpoint stopped by the time limit after {load.done} callbacks")
-    for needle in LOG_PROBLEMS:
-        if server.log_count(needle):
-            problems.append(f"{label}: {server.name} log has {server.log_count(needle)} x {needle!r}")
-    if server.log_count("Traceback"):
-        print(f"--- {server.name}: first traceback in its log\n{server.first_traceback()}")
-    return load, problems
+    return problems + log_problems(label, server)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -446,7 +442,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--workers", type=int, default=4, help="GUNICORN_WORKERS")
     parser.add_argument("--threads", type=int, default=4, help="GUNICORN_THREADS")
-    parser.add_argument("--time-limit", type=float, default=240, help="seconds of sending per database, then it stops")
+    parser.add_argument("--rounds", type=int, default=4, help="turns of the portal and the bare endpoint, in each")
+    parser.add_argument("--time-limit", type=float, default=240, help="seconds of sending a round, then it stops")
     parser.add_argument("--database", choices=("both", "sqlite", "postgres"), default="both")
     parser.add_argument("--seed", type=int, default=7, help="of the sending order")
     parser.add_argument("--keep", action="store_true", help="keep the PostgreSQL database portal_bench afterwards")
@@ -460,7 +457,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"settings: {args.count} callbacks ({args.count - duplicates} distinct, each to its own open checkout, "
         f"+ {duplicates} exact resends, half right after the original), concurrency {args.concurrency}, "
-        f"gunicorn gthread {args.workers} workers x {args.threads} threads, time limit {args.time_limit:g} s"
+        f"gunicorn gthread {args.workers} workers x {args.threads} threads, {args.rounds} rounds in turns with the "
+        f"bare endpoint, time limit {args.time_limit:g} s a round"
     )
     rows, problems = [], []
     with tempfile.TemporaryDirectory(prefix="bench-callbacks-") as tmp:
@@ -485,7 +483,9 @@ def main(argv: list[str] | None = None) -> int:
     headers = ["database", "callbacks", "wall s", "per s", "p50 ms", "p99 ms", "not 1|OK", "lost", "applied twice"]
     headers += ["bare per s", "bare p50 ms", "bare p99 ms", "ratio to bare"]
     print(common.table(headers, rows))
-    print("ratio to bare: portal callbacks per second / the bare endpoint's, same database, schedule and gunicorn")
+    print(
+        "ratio to bare: portal callbacks per second / the bare endpoint's (same database, schedule, gunicorn; in turns)"
+    )
     print("lost: no stored WebhookEvent or checkout not paid; applied twice: >1 applied callback event per checkout")
     common.report_problems(problems, "every callback was answered 1|OK; none lost, none applied twice")
     return 0

@@ -7,15 +7,18 @@ MyPay store registered with `flask --app sandbox merchant add` before it starts,
 environment. Logged-in staff sessions POST /orders/<id>/checkout with provider=mypay for pre-made orders (one request
 each, redirect not followed), from `--concurrency` threads. Beside it a bare Flask app, served the same way by
 gunicorn, whose one endpoint sends the same MyPay api/orders request (portal.providers.mypay.MyPayProvider) to the same
-sandbox, with no database work of its own. Prints requests per second, p50 and p99 of both, and their ratios. Asserts
-nothing.
+sandbox, with no database work of its own. The two are driven in turns: the measured orders are cut into `--rounds`
+slices, each sent to one side, then the same number of calls to the other (who goes first alternates), so that both
+meet the same stretches of a machine whose speed drifts. Prints requests per second, p50 and p99 of both, and their
+ratios (and each round's). Asserts nothing.
 
-    .venv/bin/python bench/link_creation.py [--requests 300] [--concurrency 8] [--workers 4] [--threads 8]
+    .venv/bin/python bench/link_creation.py [--requests 600] [--rounds 4] [--concurrency 8] [--workers 4] [--threads 8]
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import re
 import secrets
@@ -147,7 +150,7 @@ def staff_sessions(base: str, email: str, count: int, order_id: int) -> list[tup
     return out
 
 
-def run_portal(base: str, logins, order_ids: list[int], concurrency: int, time_limit: float) -> common.Load:
+def run_portal(base: str, logins, order_ids: list[int], *, args) -> common.Load:
     """POST /orders/<id>/checkout provider=mypay once per order; each thread keeps one login's cookie as it was."""
 
     def call(session: requests.Session, order_id: int) -> common.Result:
@@ -169,14 +172,18 @@ def run_portal(base: str, logins, order_ids: list[int], concurrency: int, time_l
         session.bench_login = logins[n % len(logins)]
         return session
 
-    return common.drive(order_ids, call, concurrency=concurrency, time_limit=time_limit, session_for=session_for)
+    return common.drive(
+        order_ids, call, concurrency=args.concurrency, time_limit=args.time_limit, session_for=session_for
+    )
 
 
-def run_bare(base: str, count: int, concurrency: int, time_limit: float) -> common.Load:
-    def call(session: requests.Session, _n: int) -> common.Result:
+def run_bare(base: str, jobs: list, *, args) -> common.Load:
+    """POST /link to the bare endpoint once per job."""
+
+    def call(session: requests.Session, _job) -> common.Result:
         return common.timed_post(session, f"{base}/link", lambda r: r.status_code == 200 and "/payment/" in r.text)
 
-    return common.drive(range(count), call, concurrency=concurrency, time_limit=time_limit)
+    return common.drive(jobs, call, concurrency=args.concurrency, time_limit=args.time_limit)
 
 
 def outcomes(app, order_ids: list[int]) -> Counter:
@@ -203,12 +210,13 @@ def outcomes(app, order_ids: list[int]) -> Counter:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--requests", type=int, default=300, help="link creations per latency (and bare calls)")
+    parser.add_argument("--requests", type=int, default=600, help="link creations per latency (and bare calls)")
+    parser.add_argument("--rounds", type=int, default=4, help="turns of the portal and the bare endpoint, each")
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--workers", type=int, default=4, help="GUNICORN_WORKERS of each server")
     parser.add_argument("--threads", type=int, default=8, help="GUNICORN_THREADS of each server")
     parser.add_argument("--warmup", type=int, default=16, help="untimed requests before each measured run")
-    parser.add_argument("--time-limit", type=float, default=90, help="seconds per measured run, then it stops")
+    parser.add_argument("--time-limit", type=float, default=90, help="seconds per measured round, then it stops")
     parser.add_argument("--latency", type=int, nargs="*", default=list(LATENCIES_MS), help="SANDBOX_LATENCY_MS values")
     parser.add_argument("--database", choices=("sqlite", "postgres"), default="sqlite")
     args = parser.parse_args(argv)
@@ -220,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"settings: {args.requests} requests per run, concurrency {args.concurrency}, gunicorn gthread "
         f"{args.workers} workers x {args.threads} threads (portal, sandbox, bare), warm-up {args.warmup}, "
-        f"time limit {args.time_limit:g} s per run"
+        f"{args.rounds} rounds in turns with the bare endpoint, time limit {args.time_limit:g} s a round"
     )
     about = "SQLite (a fresh file)"
     database_url = None
@@ -270,10 +278,14 @@ def run(args, database_url: str | None) -> int:
                 for server in servers:
                     server.start()
                 logins = staff_sessions(portal.url, email, args.concurrency, csrf_order)
-                run_portal(portal.url, logins, warm, args.concurrency, args.time_limit)
-                run_bare(bare.url, args.warmup, args.concurrency, args.time_limit)
-                portal_load = run_portal(portal.url, logins, measured, args.concurrency, args.time_limit)
-                bare_load = run_bare(bare.url, args.requests, args.concurrency, args.time_limit)
+                run_portal(portal.url, logins, warm, args=args)
+                run_bare(bare.url, list(range(args.warmup)), args=args)
+                portal_load, bare_load, ratios = common.alternate(
+                    measured,
+                    args.rounds,
+                    functools.partial(run_portal, portal.url, logins, args=args),
+                    functools.partial(run_bare, bare.url, args=args),
+                )
             except BaseException:
                 for server in servers:
                     print(f"--- {server.name} log (tail)\n{server.tail()}")
@@ -318,7 +330,11 @@ def run(args, database_url: str | None) -> int:
                 if locked or errors:
                     problems.append(f"{server.name}: log has {errors} tracebacks, {locked} 'database is locked'")
                     print(f"--- {server.name}: first traceback in its log\n{server.first_traceback()}")
-            print(f"  {latency} ms done: portal {portal_load.rate:.1f}/s, bare {bare_load.rate:.1f}/s; {dict(done)}")
+            print(
+                f"  {latency} ms done: portal {portal_load.rate:.1f}/s, bare {bare_load.rate:.1f}/s, ratio "
+                f"{portal_load.rate / bare_load.rate if bare_load.rate else 0:.2f}, in its {len(ratios)} rounds: "
+                f"{common.spread(ratios)}; {dict(done)}"
+            )
     print()
     print(common.table(["run", "requests", "failed", "req/s", "p50 ms", "p99 ms"], rows))
     print("ratio = portal / bare (req/s: share of the bare endpoint's throughput; p50/p99: times slower)")
