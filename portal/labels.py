@@ -267,25 +267,48 @@ def source_label(source: str) -> str:
 
 def history_step(event) -> str:
     """What one row of an attempt's history says happened: a move ("Awaiting payment → Paid"), or, for a provider's
-    word that changed nothing ("recorded, not applied" beside it), what it was: a state it reported, an error it
-    answered with, a charge whose outcome it did not give, the payment page it sent."""
+    word that changed nothing (history_badge beside it), what it was: a state it reported, an error it answered with,
+    a charge whose outcome it did not give, the payment page it sent."""
     if event.applied:
         if event.from_state != event.to_state:
             return f"{state_label(event.from_state)} → {state_label(event.to_state)}"
         return state_label(event.to_state)
+    kind = _unapplied_kind(event)
+    if kind == "error":
+        return _("the provider answered with an error")
+    if kind == "unknown":
+        return _("the charge's outcome is not known yet")
+    if kind == "page":
+        return _("the provider's payment page was received")
+    return _("reported %(state)s", state=state_label(event.to_state))
+
+
+def history_badge(event) -> str:
+    """Beside a provider's word that changed nothing: whether it confirmed the state the attempt was already in (a
+    query after the callback, a callback after the query), or was kept as evidence and not applied (a state behind
+    the attempt's, an error, a charge not known yet)."""
+    if _unapplied_kind(event) == "confirms":
+        return _("already so")
+    return _("recorded, not applied")
+
+
+def _unapplied_kind(event) -> str:
+    """What a history row that changed nothing was: error, unknown (a charge's outcome), page (the provider's payment
+    page), confirms (the state the attempt was in) or reported (a state it did not move to)."""
     try:
         evidence = json.loads(event.detail or "{}")
     except ValueError:
         evidence = {}
     evidence = evidence if isinstance(evidence, dict) else {}
-    if event.from_state == event.to_state:
-        if "error" in (evidence.get("provider_state"), evidence.get("state")):
-            return _("the provider answered with an error")
-        if evidence.get("charge") == "unknown":
-            return _("the charge's outcome is not known yet")
-        if evidence.get("provider_page"):
-            return _("the provider's payment page was received")
-    return _("reported %(state)s", state=state_label(event.to_state))
+    if event.from_state != event.to_state:
+        return "reported"
+    if "error" in (evidence.get("provider_state"), evidence.get("state")):
+        return "error"
+    if evidence.get("charge") == "unknown":
+        return "unknown"
+    if evidence.get("provider_page"):
+        return "page"
+    return "confirms"
 
 
 def setting_label(name: str) -> str:
@@ -444,6 +467,7 @@ def register(app: Flask) -> None:
         ("state_label", state_label),
         ("source_label", source_label),
         ("history_step", history_step),
+        ("history_badge", history_badge),
         ("provider_label", provider_label),
         ("audit_action_label", audit_action_label),
         ("role_label", role_label),

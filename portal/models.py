@@ -253,6 +253,13 @@ class Order(db.Model):
         """Money was taken (paid, partially refunded or refunded)."""
         return self.state in PAID_STATES
 
+    @property
+    def history(self) -> list[CheckoutEvent]:
+        """Every attempt's history in one timeline, newest first: a late word about an earlier attempt (a card token
+        arriving after the customer entered the card again) shows where it happened, not under its attempt."""
+        events = [event for checkout in self.checkouts for event in checkout.events]
+        return sorted(events, key=lambda event: (event.created_at, event.id), reverse=True)
+
 
 # The order list's search (orders.list_orders: lower(column) LIKE '%text%'): trigram indexes on PostgreSQL, where
 # the pg_trgm extension comes with the server's contrib package. No index can serve a LIKE with a leading % on SQLite.

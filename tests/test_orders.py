@@ -547,7 +547,7 @@ def test_a_providers_word_that_changed_nothing_says_what_it_was(app, seed, staff
     html = staff.get(f"/orders/{order_id}", headers={"Accept-Language": "en"}).get_data(as_text=True)
     rows = [unescape(re.sub(r"<[^>]+>", " ", row.split("</li>")[0])) for row in html.split('<li class="not-applied">')]
     rows = [" ".join(row.split()) for row in rows[1:]]
-    said = [row.split(" · ")[2].split(": ", 1)[1].split(" recorded, not applied")[0] for row in rows]
+    said = [re.split(" (?:recorded, not applied|already so)", row.split(" · ")[2].split(": ", 1)[1])[0] for row in rows]
     assert said == [
         "the provider's payment page was received",
         "the charge's outcome is not known yet",
@@ -555,6 +555,68 @@ def test_a_providers_word_that_changed_nothing_says_what_it_was(app, seed, staff
         "the provider answered with an error",
         "reported Paid",
     ], rows
+    # The query that found the attempt paid, as it already was, confirmed it: nothing was left unapplied.
+    badges = [row.split(": ", 1)[1].removeprefix(said[n]).split()[:3] for n, row in enumerate(rows)]
+    assert [" ".join(b[:2]) if b[0] == "already" else " ".join(b) for b in badges] == [
+        "recorded, not applied",
+        "recorded, not applied",
+        "recorded, not applied",
+        "recorded, not applied",
+        "already so",
+    ], rows
+
+
+def test_a_query_confirming_the_state_says_so_in_chinese(app, seed, staff):
+    """The customer's return page asks the provider after the callback paid the attempt: its answer, "paid", changes
+    nothing. The row said 「已記錄，未套用」 (recorded, not applied), which reads as if a payment had been left out; it
+    says the attempt already was so. A late "failed" after the payment still reads as not applied."""
+    from portal.payments.state import detail, move, record
+    from tests.support.factories import make_checkout
+
+    with app.app_context():
+        checkout = make_checkout(make_order(seed.merchant_id), provider="mypay")
+        move(checkout, "paid", "callback", "{}")
+        record(checkout, "return", "paid", "paid", detail(provider_state="paid"), applied=False)
+        record(checkout, "callback", "paid", "failed", "{}", applied=False)
+        db.session.commit()
+        order_id = checkout.order_id
+    staff.get("/lang/zh_TW")
+    html = staff.get(f"/orders/{order_id}").get_data(as_text=True)
+    rows = [unescape(re.sub(r"<[^>]+>", " ", row.split("</li>")[0])) for row in html.split('<li class="not-applied">')]
+    late, confirmed = (" ".join(row.split()) for row in rows[1:])
+    assert "已是此狀態" in confirmed and "未套用" not in confirmed, confirmed
+    assert "已記錄，未套用" in late and "已是此狀態" not in late, late
+
+
+def test_the_history_is_one_timeline_across_attempts(app, seed, staff):
+    """A late word about an earlier attempt (Oen's card token arriving after the customer entered the card again)
+    shows at its time, above the new attempt's rows: it was listed under its own attempt, below them, as if it had
+    come first."""
+    from portal.payments.state import detail, record
+    from tests.support.factories import make_checkout
+
+    start = utcnow() - timedelta(minutes=10)
+    with app.app_context():
+        order = make_order(seed.merchant_id)
+        first = make_checkout(order, provider="oen")
+        db.session.commit()
+        record(first, "create", "creating", "awaiting_payment", "{}", created_at=start)
+        record(first, "card_again", "awaiting_payment", "cancelled", "{}", created_at=start + timedelta(minutes=3))
+        second = make_checkout(order, provider="oen")
+        db.session.commit()
+        at = start + timedelta(minutes=3, seconds=5)
+        record(second, "create", "creating", "awaiting_payment", "{}", created_at=at)
+        record(second, "charge", "awaiting_payment", "paid", "{}", created_at=start + timedelta(minutes=4))
+        late = detail(card_token="received")
+        record(
+            first, "callback", "cancelled", "cancelled", late, applied=False, created_at=start + timedelta(minutes=5)
+        )
+        db.session.commit()
+        order_id, names = order.id, {first.reference: "first", second.reference: "second"}
+    html = staff.get(f"/orders/{order_id}", headers={"Accept-Language": "en"}).get_data(as_text=True)
+    timeline = html.split('<ol class="timeline">')[1].split("</ol>")[0]
+    rows = [names[reference] for reference in re.findall(r"<code>(\w+)</code>", timeline)]
+    assert rows == ["first", "second", "second", "first", "first"], timeline
 
 
 @pytest.mark.parametrize(("current", "expected"), [("oen", "mypay"), ("opay", "oen"), ("choice", "oen")])
