@@ -119,6 +119,14 @@ def test_staff_tables_fit_the_screen_and_the_navigation_is_compact(new_context, 
             shot(page, f"staff-tables-{key}-phone")
     assert counted["orders"] >= 3 * 5 and counted["refunds"] >= 8
 
+    # on the order page, the refresh button and the links beside it stand apart (the first link was flush against it)
+    page.goto(f"/orders/{desk}")
+    button = page.locator("section.payment form[action$='/refresh'] button").bounding_box()
+    link = page.locator("section.payment a[href$='/transactions']").bounding_box()
+    if abs(button["y"] - link["y"]) < button["height"]:  # on one line
+        assert link["x"] - (button["x"] + button["width"]) >= 7.5, f"refresh button and link flush on a {name}"
+    else:
+        assert link["y"] >= button["y"] + button["height"], f"refresh button and link overlap on a {name}"
     # an endpoint's deliveries, headed by its long address, stay within the screen too
     page.goto("/settings/webhooks")
     with page.expect_navigation(wait_until="load"):  # measured once its stylesheet applies, not while it loads
