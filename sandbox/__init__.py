@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flask import Blueprint, Flask, abort, request
+from flask import Blueprint, Flask, abort, redirect, request, url_for
 from sqlalchemy.exc import OperationalError
 
 from sandbox.common import is_loopback
@@ -97,6 +97,12 @@ def _create_tables(db) -> None:
 def healthz():
     """For whoever starts the sandbox and waits for it."""
     return "ok", 200, {"Content-Type": "text/plain; charset=utf-8"}
+
+
+@bp.get("/favicon.ico")
+def favicon():
+    """Browsers ask for /favicon.ico on their own (the provider pages' own answers name no icon): the sandbox's."""
+    return redirect(url_for("static", filename="favicon.svg"), code=301)
 
 
 from sandbox import console, models, mypay, oen, opay  # noqa: E402,F401  (register the routes and tables)

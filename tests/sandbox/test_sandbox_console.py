@@ -182,3 +182,19 @@ def test_only_this_machine_is_served_even_when_listening_wider(tmp_path):
     assert client.post("/console/fault", environ_base={"REMOTE_ADDR": "10.0.0.8"}).status_code == 403
     assert client.get("/healthz", environ_base={"REMOTE_ADDR": "127.0.0.1"}).status_code == 200
     assert client.get("/healthz", environ_base={"REMOTE_ADDR": "::1"}).status_code == 200
+
+
+def test_the_sandbox_answers_the_browsers_own_icon_request(tmp_path):
+    """A browser on a sandbox page asks for /favicon.ico on its own: it got a 404 (a red line in every walkthrough's
+    network log); it is sent to the sandbox's icon, which its pages name too."""
+    from sandbox import create_app
+
+    app = create_app(
+        {"TESTING": True, "SANDBOX_DATABASE_URL": f"sqlite:///{tmp_path / 'sb.db'}", "SANDBOX_SECRET_KEY": "k"}
+    )
+    client = app.test_client()
+    moved = client.get("/favicon.ico")
+    assert moved.status_code == 301 and moved.headers["Location"].endswith("/static/favicon.svg")
+    icon = client.get("/static/favicon.svg")
+    assert icon.status_code == 200 and icon.mimetype == "image/svg+xml"
+    assert 'rel="icon"' in client.get("/").get_data(as_text=True)
