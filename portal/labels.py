@@ -311,8 +311,19 @@ def _unapplied_kind(event) -> str:
     return "confirms"
 
 
+# Settings whose form label leads into its input ("Notify staff of paid orders at" [address]), named as a list of
+# changed settings reads them.
+SETTING_NAMES = {
+    "notify_email": _l("Paid-order notices to staff"),
+    "reminder_hours": _l("Hours before an unpaid-link reminder"),
+}
+
+
 def setting_label(name: str) -> str:
-    """A provider setting's name (settings_changed lists them) as its form field is labelled."""
+    """A provider setting's name (settings_changed lists them): as its form field is labelled, or, where that label
+    leads into the input, by SETTING_NAMES."""
+    if name in SETTING_NAMES:
+        return str(SETTING_NAMES[name])
     field = getattr(ProviderSettingsForm, name, None)
     args = getattr(field, "args", None)
     return str(args[0]) if args else name

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timedelta
+from html import unescape
 from html.parser import HTMLParser
 
 from portal.extensions import db
@@ -118,6 +119,27 @@ def test_entries_newest_first_with_who_when_and_detail(app, client, auth, seed):
     assert "Oen merchant id and Oen CRM token" in body  # the settings' names as the settings page labels them
     assert "Shop settings changed" in body  # providers, the contact for customers and notices alike
     assert seed.admin in body
+
+
+def test_changed_settings_are_named_as_things_not_as_their_form_prompts(app, client, auth, seed):
+    """The settings page labels two fields as prompts that lead into their input ("Notify staff of paid orders at",
+    訂單付款通知寄給): listed in the audit log they read as cut-off sentences. They are named as what they are."""
+    with app.app_context():
+        db.session.add(
+            AuditEvent(
+                merchant_id=seed.merchant_id,
+                action="settings_changed",
+                detail={"fields": ["notify_email", "reminder_hours", "contact_phone"]},
+            )
+        )
+        db.session.commit()
+    auth.login(seed.admin)
+    body = " ".join(unescape(client.get("/settings/audit").get_data(as_text=True)).split())
+    assert "Paid-order notices to staff, Hours before an unpaid-link reminder, and Phone for customers" in body
+    assert "paid orders at" not in body
+    client.get("/lang/zh_TW")
+    body = " ".join(unescape(client.get("/settings/audit").get_data(as_text=True)).split())
+    assert "員工付款通知信箱、未付款提醒時數和顧客聯絡電話" in body, body[body.find("fields") - 200 :][:600]
 
 
 def test_other_merchants_entries_are_never_shown(app, client, auth, seed):
