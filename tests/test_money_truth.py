@@ -76,6 +76,8 @@ def test_mypay_actual_cost_differs_or_290_paid_flagged_both_amounts_shown_refund
         rsps.post(app.config["MYPAY_API_URL"], json=mypay_answer(ref, prc=prc, actual_cost=actual))
         live = text(admin.get(f"/orders/{order_id}/transactions", headers={"Accept-Language": "en"}))
     assert f"actually paid NT${actual:,}" in live
+    # its refunds' heading names what staff read, not MyPay's field names (they stay in its title, for support)
+    assert ">Refunds and cancellations</h4>" in live and "(refund_order" not in live
 
 
 def test_mypay_paid_in_full_is_not_flagged(app, seed, admin):
