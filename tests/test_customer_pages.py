@@ -209,3 +209,27 @@ def test_a_failed_retry_on_the_shops_link_tells_the_customer_what_they_can_do(ap
     text = reply.get_data(as_text=True)
     assert "The payment provider is not answering right now. Nothing was charged" in text
     assert "refresh the order" not in text and "HTTP 500" not in text
+
+
+@pytest.mark.parametrize("page", ["", "/return"])
+def test_an_earlier_page_of_an_order_paid_through_another_says_it_is_paid(app, seed, client, page):
+    """Staff switched the link and the customer paid on the new page, then came back through the first one (Oen's
+    page still open in a tab): its pages said 「付款已取消。」 in red above 「狀態：已付款」, or told the customer to ask
+    the shop for a new link. They say the order is paid, and that this page took nothing."""
+    from portal.payments.state import move
+
+    with app.app_context():
+        order = make_order(seed.merchant_id)
+        first = make_checkout(order, "oen", state="cancelled")
+        second = make_checkout(order, "oen")
+        db.session.commit()
+        move(second, "paid", "callback", "{}")
+        db.session.commit()
+        token = first.public_token
+    html = client.get(f"/pay/{token}{page}", headers={"Accept-Language": "en"}).get_data(as_text=True)
+    assert "This order is already paid. Thank you!" in html
+    assert "no payment through it has reached the shop" in html
+    assert "cancelled" not in html and "no longer be used" not in html and "Try again" not in html
+    client.get("/lang/zh_TW")
+    html = client.get(f"/pay/{token}{page}").get_data(as_text=True)
+    assert "這筆訂單已付款，謝謝！" in html and "已取消" not in html
