@@ -287,9 +287,12 @@ def history_badge(event) -> str:
     """Beside a provider's word that changed nothing: whether it confirmed the state the attempt was already in (a
     query after the callback, a callback after the query), or was kept as evidence and not applied (a state behind
     the attempt's, an error, a charge not known yet)."""
-    if _unapplied_kind(event) == "confirms":
-        return _("already so")
-    return _("recorded, not applied")
+    return _("already so") if history_confirms(event) else _("recorded, not applied")
+
+
+def history_confirms(event) -> bool:
+    """A history row where the provider only confirmed the state the attempt was already in."""
+    return not event.applied and _unapplied_kind(event) == "confirms"
 
 
 def _unapplied_kind(event) -> str:
@@ -479,6 +482,7 @@ def register(app: Flask) -> None:
         ("source_label", source_label),
         ("history_step", history_step),
         ("history_badge", history_badge),
+        ("history_confirms", history_confirms),
         ("provider_label", provider_label),
         ("audit_action_label", audit_action_label),
         ("role_label", role_label),

@@ -520,7 +520,7 @@ def test_a_notice_recorded_but_not_applied_says_what_it_reported_not_a_move(app,
         db.session.commit()
         order_id = checkout.order_id
     html = staff.get(f"/orders/{order_id}").get_data(as_text=True)
-    ignored = html.split('<li class="not-applied">')[1].split("</li>")[0]
+    ignored = re.split(r'<li class="not-applied"[^>]*>', html)[1].split("</li>")[0]
     assert "reported Failed" in " ".join(ignored.split()) and "→" not in ignored
     assert "recorded, not applied" in ignored
     applied = html.split('<li class="applied">')[1].split("</li>")[0]
@@ -545,7 +545,10 @@ def test_a_providers_word_that_changed_nothing_says_what_it_was(app, seed, staff
         db.session.commit()
         order_id = checkout.order_id
     html = staff.get(f"/orders/{order_id}", headers={"Accept-Language": "en"}).get_data(as_text=True)
-    rows = [unescape(re.sub(r"<[^>]+>", " ", row.split("</li>")[0])) for row in html.split('<li class="not-applied">')]
+    rows = [
+        unescape(re.sub(r"<[^>]+>", " ", row.split("</li>")[0]))
+        for row in re.split(r'<li class="not-applied"[^>]*>', html)
+    ]
     rows = [" ".join(row.split()) for row in rows[1:]]
     said = [re.split(" (?:recorded, not applied|already so)", row.split(" · ")[2].split(": ", 1)[1])[0] for row in rows]
     assert said == [
@@ -582,10 +585,15 @@ def test_a_query_confirming_the_state_says_so_in_chinese(app, seed, staff):
         order_id = checkout.order_id
     staff.get("/lang/zh_TW")
     html = staff.get(f"/orders/{order_id}").get_data(as_text=True)
-    rows = [unescape(re.sub(r"<[^>]+>", " ", row.split("</li>")[0])) for row in html.split('<li class="not-applied">')]
+    rows = [
+        unescape(re.sub(r"<[^>]+>", " ", row.split("</li>")[0]))
+        for row in re.split(r'<li class="not-applied"[^>]*>', html)
+    ]
     late, confirmed = (" ".join(row.split()) for row in rows[1:])
     assert "已是此狀態" in confirmed and "未套用" not in confirmed, confirmed
     assert "已記錄，未套用" in late and "已是此狀態" not in late, late
+    # and it is not marked in amber as something left out: only the late "failed" is
+    assert re.findall(r'<li class="not-applied"( data-confirms)?>', html) == ["", " data-confirms"]
 
 
 def test_the_history_is_one_timeline_across_attempts(app, seed, staff):

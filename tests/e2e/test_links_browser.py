@@ -76,6 +76,12 @@ def test_staff_share_the_link_by_e_mail_line_and_qr(new_context, live_server, sm
     assert download.value.suggested_filename.endswith("-link.png")
     assert_fits_width(admin, "order page with sharing")
     shot(admin, "links-01-order-page-share")
+    # the send button stands apart from the language above it and from the red cancel button below it (it touched both)
+    language = admin.locator("#share select[name=locale]").bounding_box()
+    send = admin.locator("form[data-send-link] button[type=submit]").bounding_box()
+    cancel = admin.locator("[data-cancel-link]").bounding_box()
+    assert send["y"] - (language["y"] + language["height"]) >= 6, (language, send)
+    assert cancel["y"] - (send["y"] + send["height"]) >= 16, (send, cancel)
 
     admin.fill("#share input[name=email]", "buyer@example.tw")
     admin.select_option("#share select[name=locale]", "en")
