@@ -170,6 +170,7 @@ PAYMENT_METHOD_LABELS = {
     "applepay": _l("Apple Pay"),
     "googlepay": _l("Google Pay"),
     "linepayon": _l("LINE Pay"),
+    "all": _l("Not chosen yet (every method offered)"),  # MyPay's pfn before the customer picks one on its page
 }
 
 

@@ -218,6 +218,18 @@ def test_callback_error_text_translates_only_the_portals_own_reasons(app):
         assert callback_error_text(NO_MERCHANT) == NO_MERCHANT
 
 
+def test_mypays_every_method_reads_as_not_chosen_yet(app):
+    """MyPay reports pfn "all" until the customer picks a method on its page: the live view showed the bare word
+    「all」 under 付款方式 on zh-TW pages."""
+    from portal.labels import payment_method_label
+
+    with app.test_request_context(headers={"Accept-Language": "zh-TW"}):
+        assert payment_method_label("all") == "尚未選擇（提供所有付款方式）"
+        assert payment_method_label("CREDITCARD") == "信用卡"
+    with app.test_request_context(headers={"Accept-Language": "en"}):
+        assert payment_method_label("ALL") == "Not chosen yet (every method offered)"
+
+
 # ---------------------------------------------------------------- provider names on the order page
 
 
