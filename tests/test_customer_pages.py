@@ -214,8 +214,8 @@ def test_a_failed_retry_on_the_shops_link_tells_the_customer_what_they_can_do(ap
 @pytest.mark.parametrize("page", ["", "/return"])
 def test_an_earlier_page_of_an_order_paid_through_another_says_it_is_paid(app, seed, client, page):
     """Staff switched the link and the customer paid on the new page, then came back through the first one (Oen's
-    page still open in a tab): its pages said 「付款已取消。」 in red above 「狀態：已付款」, or told the customer to ask
-    the shop for a new link. They say the order is paid, and that this page took nothing."""
+    page still open in a tab): its pages said 「付款已取消。」 in red above 「狀態：已付款」, or told the customer to
+    ask the shop for a new link. They say the order is paid, and that this page took nothing."""
     from portal.payments.state import move
 
     with app.app_context():
