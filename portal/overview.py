@@ -26,7 +26,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from portal.extensions import db
 from portal.gateways import http_session, merchant_settings
 from portal.labels import provider_label
-from portal.models import Checkout, Order, Refund
+from portal.models import Checkout, CheckoutState, Order, Refund
 from portal.payments import (
     PAID_STATES,
     RANK,
@@ -211,6 +211,10 @@ def ask_providers(checkouts: list[Checkout], *, deadline: float, use_cache: bool
 # ---------------------------------------------------------------- comparing with the portal's record
 
 
+# Attempts the portal gave up on while the provider may still show them open.
+ENDED_HERE = (CheckoutState.CANCELLED, CheckoutState.EXPIRED)
+
+
 @dataclass(frozen=True)
 class Comparison:
     """The provider's view next to the portal's record of one checkout."""
@@ -251,6 +255,10 @@ def compare(checkout: Checkout, view: LiveView, manual: int = 0) -> Comparison:
             "paid" if not expected_refunded else ("refunded" if expected_refunded >= paid else "partially_refunded")
         )
     differs = live != portal_state or (live in PAID_STATES and live_refunded != expected_refunded)
+    if checkout.state in ENDED_HERE and live not in PAID_STATES:
+        # Cancelled or expired here, and nothing paid there: the provider's page stays open until its own time runs
+        # out (no provider lets the portal close it), so its "awaiting payment" is as expected, not a difference.
+        differs = False
     can_apply = differs and (
         RANK.get(live, -1) > RANK.get(checkout.state, -1) or live_refunded > checkout.refunded_amount
     )

@@ -185,6 +185,22 @@ def test_hand_recorded_refunds_are_not_a_difference(app, seed):
         assert live.compare(checkout, live.LiveView(checkout.id, "ok", ()), 300).differs
 
 
+@pytest.mark.parametrize("ended", ["cancelled", "expired"])
+def test_an_attempt_ended_here_but_open_at_the_provider_is_not_a_difference(app, seed, ended):
+    """Staff switched the link (the first attempt cancelled) or it expired: the provider's page stays open until its
+    own time runs out, so it still says "awaiting payment". The live view flagged that as
+    「金流商的紀錄與系統紀錄不一致。」 after every switch. A payment there still is a difference."""
+    with app.app_context():
+        checkout = make_checkout(make_order(seed.merchant_id, items=((1000, 1),), shipping=0), "mypay", ended)
+        db.session.commit()
+        waiting = ProviderTransaction("mypay", checkout.reference, "U1", State.AWAITING_PAYMENT, 1000)
+        paid = ProviderTransaction("mypay", checkout.reference, "U1", State.PAID, 1000)
+        assert not live.compare(checkout, live.LiveView(checkout.id, "ok", (waiting,))).differs
+        assert not live.compare(checkout, live.LiveView(checkout.id, "ok", ())).differs
+        comparison = live.compare(checkout, live.LiveView(checkout.id, "ok", (paid,)))
+        assert comparison.differs and comparison.can_apply
+
+
 def test_the_overview_reads_its_rows_in_a_fixed_number_of_queries_and_decrypts_once(app, seed, admin, monkeypatch):
     """Neither the queries (no row loaded again one by one after the providers answered) nor the decryption of the
     merchant's credentials grow with the rows."""
