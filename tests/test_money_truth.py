@@ -80,6 +80,18 @@ def test_mypay_actual_cost_differs_or_290_paid_flagged_both_amounts_shown_refund
     assert ">Refunds and cancellations</h4>" in live and "(refund_order" not in live
 
 
+def test_mypay_order_not_paid_yet_shows_its_amount_and_nothing_actually_paid(app, seed, admin):
+    """MyPay reports actual_cost 0 until the customer pays: the live view read "Amount NT$0, actually paid NT$0" for
+    an NT$1,000 order awaiting payment. It reads the order's amount, and nothing of what was actually paid."""
+    order_id, _checkout_id, ref = awaiting_mypay(app, seed)
+    with responses.RequestsMock() as rsps:
+        rsps.post(app.config["MYPAY_API_URL"], json=mypay_answer(ref, prc="280", actual_cost=0))
+        live = text(admin.get(f"/orders/{order_id}/transactions", headers={"Accept-Language": "en"}))
+    amount = re.search(r"<dt>Amount</dt><dd>(.*?)</dd>", live, re.S).group(1)
+    assert amount.strip() == "NT$1,000", amount
+    assert "actually paid" not in live
+
+
 def test_mypay_paid_in_full_is_not_flagged(app, seed, admin):
     order_id, checkout_id, ref = awaiting_mypay(app, seed)
     with responses.RequestsMock() as rsps:

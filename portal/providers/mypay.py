@@ -460,7 +460,7 @@ class MyPayProvider(Provider):
             actual = to_int(row.get("actual_cost"))
             if text_field(row, "cost"):
                 details["cost"] = text_field(row, "cost")
-            if actual is not None:
+            if actual is not None and (actual or state is State.PAID):  # 0 until the customer pays
                 if state is State.PAID and actual != amount:
                     state = State.PAID_MISMATCH
                 amount = actual
