@@ -155,9 +155,28 @@ def mail_show(mail_id: int):
         mail=mail,
         headers=headers,
         links=mail_module.links(mail.html, mail.text),
-        srcdoc='<base target="_blank">' + mail.html if mail.html else "",
         taipei=_taipei,
     )
+
+
+# The caught mail's HTML, shown in the mail page's sandboxed frame: its own inline styles apply (as in a mail program),
+# nothing else loads (no script, no remote image, no form), and only the sandbox's own pages may frame it.
+MAIL_HTML_CSP = (
+    "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'self'; form-action 'none'; "
+    "frame-ancestors 'self'; sandbox allow-popups allow-popups-to-escape-sandbox"
+)
+
+
+@bp.get("/mail/<int:mail_id>/html")
+def mail_html(mail_id: int):
+    """One caught mail's HTML part, for the frame on its page (links open in a new tab)."""
+    mail = db.session.get(CaughtMail, mail_id)
+    if mail is None or not mail.html:
+        abort(404)
+    response = current_app.response_class('<base target="_blank">' + mail.html, mimetype="text/html")
+    response.headers["Content-Security-Policy"] = MAIL_HTML_CSP
+    response.headers["X-Frame-Options"] = "SAMEORIGIN"
+    return response
 
 
 @bp.post("/mail/delete")

@@ -65,7 +65,7 @@ def store(app: Flask, mail_from: str, rcpt_tos: list[str], raw: bytes) -> int:
             mail_from=mail_from or "",
             rcpt_tos=list(rcpt_tos),
             subject=str(message.get("Subject", "")),
-            message_id=str(message.get("Message-ID", "")),
+            message_id=str(message.get("Message-ID", "")).strip(),  # a folded header starts with a space
             text=body_part(message, "plain"),
             html=body_part(message, "html"),
             raw=raw.decode("utf-8", "replace"),

@@ -198,3 +198,37 @@ def test_the_sandbox_answers_the_browsers_own_icon_request(tmp_path):
     icon = client.get("/static/favicon.svg")
     assert icon.status_code == 200 and icon.mimetype == "image/svg+xml"
     assert 'rel="icon"' in client.get("/").get_data(as_text=True)
+
+
+def test_a_caught_mails_html_shows_with_its_own_styles_in_a_frame_that_runs_nothing(tmp_path):
+    """The mail page framed the HTML part with srcdoc, which inherits the sandbox's CSP: every inline style of the
+    portal's mails was refused (a dozen console errors a page) and the mail showed unstyled, its pay button a plain
+    link. The HTML comes from a route of its own, whose CSP lets the mail's styles apply and nothing run or load."""
+    from sandbox import create_app
+    from sandbox import mail as mail_module
+    from sandbox.models import CaughtMail
+
+    app = create_app(
+        {"TESTING": True, "SANDBOX_DATABASE_URL": f"sqlite:///{tmp_path / 'sb.db'}", "SANDBOX_SECRET_KEY": "k"}
+    )
+    raw = (
+        b"From: shop@example.tw\r\nTo: buyer@example.tw\r\nSubject: Pay\r\n"
+        b"Message-ID:\r\n <a-very-long-message-id-folded-onto-its-own-line@portal.example.tw>\r\n"
+        b"MIME-Version: 1.0\r\nContent-Type: text/html; charset=utf-8\r\n\r\n"
+        b'<a style="color:#fff">Pay</a><script>x()</script>'
+    )
+    mail_id = mail_module.store(app, "shop@example.tw", ["buyer@example.tw"], raw)
+    client = app.test_client()
+    page = client.get(f"/mail/{mail_id}").get_data(as_text=True)
+    assert "srcdoc" not in page and f'src="/mail/{mail_id}/html"' in page
+    framed = client.get(f"/mail/{mail_id}/html")
+    csp = framed.headers["Content-Security-Policy"]
+    assert "style-src 'unsafe-inline'" in csp and "default-src 'none'" in csp and "script-src" not in csp
+    assert "sandbox allow-popups" in csp and framed.headers["X-Frame-Options"] == "SAMEORIGIN"
+    assert '<a style="color:#fff">Pay</a>' in framed.get_data(as_text=True)
+    assert client.get("/mail/999/html").status_code == 404
+    # the JSON list's message id has no space left from its folded header
+    with app.app_context():
+        assert db.session.get(CaughtMail, mail_id).html
+    [listed] = client.get("/mail/api/messages").get_json()
+    assert listed["message_id"] == "<a-very-long-message-id-folded-onto-its-own-line@portal.example.tw>"

@@ -82,12 +82,17 @@ class TestConsole:
         frame = re.search(r"<iframe[^>]*>", page.text).group(0)
         sandboxed = re.search(r'sandbox="([^"]*)"', frame).group(1).split()
         assert "allow-scripts" not in sandboxed and "allow-same-origin" not in sandboxed
-        # the mail's HTML only in the (escaped) srcdoc and the escaped source, never as markup of the page
+        # the mail's HTML only in the framed document and the escaped source, never as markup of the page
         assert "<script>" not in page.text
-        srcdoc = html.unescape(re.search(r'srcdoc="([^"]*)"', frame).group(1))
-        assert '<script>document.title = "pwned"</script>' in srcdoc and srcdoc.startswith('<base target="_blank">')
+        src = html.unescape(re.search(r'src="([^"]*)"', frame).group(1))
+        framed = requests.get(f"{sandbox.url}{src}", timeout=10)
+        assert '<script>document.title = "pwned"</script>' in framed.text
+        assert framed.text.startswith('<base target="_blank">')
         csp = page.headers["Content-Security-Policy"]
         assert "script-src 'self'" in csp and "unsafe-inline" not in csp
+        # the framed mail: its own styles apply, nothing runs (no script-src, sandboxed by its CSP too)
+        framed_csp = framed.headers["Content-Security-Policy"]
+        assert "default-src 'none'" in framed_csp and "script-src" not in framed_csp and "sandbox" in framed_csp
 
     def test_delete_all_needs_csrf_and_empties_the_list(self, sandbox, catcher, wire):
         send(catcher.port, link_mail())
