@@ -88,7 +88,7 @@ def desk(live_server):
 
 
 @pytest.mark.parametrize("viewport, name", [(PHONE, "phone"), (LAPTOP, "laptop")])
-def test_staff_tables_fit_the_screen_and_the_navigation_is_compact(new_context, desk, viewport, name):
+def test_staff_tables_fit_the_screen_and_the_navigation_is_compact(new_context, live_server, desk, viewport, name):
     phone = name == "phone"
     page = new_context(viewport=viewport).new_page()
     login(page, "admin@a.example")
@@ -159,6 +159,11 @@ def test_staff_tables_fit_the_screen_and_the_navigation_is_compact(new_context, 
         page.goto(f"/orders/{desk}/refunds")
         for button in page.locator("table.cards td button").all():
             assert button.bounding_box()["height"] >= 44
+        # the sandbox's console, with the order's callbacks and journal, fits the phone too (it was 598 px wide)
+        for path in ("/", "/?provider=oen", "/mail"):
+            page.goto(live_server.sandbox.url + path)
+            assert_fits_width(page, f"the sandbox's {path} on a phone")
+        page.goto("/orders")
         # the entries scroll sideways inside the bar; the last one is still reached with a tap
         page.click("nav.nav a[href='/settings/audit']")
         page.wait_for_url("**/settings/audit")
