@@ -97,6 +97,9 @@ OPEN_STATES = (
 )
 # Money was taken: the same three words for an order and for its checkouts.
 PAID_STATES = (CheckoutState.PAID, CheckoutState.PARTIALLY_REFUNDED, CheckoutState.REFUNDED)
+# Attempts the portal gave up on (staff cancelled or switched the link, or its time ran out) while the provider's page
+# may still be open: none of the providers lets the portal close it, and a payment there is still applied (flagged).
+ENDED_HERE = (CheckoutState.CANCELLED, CheckoutState.EXPIRED)
 FINAL_STATES = (CheckoutState.FAILED, CheckoutState.EXPIRED, CheckoutState.CANCELLED, *PAID_STATES)
 # Refunds that may still take money: counted as taken when the refundable amount is checked.
 UNSETTLED = (RefundState.REQUESTED, RefundState.PENDING, RefundState.UNKNOWN)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from portal.extensions import db
-from portal.models import Merchant
+from portal.models import Checkout, Merchant
 from tests.support.factories import make_checkout, make_order
 
 
@@ -233,3 +233,80 @@ def test_an_earlier_page_of_an_order_paid_through_another_says_it_is_paid(app, s
     client.get("/lang/zh_TW")
     html = client.get(f"/pay/{token}{page}").get_data(as_text=True)
     assert "這筆訂單已付款，謝謝！" in html and "已取消" not in html
+
+
+# ---------------------------------------------------------------- nothing paid twice across a switched link
+
+
+def paid_with_another_open(app, seed) -> tuple[int, str]:
+    """An order paid through its first attempt (MyPay, cancelled when staff switched the link, then paid on its still
+    open page) while its second (O'Pay) still awaits payment: (order id, the open attempt's token)."""
+    from portal.payments.locking import locked_checkout
+    from portal.payments.state import apply_state
+
+    with app.app_context():
+        order = make_order(seed.merchant_id)
+        first = make_checkout(order, "mypay", state="cancelled")
+        second = make_checkout(order, "opay")
+        db.session.commit()
+        checkout = locked_checkout(first.id, with_order=True)
+        apply_state(checkout, "paid", source="callback", detail="{}", amount=checkout.amount)
+        db.session.commit()
+        return order.id, second.public_token
+
+
+def test_an_open_attempt_of_a_paid_order_offers_no_payment(app, seed, client):
+    """The walkthrough paid an order on a switched-away MyPay page, then paid it again with WeChat Pay: the O'Pay
+    attempt's page still showed its pay button, and going on created the trade. Neither is offered on a paid order:
+    the page says it is paid, and going on asks no provider (the mock answers nothing: a call would fail the test)."""
+    import responses
+
+    _order_id, token = paid_with_another_open(app, seed)
+    html = client.get(f"/pay/{token}", headers={"Accept-Language": "en"}).get_data(as_text=True)
+    assert "This order is already paid. Thank you!" in html and "Pay with WeChat Pay" not in html
+    with responses.RequestsMock():  # no provider is asked
+        gone = client.post(f"/pay/{token}/go", headers={"Accept-Language": "en"})
+    assert gone.status_code == 302 and gone.headers["Location"].endswith(f"/pay/{token}")
+    with app.app_context():
+        assert db.session.execute(db.select(Checkout).filter_by(public_token=token)).scalar_one().state == (
+            "awaiting_payment"
+        )
+
+
+def test_a_second_payment_of_an_order_is_flagged_for_attention(app, seed):
+    """Paid again on another attempt (a provider page that could not be closed): the order's staff must see it, to
+    refund one. The second payment was applied with no flag at all."""
+    from portal.payments.locking import locked_checkout
+    from portal.payments.state import apply_state
+
+    order_id, token = paid_with_another_open(app, seed)
+    with app.app_context():
+        second = db.session.execute(db.select(Checkout).filter_by(public_token=token)).scalar_one()
+        checkout = locked_checkout(second.id, with_order=True)
+        assert apply_state(checkout, "paid", source="callback", detail="{}", amount=checkout.amount)
+        db.session.commit()
+        paid = db.session.execute(db.select(Checkout).filter_by(order_id=order_id, state="paid")).scalars().all()
+        assert len(paid) == 2 and all(c.needs_attention for c in paid)
+
+
+def test_coming_back_from_a_cancelled_attempts_page_asks_the_provider(app, seed, client):
+    """Staff switched the link; the customer paid on MyPay's page, still open, and came back: the return page said
+    「付款已取消。」 with 「再試一次」, inviting a second payment, until a reload. It asks MyPay, finds the payment, and
+    says it was received (the attempt flagged for attention, as paid after it was cancelled)."""
+    import responses
+
+    from tests.test_money_truth import awaiting_mypay, mypay_answer
+
+    _order_id, checkout_id, reference = awaiting_mypay(app, seed)
+    with app.app_context():
+        checkout = db.session.get(Checkout, checkout_id)
+        checkout.state = "cancelled"
+        db.session.commit()
+        token = checkout.public_token
+    with responses.RequestsMock() as rsps:
+        rsps.post(app.config["MYPAY_API_URL"], json=mypay_answer(reference))
+        html = client.get(f"/pay/{token}/return", headers={"Accept-Language": "en"}).get_data(as_text=True)
+    assert "Payment received. Thank you!" in html and "Try again" not in html and "cancelled" not in html
+    with app.app_context():
+        checkout = db.session.get(Checkout, checkout_id)
+        assert checkout.state == "paid" and checkout.needs_attention

@@ -179,6 +179,8 @@ def apply_state(
         checkout.needs_attention = True
     if target in PAID_STATES and checkout.state in (CheckoutState.EXPIRED, CheckoutState.CANCELLED):
         checkout.needs_attention = True  # paid after the link expired or staff cancelled it: a person looks
+    if target in PAID_STATES and checkout.state not in PAID_STATES and checkout.order.is_paid:
+        checkout.needs_attention = True  # the order was already paid through another attempt: paid twice
     if transaction_id and not checkout.provider_transaction_id:
         checkout.provider_transaction_id = transaction_id
     keep_payment_details(checkout, payment_code, payment_deadline, card_last4)

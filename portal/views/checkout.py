@@ -14,7 +14,7 @@ from flask_login import current_user, login_required
 
 from portal.extensions import db, limiter
 from portal.labels import PROVIDER_NAMES, attempt_error, state_label
-from portal.models import Checkout, CheckoutState, utcnow
+from portal.models import ENDED_HERE, Checkout, CheckoutState, utcnow
 from portal.orders import get_order
 from portal.payments import (
     CheckoutError,
@@ -187,9 +187,12 @@ GO_LIMIT = "30 per minute"
 
 
 def link_state(checkout: Checkout) -> str:
-    """What the customer's page should say: open, expired, or the final state."""
+    """What the customer's page should say: open, expired, paid_elsewhere (an attempt still open whose order was paid
+    through another: nothing more is to be paid on it), or the final state."""
     if checkout.is_final:
         return checkout.state
+    if checkout.order.is_paid:
+        return "paid_elsewhere"
     if checkout.expires_at < utcnow():
         return CheckoutState.EXPIRED.value
     if checkout.state == CheckoutState.CREATING:
@@ -261,7 +264,9 @@ def returned(token: str):
     waited CARD_WAIT the page says nothing was charged and offers to enter the card again, instead of waiting on.
     """
     checkout = load_link(token)
-    if checkout.is_open and checkout.state != CheckoutState.CREATING:
+    if (checkout.is_open and checkout.state != CheckoutState.CREATING) or checkout.state in ENDED_HERE:
+        # Also an attempt cancelled or expired here: its provider's page stays open, and the customer coming back
+        # from it may just have paid there (told "cancelled, try again", they would pay twice).
         _changed, _error = refresh_checkout(checkout.id, source="return")
         checkout = db.session.get(Checkout, checkout.id, populate_existing=True)
     status = link_state(checkout)
