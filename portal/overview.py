@@ -26,7 +26,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from portal.extensions import db
 from portal.gateways import http_session, merchant_settings
 from portal.labels import provider_label
-from portal.models import Checkout, CheckoutState, Order, Refund
+from portal.models import ENDED_HERE, Checkout, Order, Refund
 from portal.payments import (
     PAID_STATES,
     RANK,
@@ -211,10 +211,6 @@ def ask_providers(checkouts: list[Checkout], *, deadline: float, use_cache: bool
 # ---------------------------------------------------------------- comparing with the portal's record
 
 
-# Attempts the portal gave up on while the provider may still show them open.
-ENDED_HERE = (CheckoutState.CANCELLED, CheckoutState.EXPIRED)
-
-
 @dataclass(frozen=True)
 class Comparison:
     """The provider's view next to the portal's record of one checkout."""
@@ -246,7 +242,9 @@ def compare(checkout: Checkout, view: LiveView, manual: int = 0) -> Comparison:
     if state is None:
         return Comparison("none", differs=checkout.state in PAID_STATES)
     live = "paid" if state is State.PAID_MISMATCH else ("unknown" if state is State.ERROR else state.value)
-    live_paid, live_refunded = figures.get("amount"), int(figures.get("refunded") or 0)
+    # What the provider took: nothing while it awaits payment (a transaction's amount is then what is asked).
+    live_paid = figures.get("amount") if live in PAID_STATES else None
+    live_refunded = int(figures.get("refunded") or 0)
     expected_refunded = max(checkout.refunded_amount - manual, 0)
     portal_state = checkout.state
     if manual and checkout.state in PAID_STATES:

@@ -201,6 +201,20 @@ def test_an_attempt_ended_here_but_open_at_the_provider_is_not_a_difference(app,
         assert comparison.differs and comparison.can_apply
 
 
+
+def test_a_provider_awaiting_payment_is_not_said_to_have_taken_the_amount(app, seed):
+    """While MyPay (or any provider) awaits payment, its transaction's amount is what it asks, not what it took: the
+    live view read 「待付款 已付款 NT$2,040」."""
+    with app.app_context():
+        checkout = make_checkout(make_order(seed.merchant_id, items=((1000, 1),), shipping=0), "mypay")
+        db.session.commit()
+        waiting = ProviderTransaction("mypay", checkout.reference, "U1", State.AWAITING_PAYMENT, 1000)
+        comparison = live.compare(checkout, live.LiveView(checkout.id, "ok", (waiting,)))
+        assert comparison.live_state == "awaiting_payment" and comparison.live_paid is None
+        paid = ProviderTransaction("mypay", checkout.reference, "U1", State.PAID, 1000)
+        assert live.compare(checkout, live.LiveView(checkout.id, "ok", (paid,))).live_paid == 1000
+
+
 def test_the_overview_reads_its_rows_in_a_fixed_number_of_queries_and_decrypts_once(app, seed, admin, monkeypatch):
     """Neither the queries (no row loaded again one by one after the providers answered) nor the decryption of the
     merchant's credentials grow with the rows."""
