@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from portal.extensions import db
@@ -310,3 +312,19 @@ def test_coming_back_from_a_cancelled_attempts_page_asks_the_provider(app, seed,
     with app.app_context():
         checkout = db.session.get(Checkout, checkout_id)
         assert checkout.state == "paid" and checkout.needs_attention
+
+
+def test_staff_see_no_link_to_send_for_an_attempt_still_open_on_a_paid_order(app, seed, auth, client):
+    """After the order was paid on the switched-away page, its order page still showed the O'Pay attempt's link box
+    (「歐付寶 付款連結 待付款」, copy, QR code, expiry): a link staff could send, which now only says "paid". And its
+    live view read the open attempt's own record as 「待付款 已付款 NT$0」."""
+    order_id, token = paid_with_another_open(app, seed)
+    auth.login("staff@a.example")
+    page = client.get(f"/orders/{order_id}", headers={"Accept-Language": "en"}).get_data(as_text=True)
+    assert token not in page and "Payment link via" not in page
+    import responses
+
+    with responses.RequestsMock(assert_all_requests_are_fired=False):  # the providers are not reached: no answer
+        live = client.get(f"/orders/{order_id}/transactions", headers={"Accept-Language": "en"}).get_data(as_text=True)
+    records = re.findall(r'data-portal-state="(\w+)">[^<]*</span>\s*([^<]*)</dd>', live)
+    assert sorted(records) == [("awaiting_payment", ""), ("paid", "paid NT$1,060, refunded NT$0")], records
