@@ -201,7 +201,6 @@ def test_an_attempt_ended_here_but_open_at_the_provider_is_not_a_difference(app,
         assert comparison.differs and comparison.can_apply
 
 
-
 def test_a_provider_awaiting_payment_is_not_said_to_have_taken_the_amount(app, seed):
     """While MyPay (or any provider) awaits payment, its transaction's amount is what it asks, not what it took: the
     live view read 「待付款 已付款 NT$2,040」."""
