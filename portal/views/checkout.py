@@ -72,8 +72,23 @@ def create(order_id: int):
     except CheckoutError as exc:
         flash(str(exc), "error")
     else:
-        flash(_("The payment link is ready. Send it to the customer."), "success")
+        flash(
+            _switched_to(request.form.get("provider", ""))
+            if switch
+            else _("The payment link is ready. Send it to the customer."),
+            "success",
+        )
     return redirect(url_for("orders.detail", order_id=order_id))
+
+
+def _switched_to(provider: str) -> str:
+    """Switching a live link changes who takes the payment, not the link the customer has."""
+    if provider in PROVIDER_NAMES:
+        return _(
+            "The link now pays through %(provider)s; the customer's link stays the same.",
+            provider=PROVIDER_NAMES[provider],
+        )
+    return _("The link now lets the customer choose how to pay; the customer's link stays the same.")
 
 
 @bp.post("/orders/<int:order_id>/refresh")

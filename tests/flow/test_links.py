@@ -155,6 +155,8 @@ def test_switching_provider_keeps_the_link_and_a_payment_on_the_old_page_is_appl
     assert "already has a payment link" in again and len(checkouts(live_server, order_id)) == 1
     page = browser.post(f"/orders/{order_id}/checkout", {"provider": "oen", "switch": "1"}).text
     assert "/pay/" + order_row(live_server, order_id).link_token == link
+    # the message says what happened: the same link, another provider (it said a link was "ready", as if new)
+    assert "The link now pays through Oen Tech; the customer's link stays the same." in unescape(page)
     assert link in page
     rows = checkouts(live_server, order_id)
     assert [(r[3], r[2]) for r in rows] == [("mypay", "cancelled"), ("oen", "awaiting_payment")]
