@@ -128,3 +128,49 @@ def test_two_attempts_of_one_order_settled_at_once_leave_the_order_paid(app, see
     with app.app_context():
         order = db.session.get(Order, order_id)
         assert (order.state, order.paid_amount) == ("paid", payable)
+
+
+def count_pings(monkeypatch) -> list[int]:
+    """The pings the engine's dialect sends from now on (each a round trip), counted."""
+    pings: list[int] = []
+    dialect = db.engine.dialect
+    ping = dialect.do_ping
+    monkeypatch.setattr(dialect, "do_ping", lambda connection: pings.append(1) or ping(connection))
+    return pings
+
+
+def use_the_database() -> int:
+    """One request's use of the database: a query, then the connection back to the pool; the server process's id."""
+    pid = db.session.execute(text("SELECT pg_backend_pid()")).scalar_one()
+    db.session.remove()
+    return pid
+
+
+def test_a_connection_just_returned_to_the_pool_is_handed_out_without_a_ping(app, monkeypatch):
+    """Under load a connection comes back to the pool and goes out again within milliseconds: checking it first would
+    be one more round trip on every request (pool_pre_ping did that)."""
+    with app.app_context():
+        first = use_the_database()
+        pings = count_pings(monkeypatch)
+        for _ in range(5):
+            assert use_the_database() == first  # the same connection, reused
+        assert pings == []
+
+
+def test_a_connection_that_died_while_idle_is_replaced_before_a_request_gets_it(app, monkeypatch):
+    """A server restart (here: the server ends the connection) while a connection sat idle in the pool: the next
+    request gets a live connection, not an error."""
+    import portal.extensions
+
+    with app.app_context():
+        first = use_the_database()
+        other = create_engine(app.config["SQLALCHEMY_DATABASE_URI"])
+        try:
+            with other.connect() as conn:
+                assert conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": first}).scalar_one()
+        finally:
+            other.dispose()
+        monkeypatch.setattr(portal.extensions, "PING_AFTER_IDLE", 0.0)  # idle long enough to be checked
+        pings = count_pings(monkeypatch)
+        assert use_the_database() != first
+        assert pings == [1]

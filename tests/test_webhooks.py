@@ -671,8 +671,16 @@ def test_an_opay_notice_on_postgresql_is_stored_once_after_its_attempt_is_locked
         event.remove(engine, "before_cursor_execute", statement)
     assert response.status_code == 200 and response.data == b"1|OK"
     assert _state(app, checkout_id) == ("paid", "paid")
-    writes = [i for i, sql in enumerate(statements) if re.match(r"(INSERT INTO|UPDATE) webhook_event\b", sql)]
-    assert [statements[i].split(" (")[0] for i in writes] == ["INSERT INTO webhook_event"]
+    # Stored with its RqID remembered, in one statement: the INSERT is the statement's CTE.
+    writes = [i for i, sql in enumerate(statements) if re.search(r"(INSERT INTO|UPDATE) webhook_event\b", sql)]
+    assert [re.search(r"(INSERT INTO|UPDATE) webhook_event", statements[i])[0] for i in writes] == [
+        "INSERT INTO webhook_event"
+    ]
+    assert "INSERT INTO seen_nonce" in statements[writes[0]]
+    # The attempt's move and its evidence row: one statement too.
+    [moved] = [sql for sql in statements if "UPDATE checkout" in sql]
+    assert "INSERT INTO checkout_event" in moved
+    assert not any(sql.startswith(("INSERT INTO checkout_event", "INSERT INTO seen_nonce")) for sql in statements)
     locking = [i for i, sql in enumerate(statements) if "FROM checkout" in sql and "FOR UPDATE" in sql]
     assert locking and locking[0] < writes[0]
     with app.app_context():

@@ -16,13 +16,23 @@ from dataclasses import dataclass
 from datetime import timedelta
 from urllib.parse import parse_qsl
 
-from sqlalchemy import Row, bindparam, delete, select, update
+from sqlalchemy import Row, bindparam, delete, func, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import joinedload
 
 from portal.extensions import db, dialect_name, execute_core, insert_ignoring_conflicts
 from portal.gateways import forget_kept_merchants, merchant_row, provider_for, remember_nonce
-from portal.models import CallbackStatus, Checkout, CheckoutEvent, CheckoutState, Merchant, WebhookEvent, utcnow
+from portal.models import (
+    CallbackStatus,
+    Checkout,
+    CheckoutEvent,
+    CheckoutState,
+    Merchant,
+    SeenNonce,
+    WebhookEvent,
+    utcnow,
+)
 from portal.payments.attempts import refresh_checkout
 from portal.payments.charges import charge_card
 from portal.payments.locking import (
@@ -193,11 +203,20 @@ def store_callback(row: dict[str, object]) -> tuple[int, CallbackStatus | None]:
     return event_id, status
 
 
-def _store(row: dict[str, object]) -> tuple[int, CallbackStatus | None, bool]:
-    """store_callback, and whether the row was inserted (with the values given) now."""
+def _store(row: dict[str, object], remembering: Remembering | None = None) -> tuple[int, CallbackStatus | None, bool]:
+    """store_callback, and whether the row was inserted (with the values given) now. `remembering`: the callback's
+    request id, to remember with the store (PostgreSQL: one statement) if the row is inserted now; whether it was
+    first seen here is then set on it (left None when the row was not inserted)."""
     dedupe = row["dedupe_key"]
     row = {**row, "received_at": utcnow()}
-    stored = execute_core(insert_ignoring_conflicts(WebhookEvent, WebhookEvent.id), row).scalar_one_or_none()
+    if remembering is None:
+        stored = execute_core(insert_ignoring_conflicts(WebhookEvent, WebhookEvent.id), row).scalar_one_or_none()
+    else:
+        nonce = {"nonce_provider": row["provider"], "nonce_value": remembering.value[:128], "nonce_seen_at": utcnow()}
+        found = execute_core(_store_remembering(tuple(row)), {**row, **nonce}).one_or_none()
+        stored = None if found is None else found.id
+        if found is not None:
+            remembering.first_seen = bool(found.first_seen)
     if stored is not None:
         return stored, None, True
     event_id, status = execute_core(COUNT_RESEND, {"dedupe": dedupe}).one()
@@ -210,6 +229,46 @@ def _store(row: dict[str, object]) -> tuple[int, CallbackStatus | None, bool]:
         )
         return event_id, None, False
     return event_id, CallbackStatus(status), False
+
+
+@dataclass
+class Remembering:
+    """A verified callback's one request id (O'Pay's RqID), remembered with its store; first_seen once known."""
+
+    value: str
+    first_seen: bool | None = None
+
+    @classmethod
+    def of(cls, verified: Verified | None) -> Remembering | None:
+        """PostgreSQL, where the store and the request id can be one statement: the verified callback's one id."""
+        if verified is None or len(verified.nonces) != 1 or dialect_name() != "postgresql":
+            return None
+        return cls(verified.nonces[0])
+
+
+@functools.cache
+def _store_remembering(columns: tuple[str, ...]):
+    """PostgreSQL, built once per set of columns: store_callback's INSERT and remember_nonce's in one statement (data-
+    modifying CTEs), the request id inserted only with a row inserted now. Answers (the row's id, first_seen: 1 when
+    the request id was not seen before) when the row is inserted, nothing when it was stored before."""
+    seen = SeenNonce.__table__
+    stored = (
+        postgresql_insert(_callbacks)
+        .values({name: bindparam(name, type_=_callbacks.c[name].type) for name in columns})
+        .on_conflict_do_nothing()
+        .returning(_callbacks.c.id)
+        .cte("stored")
+    )
+    nonce = [bindparam(f"nonce_{name}", type_=seen.c[name].type) for name in ("provider", "value", "seen_at")]
+    remembered = (
+        postgresql_insert(seen)
+        .from_select(["provider", "value", "seen_at"], select(*nonce).select_from(stored))
+        .on_conflict_do_nothing()
+        .returning(seen.c.id)
+        .cte("remembered")
+    )
+    first_seen = select(func.count()).select_from(remembered).scalar_subquery()
+    return select(stored.c.id, first_seen.label("first_seen"))
 
 
 def set_callback_status(
@@ -254,7 +313,8 @@ def receive_callback(provider: str, request: CallbackRequest) -> CallbackReply:
     waits for, the callback is verified before it too (the merchant, the attempt and the body's decryption read
     first); on PostgreSQL, where the transaction locks only the attempt's row, it is verified in its transaction, the
     attempt locked, before it is stored (a transaction's round trips saved). Either way, verified, it is stored as it
-    most likely ends, in one INSERT. Storing, remembering O'Pay's RqID and applying are one write transaction. When
+    most likely ends, in one INSERT (on PostgreSQL, with O'Pay's RqID remembered in the same statement). Storing,
+    remembering the RqID and applying are one write transaction. When
     processing fails, it is rolled back whole and the callback stored again in a transaction of its own, saying why.
     Only what needs the provider's word (a card token to charge, a hint to confirm by a query) goes on after the
     commit, in transactions of its own.
@@ -276,8 +336,10 @@ def _receive(callback: ReadCallback) -> CallbackReply:
             # Verified beforehand, the callback is stored as it most likely ends (applied, to its attempt), in its one
             # INSERT; _mark updates it only when it ends otherwise. Nothing sees the row before the commit.
             ending = None if verified is None else _ending(verified)
-            event_id, seen, inserted = _store({**row, **ending} if ending else row)
-            outcome = _process(event_id, callback, verified, ending if inserted else None) if seen is None else None
+            remembering = Remembering.of(verified)
+            event_id, seen, inserted = _store({**row, **ending} if ending else row, remembering)
+            stored = ending if inserted else None
+            outcome = _process(event_id, callback, verified, stored, remembering) if seen is None else None
     except NotProcessed as failed:
         with write_transaction():  # the stored callback says why (a resend may have been processed meanwhile)
             event_id, seen = store_callback(row)
@@ -482,15 +544,20 @@ class NotProcessed(Exception):
 
 
 def _process(
-    event_id: int, callback: ReadCallback, verified: Verified | None, stored: dict[str, object] | None = None
+    event_id: int,
+    callback: ReadCallback,
+    verified: Verified | None,
+    stored: dict[str, object] | None = None,
+    remembering: Remembering | None = None,
 ) -> Reply:
     """Verify the stored callback (unless it already was) and apply it, in the caller's transaction; returns what is
     left to do after the commit (the reply, or the follow-up with the provider that decides it). NotProcessed when
-    it is refused or fails. `stored`: the status and attempt the callback's row was inserted with (_ending)."""
+    it is refused or fails. `stored`: the status and attempt the callback's row was inserted with (_ending);
+    `remembering`: its request id, if it was remembered with the store."""
     provider = callback.provider
     found: list[Checkout] = []  # the attempt the callback named, locked
     try:
-        if verified is not None and all(remember_nonce(provider.name, value) for value in verified.nonces):
+        if verified is not None and _first_seen(provider.name, verified, remembering):
             event = verified.event
             checkout = verified.checkout if verified.locked else checkout_as_read(verified.checkout)
         else:  # not verified beforehand, or a replayed request id: the provider's own verdict, in this transaction
@@ -534,6 +601,13 @@ def _process(
     except Exception as exc:  # a broken provider answer or a bug must not lose the stored callback
         log.exception("callback %s could not be processed", event_id)
         raise NotProcessed(CallbackStatus.ERROR, f"{type(exc).__name__}", lambda: CallbackReply(*RETRY_LATER)) from exc
+
+
+def _first_seen(provider: str, verified: Verified, remembering: Remembering | None) -> bool:
+    """Whether the verified callback's request ids were not seen before (remembered now, if not with the store)."""
+    if remembering is not None and remembering.first_seen is not None:
+        return remembering.first_seen
+    return all(remember_nonce(provider, value) for value in verified.nonces)
 
 
 # ---------------------------------------------------------------- applying

@@ -3,6 +3,7 @@ the order's state is derived from its checkouts, here and nowhere else."""
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
@@ -10,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import bindparam, insert, inspect, select, update
 from sqlalchemy.orm.attributes import set_committed_value
 
-from portal.extensions import db, execute_core
+from portal.extensions import db, dialect_name, execute_core
 from portal.models import (
     OPEN_STATES,
     PAID_STATES,
@@ -79,9 +80,17 @@ def record(checkout: Checkout, source: str, from_state: str, to_state: str, deta
             )
         )
         return
-    row = {"applied": True, "webhook_event_id": None, **kw}
+    execute_core(INSERT_EVENT, _event_row(checkout, source, from_state, to_state, detail, **kw))
+    _recorded(checkout)
+
+
+def _event_row(checkout: Checkout, source: str, from_state: str, to_state: str, detail: str, **kw) -> dict:
+    row = {"applied": True, "webhook_event_id": None, "created_at": utcnow(), **kw}
     row.update(checkout_id=checkout.id, source=source, from_state=from_state, to_state=to_state, detail=detail)
-    execute_core(INSERT_EVENT, row)
+    return row
+
+
+def _recorded(checkout: Checkout) -> None:
     if "events" in inspect(checkout).dict:
         db.session.expire(checkout, ["events"])  # read again when next shown
 
@@ -111,17 +120,58 @@ def move(checkout: Checkout, new_state: CheckoutState, source: str, detail: str,
     values.update(state=CheckoutState(new_state).value, updated_at=utcnow())
     if old == CheckoutState.CREATING and new_state != CheckoutState.FAILED and checkout.opened_at is None:
         values["opened_at"] = values["updated_at"]  # the provider made it: from now on it counts for the order
+    params = {"checkout_id_": checkout.id, "old_state_": old, **values}
+    evidence = _event_row(checkout, source, old, values["state"], detail, webhook_event_id=webhook_event_id)
+    postgresql = dialect_name() == "postgresql"
     with db.session.no_autoflush:
-        result = execute_core(MOVE_CHECKOUT, {"checkout_id_": checkout.id, "old_state_": old, **values})
+        if postgresql:  # the move and its evidence in one statement: the row is written only if the checkout moved
+            params.update({f"event_{key}": value for key, value in evidence.items()})
+            result = execute_core(_move_and_record(tuple(values)), params)
+        else:
+            result = execute_core(MOVE_CHECKOUT, params)
     if result.rowcount != 1:  # someone else moved it first; the caller's transaction is retried by the caller
         raise RuntimeError("checkout changed under a lock")
     for key, value in values.items():
         set_committed_value(checkout, key, value)
     _settled(checkout)
-    record(checkout, source, old, new_state, detail, webhook_event_id=webhook_event_id)
+    if postgresql:
+        _recorded(checkout)
+    else:
+        execute_core(INSERT_EVENT, evidence)
+        _recorded(checkout)
     if not (old in OPEN_STATES and new_state in OPEN_STATES):
         refresh_order(checkout.order)
     return True
+
+
+_events = CheckoutEvent.__table__
+EVENT_COLUMNS = (
+    "checkout_id",
+    "source",
+    "from_state",
+    "to_state",
+    "applied",
+    "webhook_event_id",
+    "detail",
+    "created_at",
+)
+
+
+@functools.cache
+def _move_and_record(columns: tuple[str, ...]):
+    """PostgreSQL, built once per set of columns moved: the compare-and-set of MOVE_CHECKOUT and the evidence row
+    (record's), in one statement (a data-modifying CTE) and one round trip; the row is inserted only if the checkout
+    moved, so the INSERT's rowcount is the move's. Parameters: MOVE_CHECKOUT's, and the row's as event_<column>."""
+    moved = (
+        update(_checkouts)
+        .where(_checkouts.c.id == bindparam("checkout_id_"), _checkouts.c.state == bindparam("old_state_"))
+        .values({name: bindparam(name, type_=_checkouts.c[name].type) for name in columns})
+        .returning(_checkouts.c.id)
+        .cte("moved")
+    )
+    row = [bindparam(f"event_{name}", type_=_events.c[name].type) for name in EVENT_COLUMNS[1:]]
+    stmt = insert(_events).from_select(EVENT_COLUMNS, select(moved.c.id, *row), include_defaults=False)
+    return stmt.execution_options(preserve_rowcount=True)  # an INSERT's rowcount is not kept otherwise
 
 
 def _settled(row) -> None:
