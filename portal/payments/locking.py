@@ -184,6 +184,13 @@ def order_locked(order_id: int) -> None:
     kept[1].add(order_id)
 
 
+def holds_order_lock(order_id: int) -> bool:
+    """Whether this transaction holds the order's row lock (order_locked noted it)."""
+    session = db.session()
+    kept = session.info.get(_LOCKED_ORDERS)
+    return kept is not None and kept[0] is session.get_transaction() and order_id in kept[1]
+
+
 def lock_order(order: Order) -> None:
     """Hold the order's row lock for the rest of the transaction before its state is derived (PostgreSQL; SQLite's
     write lock already serializes writers). An order read before the lock is read again, unless it has changes of
@@ -192,8 +199,7 @@ def lock_order(order: Order) -> None:
     session = db.session()
     if session.get_bind().dialect.name == "sqlite" or inspect(order).transient or order.id is None:
         return
-    kept = session.info.get(_LOCKED_ORDERS)
-    if kept is not None and kept[0] is session.get_transaction() and order.id in kept[1]:
+    if holds_order_lock(order.id):
         return
     execute_core(LOCK_ORDER, {"order_id": order.id})
     order_locked(order.id)

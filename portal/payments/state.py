@@ -8,7 +8,7 @@ import json
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import bindparam, insert, inspect, select, update
+from sqlalchemy import bindparam, insert, inspect, select, union_all, update
 from sqlalchemy.orm.attributes import set_committed_value
 
 from portal.extensions import db, dialect_name, execute_core
@@ -22,7 +22,7 @@ from portal.models import (
     OrderState,
     utcnow,
 )
-from portal.payments.locking import lock_order
+from portal.payments.locking import holds_order_lock, lock_order
 from portal.providers.base import ProviderTransaction, State
 
 RANK = {
@@ -97,6 +97,9 @@ def _recorded(checkout: Checkout) -> None:
 
 # Built once, on the table: the compare-and-set of a checkout's state; the columns it sets are the parameters given.
 _checkouts = Checkout.__table__
+# What refresh_order needs of each of an order's attempts (statement building, and the ORM's layer, cost more than
+# reading them), in ORDER_CHECKOUTS, or read with the move (_move_record_and_read).
+FIGURES = ("id", "state", "amount", "paid_amount", "refunded_amount", "opened_at")
 MOVE_CHECKOUT = update(_checkouts).where(
     _checkouts.c.id == bindparam("checkout_id_"), _checkouts.c.state == bindparam("old_state_")
 )
@@ -123,24 +126,30 @@ def move(checkout: Checkout, new_state: CheckoutState, source: str, detail: str,
     params = {"checkout_id_": checkout.id, "old_state_": old, **values}
     evidence = _event_row(checkout, source, old, values["state"], detail, webhook_event_id=webhook_event_id)
     postgresql = dialect_name() == "postgresql"
+    refresh = not (old in OPEN_STATES and new_state in OPEN_STATES)
+    # PostgreSQL, the order already locked: its attempts' figures read in the same statement, as they are after it.
+    figures = None
     with db.session.no_autoflush:
         if postgresql:  # the move and its evidence in one statement: the row is written only if the checkout moved
             params.update({f"event_{key}": value for key, value in evidence.items()})
-            result = execute_core(_move_and_record(tuple(values)), params)
+            if refresh and holds_order_lock(checkout.order_id):
+                params["order_id_"] = checkout.order_id
+                figures = execute_core(_move_record_and_read(tuple(values)), params).all()
+                moved = any(row.id == checkout.id for row in figures)
+            else:
+                moved = execute_core(_move_and_record(tuple(values)), params).rowcount == 1
         else:
-            result = execute_core(MOVE_CHECKOUT, params)
-    if result.rowcount != 1:  # someone else moved it first; the caller's transaction is retried by the caller
+            moved = execute_core(MOVE_CHECKOUT, params).rowcount == 1
+    if not moved:  # someone else moved it first; the caller's transaction is retried by the caller
         raise RuntimeError("checkout changed under a lock")
     for key, value in values.items():
         set_committed_value(checkout, key, value)
     _settled(checkout)
-    if postgresql:
-        _recorded(checkout)
-    else:
+    if not postgresql:
         execute_core(INSERT_EVENT, evidence)
-        _recorded(checkout)
-    if not (old in OPEN_STATES and new_state in OPEN_STATES):
-        refresh_order(checkout.order)
+    _recorded(checkout)
+    if refresh:
+        refresh_order(checkout.order, checkouts=figures)
     return True
 
 
@@ -157,21 +166,40 @@ EVENT_COLUMNS = (
 )
 
 
-@functools.cache
-def _move_and_record(columns: tuple[str, ...]):
-    """PostgreSQL, built once per set of columns moved: the compare-and-set of MOVE_CHECKOUT and the evidence row
-    (record's), in one statement (a data-modifying CTE) and one round trip; the row is inserted only if the checkout
-    moved, so the INSERT's rowcount is the move's. Parameters: MOVE_CHECKOUT's, and the row's as event_<column>."""
+def _moved_and_recorded(columns: tuple[str, ...]):
+    """The compare-and-set of MOVE_CHECKOUT as a CTE answering the moved row's figures, and the INSERT of its evidence
+    row (record's) from it: the row is inserted only if the checkout moved."""
     moved = (
         update(_checkouts)
         .where(_checkouts.c.id == bindparam("checkout_id_"), _checkouts.c.state == bindparam("old_state_"))
         .values({name: bindparam(name, type_=_checkouts.c[name].type) for name in columns})
-        .returning(_checkouts.c.id)
+        .returning(*(_checkouts.c[name] for name in FIGURES))
         .cte("moved")
     )
     row = [bindparam(f"event_{name}", type_=_events.c[name].type) for name in EVENT_COLUMNS[1:]]
-    stmt = insert(_events).from_select(EVENT_COLUMNS, select(moved.c.id, *row), include_defaults=False)
-    return stmt.execution_options(preserve_rowcount=True)  # an INSERT's rowcount is not kept otherwise
+    return moved, insert(_events).from_select(EVENT_COLUMNS, select(moved.c.id, *row), include_defaults=False)
+
+
+@functools.cache
+def _move_and_record(columns: tuple[str, ...]):
+    """PostgreSQL, built once per set of columns moved: the move and its evidence row in one statement (data-modifying
+    CTEs) and one round trip; the INSERT's rowcount is the move's. Parameters: MOVE_CHECKOUT's, and the evidence row's
+    as event_<column>."""
+    _moved, recorded = _moved_and_recorded(columns)
+    return recorded.execution_options(preserve_rowcount=True)  # an INSERT's rowcount is not kept otherwise
+
+
+@functools.cache
+def _move_record_and_read(columns: tuple[str, ...]):
+    """_move_and_record, answering the figures refresh_order needs of the order's attempts as they are after the move
+    (the moved one from the UPDATE, the others as the statement found them): the moved attempt is among them only if
+    it moved. For an order whose row lock the transaction holds. Parameters: _move_and_record's, and order_id_."""
+    moved, recorded = _moved_and_recorded(columns)
+    others = select(*(_checkouts.c[name] for name in FIGURES)).where(
+        _checkouts.c.order_id == bindparam("order_id_"), _checkouts.c.id != bindparam("checkout_id_")
+    )
+    both = union_all(others, select(*(moved.c[name] for name in FIGURES))).subquery()
+    return select(both).order_by(both.c.id).add_cte(recorded.returning(_events.c.id).cte("recorded"))
 
 
 def _settled(row) -> None:
@@ -270,29 +298,33 @@ def keep_payment_details(
         checkout.card_last4 = digits
 
 
-# Built once, on the table (statement building, and the ORM's layer, cost more than running it): the figures
-# refresh_order needs of an order's checkouts.
 ORDER_CHECKOUTS = (
-    select(_checkouts.c.state, _checkouts.c.amount, _checkouts.c.paid_amount, _checkouts.c.refunded_amount)
+    select(*(_checkouts.c[name] for name in FIGURES))
     .where(_checkouts.c.order_id == bindparam("order_id"))
-    # An attempt the provider refused to make never opened: the order stays as it was (e.g. a draft).
-    .where((_checkouts.c.opened_at.is_not(None)) | (_checkouts.c.state != CheckoutState.FAILED.value))
     .order_by(_checkouts.c.id)
 )
 
 
-def refresh_order(order: Order, *, also: Mapping[str, object] | None = None) -> None:
+def counts_for_order(attempt) -> bool:
+    """Whether an attempt (its FIGURES) counts for its order: one the provider refused to make never opened, and the
+    order stays as it was (e.g. a draft)."""
+    return attempt.opened_at is not None or attempt.state != CheckoutState.FAILED.value
+
+
+def refresh_order(order: Order, *, also: Mapping[str, object] | None = None, checkouts: list | None = None) -> None:
     """Derive the order's state and amounts from its checkouts: the one place an order's state is written.
 
-    Reads the few figures it needs of the order's checkouts (after writing what is pending), not the rows themselves,
-    with the order's row locked (locking.lock_order).
+    Reads the few figures it needs of the order's checkouts (FIGURES), not the rows themselves, with the order's row
+    locked (locking.lock_order), unless given them (`checkouts`: read with the move, the order already locked).
     `also`: other columns of the order (its link) to write in the same statement, seen by the derivation.
     """
     lock_order(order)  # on PostgreSQL: no other transaction derives it meanwhile, and the read below sees theirs
     also = dict(also or {})
     for key, value in also.items():
         set_committed_value(order, key, value)  # as the derivation below must see them; written with the state
-    rows = execute_core(ORDER_CHECKOUTS, {"order_id": order.id}).all()
+    if checkouts is None:
+        checkouts = execute_core(ORDER_CHECKOUTS, {"order_id": order.id}).all()
+    rows = [row for row in checkouts if counts_for_order(row)]
     old_state = order.state
     was_paid = order.state in (OrderState.PAID, OrderState.PARTIALLY_REFUNDED, OrderState.REFUNDED)
     paid = [row for row in rows if row.state in PAID_STATES]
