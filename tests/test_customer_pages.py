@@ -291,6 +291,44 @@ def test_a_second_payment_of_an_order_is_flagged_for_attention(app, seed):
         assert len(paid) == 2 and all(c.needs_attention for c in paid)
 
 
+def test_a_customer_who_paid_twice_is_told_so_on_coming_back(app, seed, client):
+    """The second payment, on a provider's page already open, was received and flagged for the staff, but the customer
+    read only 「已收到您的付款，謝謝！」, with no word that the order had been paid before: they learnt of it from their
+    statement. The return page says it was paid twice, that the shop sees both, and to ask the shop for a refund."""
+    from portal.payments.locking import locked_checkout
+    from portal.payments.state import apply_state
+
+    _order_id, token = paid_with_another_open(app, seed)
+    with app.app_context():
+        second = db.session.execute(db.select(Checkout).filter_by(public_token=token)).scalar_one()
+        checkout = locked_checkout(second.id, with_order=True)
+        apply_state(checkout, "paid", source="callback", detail="{}", amount=checkout.amount)
+        db.session.commit()
+    html = client.get(f"/pay/{token}/return", headers={"Accept-Language": "en"}).get_data(as_text=True)
+    assert "Payment received. Thank you!" in html
+    assert "This order had already been paid through another payment page" in html
+    assert "contact the shop to have one of the two payments refunded" in html
+    client.get("/lang/zh_TW")
+    html = client.get(f"/pay/{token}/return").get_data(as_text=True)
+    assert "這筆訂單先前已經透過另一個付款頁面付款" in html and "退還其中一筆" in html
+
+
+def test_a_single_payment_reads_as_one(app, seed, client):
+    """An order paid once, after an attempt that failed: no word of a second payment."""
+    from portal.payments.state import move
+
+    with app.app_context():
+        order = make_order(seed.merchant_id)
+        make_checkout(order, "oen", state="failed")
+        paid = make_checkout(order, "oen")
+        db.session.commit()
+        move(paid, "paid", "callback", "{}")
+        db.session.commit()
+        token = paid.public_token
+    html = client.get(f"/pay/{token}/return", headers={"Accept-Language": "en"}).get_data(as_text=True)
+    assert "Payment received. Thank you!" in html and "already been paid" not in html
+
+
 def test_coming_back_from_a_cancelled_attempts_page_asks_the_provider(app, seed, client):
     """Staff switched the link; the customer paid on MyPay's page, still open, and came back: the return page said
     「付款已取消。」 with 「再試一次」, inviting a second payment, until a reload. It asks MyPay, finds the payment, and

@@ -314,8 +314,8 @@ def receive_callback(provider: str, request: CallbackRequest) -> CallbackReply:
     first); on PostgreSQL, where the transaction locks only the attempt's row, it is verified in its transaction, the
     attempt locked, before it is stored (a transaction's round trips saved). Either way, verified, it is stored as it
     most likely ends, in one INSERT (on PostgreSQL, with O'Pay's RqID remembered in the same statement). Storing,
-    remembering the RqID and applying are one write transaction. When
-    processing fails, it is rolled back whole and the callback stored again in a transaction of its own, saying why.
+    remembering the RqID and applying are one write transaction. When processing fails, it is rolled back whole and
+    the callback stored again in a transaction of its own, saying why.
     Only what needs the provider's word (a card token to charge, a hint to confirm by a query) goes on after the
     commit, in transactions of its own.
     """

@@ -300,4 +300,5 @@ def returned(token: str):
         final=status != "open",
         since=since,
         card_not_heard=again,
+        paid_twice=checkout.is_paid and any(c.id != checkout.id and c.is_paid for c in checkout.order.checkouts),
     )
