@@ -175,6 +175,28 @@ class TestServing:
         assert "loopback" in capsys.readouterr().err
         assert all(is_loopback(host) for host in ("127.0.0.1", "127.0.0.2", "::1", "[::1]", "localhost"))
 
+    def test_a_separate_process_is_reached_on_the_port_it_bound_not_one_looked_for_before(self, tmp_path, monkeypatch):
+        """The tests looked for a free port, then started the process on it: another test's server could take the port
+        in between and answer /healthz in the sandbox's place (the process failing to bind). The process binds a port
+        the system picks and names it; a server already on the port the tests would have picked is not reached."""
+        from werkzeug.serving import make_server
+
+        import tests.support.sandbox as support
+
+        decoy = make_server("127.0.0.1", 0, lambda _environ, start: start("200 OK", []) or [b"ok"], threaded=True)
+        threading.Thread(target=decoy.serve_forever, daemon=True).start()
+        monkeypatch.setattr(support, "free_port", lambda: decoy.server_port)
+        process = SandboxProcess(tmp_path / "process.db", portal_url="http://127.0.0.1:9")
+        try:
+            process.start()
+            assert process.port != decoy.server_port
+            assert requests.get(f"{process.url}/healthz", timeout=5).text == "ok"
+            assert "Oen" in requests.get(f"{process.url}/", timeout=5).text  # the sandbox's console, not the decoy
+            assert process.process is not None and process.process.poll() is None
+        finally:
+            process.stop()
+            decoy.shutdown()
+
     def test_a_separate_process_registered_by_the_cli(self, tmp_path, sandbox_factory, wire):
         receiver = sandbox_factory().receiver  # a merchant server to receive the process's callbacks
         process = SandboxProcess(tmp_path / "process.db", portal_url=receiver.url, SANDBOX_CALLBACK_SYNC=True)

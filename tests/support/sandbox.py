@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import re
 import socket
 import subprocess
 import sys
@@ -109,14 +110,22 @@ def _env_value(value) -> str:
     return str(value)
 
 
+# The line `python -m sandbox` prints once its port is bound.
+LISTENING = re.compile(r"Sandbox providers on (http://127\.0\.0\.1:(\d+))/")
+
+
 class SandboxProcess:
-    """The same sandbox as a separate OS process (`python -m sandbox --port N`), its config through the environment,
-    accounts registered with the `flask --app sandbox merchant add` CLI before it starts; waits for /healthz."""
+    """The same sandbox as a separate OS process (`python -m sandbox --port 0`), its config through the environment,
+    accounts registered with the `flask --app sandbox merchant add` CLI before it starts; waits for /healthz.
+
+    The process binds a port the system picks and names it: a port looked for free here, then bound by the process,
+    could be taken in between (by another test's server, which would then answer in its place). `port` and `url` are
+    known once started."""
 
     def __init__(self, db_path, *, portal_url: str, **config):
         self.portal_url = portal_url
-        self.port: int = free_port()
-        self.url: str = f"http://127.0.0.1:{self.port}"
+        self.port: int | None = None
+        self.url: str = ""
         settings = {**_base_config(db_path, portal_url), **config}
         settings.pop("TESTING", None)  # a Flask key, not an environment setting of the sandbox
         self.env = {**os.environ, **{name: _env_value(value) for name, value in settings.items()}}
@@ -149,8 +158,8 @@ class SandboxProcess:
             raise RuntimeError(f"sandbox merchant add failed ({run.returncode}): {run.stderr or run.stdout}")
 
     def start(self) -> SandboxProcess:
-        """Start `python -m sandbox --port N` and wait (up to 30 s) until /healthz answers."""
-        command = [sys.executable, "-m", "sandbox", "--port", str(self.port)]
+        """Start `python -m sandbox --port 0` and wait (up to 30 s) until it names its port and /healthz answers."""
+        command = [sys.executable, "-m", "sandbox", "--port", "0"]
         # A file, not a pipe: a full pipe would block the server. Closed in stop().
         self._output = tempfile.TemporaryFile()  # noqa: SIM115
         self.process = subprocess.Popen(  # noqa: S603
@@ -162,15 +171,18 @@ class SandboxProcess:
                 code, output = self.process.returncode, self.output()
                 self.stop()
                 raise RuntimeError(f"the sandbox process exited with {code}: {output}")
-            try:
-                if requests.get(f"{self.url}/healthz", timeout=1).text == "ok":
-                    return self
-            except requests.RequestException:
-                pass
+            listening = LISTENING.search(self.output())
+            if listening is not None:
+                self.url, self.port = listening.group(1), int(listening.group(2))
+                try:
+                    if requests.get(f"{self.url}/healthz", timeout=1).text == "ok":
+                        return self
+                except requests.RequestException:
+                    pass
             time.sleep(0.1)
         output = self.output()[-2000:]  # read before stop() closes the file
         self.stop()
-        raise RuntimeError(f"the sandbox did not answer on {self.url}/healthz within 30 s: {output!r}")
+        raise RuntimeError(f"the sandbox did not answer on {self.url or 'its port'}/healthz within 30 s: {output!r}")
 
     def output(self) -> str:
         """What the process printed so far (its request log, errors).
