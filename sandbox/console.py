@@ -58,6 +58,7 @@ def console():
         default_callback={name: settings.callback_url(name) for name in ("oen", "mypay")},
         agent_uid=current_app.config["SANDBOX_MYPAY_AGENT_UID"],
         platform_id=current_app.config["SANDBOX_OPAY_PLATFORM_ID"],
+        taipei=_taipei,
     )
 
 

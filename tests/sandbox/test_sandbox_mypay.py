@@ -291,6 +291,35 @@ class TestCallbackResends:
             callbacks.resend(callback.id)
         assert [c["prc"] for c in callbacks_of(sandbox)] == ["250"]
 
+    def test_the_console_tells_a_callback_resent_by_hand_and_its_journal_reads_taipei_time(self, sandbox, wire):
+        """A callback resent from the console read 「2 / 1」 attempts, and the journal's times were UTC while the mail
+        pages (and the providers' own fields) use Taiwan's clock."""
+        from sandbox.console import _taipei
+        from sandbox.models import SandboxExchange
+
+        with sandbox.ctx():
+            faults.set("mypay", "drop_next_callback")
+        self.pay(sandbox, wire)
+        with sandbox.ctx():
+            (callback,) = db.session.execute(db.select(SandboxCallback)).scalars()
+            for _ in range(callback.max_attempts + 1):  # more than MyPay's own tries (5)
+                callbacks.resend(callback.id)
+            db.session.expire_all()
+            callback = db.session.get(SandboxCallback, callback.id)
+            assert callback.attempts > callback.max_attempts
+            attempts, maximum = callback.attempts, callback.max_attempts
+            last = db.session.execute(db.select(SandboxExchange).order_by(SandboxExchange.id.desc())).scalars().first()
+            shown = _taipei(last.created_at).strftime("%H:%M:%S")
+            utc = last.created_at.strftime("%H:%M:%S")
+        page = requests.get(f"{sandbox.url}/", timeout=10).text
+        assert f"{attempts} / {maximum}" not in page and f'{attempts} <span class="sb-muted">(重送 resent)' in page
+        assert '<span class="sb-time" title="' in page and f"{shown}</span>" in page and f">{utc}</span>" not in page
+        assert "台北時間 Asia/Taipei" in page
+
+    def test_an_empty_list_says_so(self, sandbox):
+        page = requests.get(f"{sandbox.url}/", timeout=10).text
+        assert page.count("尚無 none yet") >= 4  # the callbacks, and the Oen, MyPay and O'Pay lists
+
     def test_resends_happen_in_the_background(self, sandbox_factory, wire):
         sandbox = sandbox_factory(SANDBOX_CALLBACK_SYNC=False, SANDBOX_CALLBACK_RETRY_DELAY_S=0.05)
         sandbox.receiver.answer_next("mypay", "no", "no")
