@@ -117,6 +117,9 @@ def test_staff_tables_fit_the_screen_and_the_navigation_is_compact(new_context, 
         heights[key] = check_navigation(page, viewport, phone)
         if phone and key in ("orders", "order", "transactions"):
             shot(page, f"staff-tables-{key}-phone")
+        if key == "transactions":  # a reference (Oen's are 20 characters) on one line: its last one had wrapped
+            lines = page.eval_on_selector_all("main td code", "els => els.map(e => e.getClientRects().length)")
+            assert lines and set(lines) == {1}, f"references wrap on a {name}: {lines}"
     assert counted["orders"] >= 3 * 5 and counted["refunds"] >= 8
 
     # on the order page, the refresh button and the links beside it stand apart (the first link was flush against it)
