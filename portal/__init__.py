@@ -15,7 +15,7 @@ from werkzeug.datastructures import ImmutableMultiDict
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from portal import config as settings
-from portal.extensions import babel, csrf, db, limiter, login_manager, migrate, ping_when_idle
+from portal.extensions import babel, csrf, db, limiter, login_manager, migrate
 
 LOCALES = ("zh_TW", "en")
 
@@ -120,9 +120,6 @@ def register_extensions(app: Flask) -> None:
     from portal import auth_session  # noqa: F401  (registers the user loader)
 
     db.init_app(app)
-    with app.app_context():
-        for engine in db.engines.values():
-            ping_when_idle(engine)
     migrate.init_app(app, db, directory=str(app.root_path + "/../migrations"))
     login_manager.init_app(app)
     csrf.init_app(app)

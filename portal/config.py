@@ -253,12 +253,12 @@ def derive_mail(config: dict, env: str, base: str) -> None:
 
 
 def engine_options(config: dict) -> dict:
-    """SQLAlchemy's pool for a server database, sized for the process's threads. Its connections are checked before
-    use when they have been idle a while (extensions.ping_when_idle), not on every checkout (pool_pre_ping: a round
-    trip on every request). A SQLite file's connection cannot go stale."""
+    """SQLAlchemy's pool: for a server database, each connection checked before use (one that died with a server
+    restart is replaced, not handed to a request) and the pool sized for the process's threads. A SQLite file's
+    connection cannot go stale: it is not checked (a round trip on every request)."""
     if str(config["SQLALCHEMY_DATABASE_URI"]).startswith("sqlite"):
         return {}
-    options: dict[str, object] = {"pool_pre_ping": False}
+    options: dict[str, object] = {"pool_pre_ping": True}
     size = config.get("DATABASE_POOL_SIZE") or int(os.environ.get("GUNICORN_THREADS") or 8) + 2
     if int(size) < 1:
         raise ConfigError(f"DATABASE_POOL_SIZE must be at least 1, not {size}.")

@@ -1,7 +1,6 @@
 """Extensions, created once and bound to the app in create_app (avoids import cycles)."""
 
 import functools
-import time
 
 from flask_babel import Babel
 from flask_limiter import Limiter
@@ -12,7 +11,6 @@ from flask_sqlalchemy import SQLAlchemy
 from flask_wtf import CSRFProtect
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import DeclarativeBase
 
 
@@ -37,40 +35,6 @@ def _sqlite_pragmas(dbapi_connection, _record):
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
-
-
-# A server database's connection is checked (one round trip) before it is handed out only when it has been idle in the
-# pool for longer than this: one that died with a server restart is replaced, not handed to a request. A connection
-# returned a moment ago is handed out as it is (SQLAlchemy's pool_pre_ping would check it on every checkout, one more
-# round trip on every request); if it died meanwhile, that request fails and SQLAlchemy replaces the pool's
-# connections.
-PING_AFTER_IDLE = 1.0  # seconds
-_CHECKED_IN = "portal.checked_in_at"
-
-
-def ping_when_idle(engine: Engine) -> None:
-    """Check the engine's connections (a server database's) on checkout when they have been idle (PING_AFTER_IDLE)."""
-    if engine.dialect.name == "sqlite":
-        return  # a file cannot go stale
-
-    @event.listens_for(engine, "connect")
-    def _connected(_dbapi_connection, record) -> None:
-        record.info[_CHECKED_IN] = None  # just made: handed out unchecked
-
-    @event.listens_for(engine, "checkin")
-    def _checked_in(_dbapi_connection, record) -> None:
-        record.info[_CHECKED_IN] = time.monotonic()
-
-    @event.listens_for(engine, "checkout")
-    def _ping(dbapi_connection, record, _proxy) -> None:
-        if _CHECKED_IN in record.info:
-            checked_in = record.info[_CHECKED_IN]
-            if checked_in is None or time.monotonic() - checked_in < PING_AFTER_IDLE:
-                return
-        try:
-            engine.dialect.do_ping(dbapi_connection)
-        except engine.dialect.loaded_dbapi.Error as exc:
-            raise DisconnectionError("the pooled connection did not answer") from exc  # the pool connects anew
 
 
 def dialect_name() -> str:

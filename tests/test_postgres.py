@@ -146,22 +146,11 @@ def use_the_database() -> int:
     return pid
 
 
-def test_a_connection_just_returned_to_the_pool_is_handed_out_without_a_ping(app, monkeypatch):
-    """Under load a connection comes back to the pool and goes out again within milliseconds: checking it first would
-    be one more round trip on every request (pool_pre_ping did that)."""
-    with app.app_context():
-        first = use_the_database()
-        pings = count_pings(monkeypatch)
-        for _ in range(5):
-            assert use_the_database() == first  # the same connection, reused
-        assert pings == []
-
-
-def test_a_connection_that_died_while_idle_is_replaced_before_a_request_gets_it(app, monkeypatch):
-    """A server restart (here: the server ends the connection) while a connection sat idle in the pool: the next
-    request gets a live connection, not an error."""
-    import portal.extensions
-
+def test_a_connection_the_server_ended_is_replaced_before_a_request_gets_it(app, monkeypatch):
+    """A server restart, a failover or an administrator (here: pg_terminate_backend) ends a connection that sits in
+    the pool: the next request gets a live connection, not an error, however recently the ended one was used. Each
+    checkout is checked first (pool_pre_ping: one round trip; checking only connections idle for a second saved no
+    measurable time in bench/callback_intake.py, and handed such a connection to a request)."""
     with app.app_context():
         first = use_the_database()
         other = create_engine(app.config["SQLALCHEMY_DATABASE_URI"])
@@ -170,7 +159,6 @@ def test_a_connection_that_died_while_idle_is_replaced_before_a_request_gets_it(
                 assert conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": first}).scalar_one()
         finally:
             other.dispose()
-        monkeypatch.setattr(portal.extensions, "PING_AFTER_IDLE", 0.0)  # idle long enough to be checked
         pings = count_pings(monkeypatch)
         assert use_the_database() != first
         assert pings == [1]
