@@ -681,7 +681,7 @@ def test_an_opay_notice_on_postgresql_is_stored_once_after_its_attempt_is_locked
     [moved] = [sql for sql in statements if "UPDATE checkout" in sql]
     assert "INSERT INTO checkout_event" in moved
     assert not any(sql.startswith(("INSERT INTO checkout_event", "INSERT INTO seen_nonce")) for sql in statements)
-    # Six round trips in all (and BEGIN, COMMIT): the merchant; the attempt and its order, locked; the store with the
+    # Six statements in all (and the pool's ping, BEGIN, COMMIT): the merchant; the attempt and its order, locked; the store with the
     # RqID; the move with its evidence, answering the order's attempts as they are after it; the order; the receipt.
     assert len(statements) == 6, statements
     assert "FROM checkout \nWHERE checkout.order_id" in moved
