@@ -681,8 +681,9 @@ def test_an_opay_notice_on_postgresql_is_stored_once_after_its_attempt_is_locked
     [moved] = [sql for sql in statements if "UPDATE checkout" in sql]
     assert "INSERT INTO checkout_event" in moved
     assert not any(sql.startswith(("INSERT INTO checkout_event", "INSERT INTO seen_nonce")) for sql in statements)
-    # Six statements in all (and the pool's ping, BEGIN, COMMIT): the merchant; the attempt and its order, locked; the store with the
-    # RqID; the move with its evidence, answering the order's attempts as they are after it; the order; the receipt.
+    # Six statements in all (and the pool's ping, BEGIN, COMMIT): the merchant; the attempt and its order, locked;
+    # the store with the RqID; the move with its evidence, answering the order's attempts as they are after it; the
+    # order; the receipt.
     assert len(statements) == 6, statements
     assert "FROM checkout \nWHERE checkout.order_id" in moved
     locking = [i for i, sql in enumerate(statements) if "FROM checkout" in sql and "FOR UPDATE" in sql]
