@@ -307,3 +307,32 @@ def test_mypay_orders_with_free_vouchers_only_say_nothing_of_paid_vouchers(app, 
     text = page_text(page)
     assert page.status_code == 409 and "Orders with vouchers can only be refunded in full at MyPay: NT$950." in text
     assert "paid voucher" not in text
+
+
+def test_an_order_paid_twice_lets_the_admin_choose_the_payment_to_refund(app, seed, admin):
+    """Paid twice (a provider page still open after the link was switched): the refund page offered only the newest
+    payment, O'Pay's (refunded in its back office), and the Oen card payment, flagged for attention, could not be
+    chosen. Each paid payment is offered; the one chosen is the one reviewed and sent."""
+    order_id, oen_id, ref = paid(app, seed, "oen")
+    with app.app_context():
+        order = db.session.get(Order, order_id)
+        second = make_checkout(order, "opay", state="paid")
+        second.paid_amount, second.needs_attention = second.amount, True
+        second.provider_transaction_id = "25030112000012345678"
+        refresh_order(order)
+        db.session.commit()
+        opay_id = second.id
+    page = page_text(admin.get(f"/orders/{order_id}/refunds"))
+    assert "This order has 2 paid payments" in page
+    assert f'data-payment="{oen_id}"' in page and f'data-payment="{opay_id}"' in page
+    assert "needs attention" in page
+    chosen = page_text(admin.get(f"/orders/{order_id}/refunds?payment={oen_id}"))
+    assert re.search(rf'name="checkout_id"[^>]*value="{oen_id}"', chosen) and 'data-provider="oen"' in chosen
+    with responses.RequestsMock() as rsps:
+        oen_query(app, rsps, ref)
+        oen_refund_ok(app, rsps, 1000)
+        _fields, done = confirm(admin, order_id, 1000, checkout_id=str(oen_id))
+    assert done.status_code == 302
+    with app.app_context():
+        refund = db.session.execute(db.select(Refund).filter_by(order_id=order_id)).scalar_one()
+        assert (refund.checkout_id, refund.amount, refund.state) == (oen_id, 1000, "succeeded")

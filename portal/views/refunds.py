@@ -93,8 +93,11 @@ def index(order_id: int):
     if request.method == "GET":
         checkouts = paid_checkouts(order)
         if checkouts:
-            terms = terms_for(checkouts[0])
-            form.checkout_id.data = str(checkouts[0].id)
+            # An order paid more than once (a provider page still open after the link was switched): any of them.
+            chosen = request.args.get("payment", type=int)
+            checkout = next((c for c in checkouts if c.id == chosen), checkouts[0])
+            terms = terms_for(checkout)
+            form.checkout_id.data = str(checkout.id)
             form.amount.data = str(terms.suggested_amount) if terms.suggested_amount else ""
         return render_page(order, form)
     key = form.idempotency_key.data or ""
