@@ -300,5 +300,15 @@ def returned(token: str):
         final=status != "open",
         since=since,
         card_not_heard=again,
-        paid_twice=checkout.is_paid and any(c.id != checkout.id and c.is_paid for c in checkout.order.checkouts),
+        paid_twice=paid_twice(checkout),
     )
+
+
+def paid_twice(checkout: Checkout) -> bool:
+    """Whether the order was paid through this attempt and another, neither refunded yet (a provider page still open
+    after the link was switched): the customer is to ask the shop to refund one. Once the shop has, it is not said."""
+
+    def unrefunded(attempt: Checkout) -> bool:
+        return attempt.state == CheckoutState.PAID and not attempt.refunded_amount
+
+    return unrefunded(checkout) and any(c.id != checkout.id and unrefunded(c) for c in checkout.order.checkouts)
