@@ -94,8 +94,11 @@ def index(order_id: int):
         checkouts = paid_checkouts(order)
         if checkouts:
             # An order paid more than once (a provider page still open after the link was switched): any of them.
+            # Unless one is chosen, the first that can still be refunded.
             chosen = request.args.get("payment", type=int)
-            checkout = next((c for c in checkouts if c.id == chosen), checkouts[0])
+            checkout = next((c for c in checkouts if c.id == chosen), None)
+            if checkout is None:
+                checkout = next((c for c in checkouts if terms_for(c).refundable > 0), checkouts[0])
             terms = terms_for(checkout)
             form.checkout_id.data = str(checkout.id)
             form.amount.data = str(terms.suggested_amount) if terms.suggested_amount else ""
