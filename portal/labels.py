@@ -86,6 +86,7 @@ ACTION_LABELS = {
     "link_cancelled": _l("Payment link cancelled"),
     "link_switched": _l("Payment link switched to another provider"),
     "link_sent": _l("Payment link e-mailed to the customer"),
+    "attention_handled": _l("Payment that needed attention marked as handled"),
     "api_key_created": _l("API key created"),
     "api_key_revoked": _l("API key revoked"),
     "webhook_endpoint_created": _l("Webhook endpoint added"),
@@ -258,6 +259,32 @@ def attempt_error(checkout) -> str:
     return checkout.last_error or ""
 
 
+# Why a payment needs attention (models.AttentionReason), beside its flag on the order page.
+ATTENTION_LABELS = {
+    "amount_differs": _l("The provider took another amount than was asked."),
+    "paid_after_end": _l("Paid after the link had expired or been cancelled."),
+    "paid_twice": _l("The order had already been paid through another payment: it was paid twice."),
+}
+# What staff can do about it, shown while the flag is up.
+ATTENTION_ADVICE = {
+    "amount_differs": _l("Check the amount with the customer before shipping."),
+    "paid_after_end": _l("Ask the customer whether they still want the order, or refund it."),
+    "paid_twice": _l("Refund one of the two payments."),
+}
+
+
+def attention_label(reason: str | None) -> str:
+    """What a payment's attention reason means; "" when none was recorded (flagged before reasons were kept)."""
+    return str(ATTENTION_LABELS.get(reason or "", reason or ""))
+
+
+def attention_advice(reason: str | None) -> str:
+    """Why the payment was flagged and what staff can do about it, as two sentences of the reader's language."""
+    advice = str(ATTENTION_ADVICE.get(reason or "", ""))
+    said = attention_label(reason)
+    return f"{said}{' ' if reads_english() and said and advice else ''}{advice}"
+
+
 def state_label(state: str) -> str:
     return str(STATE_LABELS.get(state, state))
 
@@ -355,6 +382,8 @@ def _detail_value(action: str, key: str, value) -> str | None:
         return state_label(str(value))
     if key == "reason" and action == "callback_refused" and isinstance(value, str):
         return callback_error_text(value)
+    if key == "reason" and action == "attention_handled" and isinstance(value, str):
+        return attention_label(value)
     if key in MONEY_DETAILS and isinstance(value, int):
         return twd(value)
     if key == "events" and action.startswith("webhook_endpoint") and isinstance(value, list | tuple):
@@ -480,6 +509,8 @@ def register(app: Flask) -> None:
     """The labels as template filters and globals (the one registration)."""
     for name, function in (
         ("state_label", state_label),
+        ("attention_label", attention_label),
+        ("attention_advice", attention_advice),
         ("source_label", source_label),
         ("history_step", history_step),
         ("history_badge", history_badge),

@@ -49,6 +49,14 @@ class CheckoutState(enum.StrEnum):
     REFUNDED = "refunded"
 
 
+class AttentionReason(enum.StrEnum):
+    """Why a payment was flagged for a person to look at (Checkout.attention_reason)."""
+
+    AMOUNT = "amount_differs"  # the provider took another amount than the attempt asked
+    AFTER_END = "paid_after_end"  # paid after the link expired or staff cancelled it
+    PAID_TWICE = "paid_twice"  # the order had already been paid through another attempt
+
+
 class RefundState(enum.StrEnum):
     """A refund's state: "requested" is committed before the provider is called."""
 
@@ -342,6 +350,8 @@ class Checkout(db.Model):
     payment_code: Mapped[dict | None] = mapped_column(JSON)
     payment_code_expires_at: Mapped[datetime | None]
     needs_attention: Mapped[bool] = mapped_column(default=False)
+    # An AttentionReason: why it was flagged (kept after an admin marks it handled); None on rows flagged before 0012.
+    attention_reason: Mapped[str | None] = mapped_column(String(24))
     # The provider's last error, "code: message", in English (evidence) and in Chinese (staff read it in zh-TW).
     last_error: Mapped[str | None] = mapped_column(Text)
     last_error_zh: Mapped[str | None] = mapped_column(Text)

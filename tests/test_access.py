@@ -68,6 +68,7 @@ ACCESS: dict[str, dict[str, int | str]] = {
     # admins of the merchant
     "checkout.charge_saved_card": {"anon": LOGIN, "customer": LOGIN, "staff": 403, "admin": 302, "other_admin": 404},
     "checkout.retry_card_charge": {"anon": LOGIN, "customer": LOGIN, "staff": 403, "admin": 302, "other_admin": 404},
+    "checkout.attention_handled": {"anon": LOGIN, "customer": LOGIN, "staff": 403, "admin": 302, "other_admin": 404},
     "refunds.index": {"anon": LOGIN, "customer": LOGIN, "staff": 403, "admin": 200, "other_admin": 404},
     "refunds.check": {"anon": LOGIN, "customer": LOGIN, "staff": 403, "admin": 302, "other_admin": 404},
     "transactions.apply": {"anon": LOGIN, "customer": LOGIN, "staff": 403, "admin": 302, "other_admin": 404},

@@ -37,7 +37,7 @@ from portal.payments.state import (
 )
 from portal.providers import REGISTRY
 from portal.providers.base import CheckoutRequest, Provider, ProviderError, ProviderTransaction, State
-from portal.security import encrypt_secret
+from portal.security import audit, encrypt_secret
 
 log = logging.getLogger(__name__)
 
@@ -377,3 +377,21 @@ def reconcile_open_checkouts(older_than_minutes: int = 0, merchant_id: int | Non
         else:
             summary.unchanged += 1
     return summary
+
+
+def mark_handled(checkout_id: int, user_id: int | None) -> bool:
+    """An admin has looked at a flagged attempt (refunded the second payment, asked the customer about the amount...):
+    its flag is lowered, its reason kept, and who did it is audited. False when it was not flagged (already handled)."""
+    with write_transaction():
+        checkout = locked_checkout(checkout_id)
+        if not checkout.needs_attention:
+            return False
+        checkout.needs_attention = False
+        audit(
+            "attention_handled",
+            merchant_id=checkout.merchant_id,
+            user_id=user_id,
+            checkout=checkout.reference,
+            reason=checkout.attention_reason or "",
+        )
+    return True

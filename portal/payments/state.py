@@ -15,6 +15,7 @@ from portal.extensions import db, dialect_name, execute_core
 from portal.models import (
     OPEN_STATES,
     PAID_STATES,
+    AttentionReason,
     Checkout,
     CheckoutEvent,
     CheckoutState,
@@ -248,17 +249,14 @@ def apply_state(
         return False
     if state == State.PAID_MISMATCH:
         target = CheckoutState.PAID
-        checkout.needs_attention = True
     elif state == State.AUTHORISED and checkout.state == CheckoutState.PROCESSING:
         target = CheckoutState.PROCESSING
     else:
         target = CheckoutState(state.value)
-    if target in PAID_STATES and amount is not None and amount != checkout.amount and state != State.REFUNDED:
-        checkout.needs_attention = True
-    if target in PAID_STATES and checkout.state in (CheckoutState.EXPIRED, CheckoutState.CANCELLED):
-        checkout.needs_attention = True  # paid after the link expired or staff cancelled it: a person looks
-    if target in PAID_STATES and checkout.state not in PAID_STATES and checkout.order.is_paid:
-        checkout.needs_attention = True  # the order was already paid through another attempt: paid twice
+    if target in PAID_STATES:
+        reason = attention_reason(checkout, state, amount)
+        if reason is not None:
+            flag_for_attention(checkout, reason)
     if transaction_id and not checkout.provider_transaction_id:
         checkout.provider_transaction_id = transaction_id
     keep_payment_details(checkout, payment_code, payment_deadline, card_last4)
@@ -276,6 +274,27 @@ def apply_state(
     if not changed and checkout.refunded_amount:
         refresh_order(checkout.order)
     return changed
+
+
+def attention_reason(checkout: Checkout, state: State, amount: int | None) -> AttentionReason | None:
+    """Why a paid report on this attempt needs a person to look, if it does (the most pressing reason)."""
+    if checkout.state not in PAID_STATES and checkout.order.is_paid:
+        return AttentionReason.PAID_TWICE  # the order was already paid through another attempt: one is to be refunded
+    if checkout.state in (CheckoutState.EXPIRED, CheckoutState.CANCELLED):
+        return AttentionReason.AFTER_END  # paid after the link expired or staff cancelled it
+    if state == State.PAID_MISMATCH or (amount is not None and amount != checkout.amount and state != State.REFUNDED):
+        return AttentionReason.AMOUNT
+    return None
+
+
+def flag_for_attention(checkout: Checkout, reason: AttentionReason) -> None:
+    """Flag the attempt for a person, with why; once per reason: a flag an admin marked handled is not raised again by
+    the provider saying the same again (every query of a MyPay payment reports its other amount), and a flag still
+    waiting keeps its reason."""
+    if checkout.attention_reason == reason or (checkout.needs_attention and checkout.attention_reason):
+        return  # handled for this reason before, or flagged and still waiting for a person
+    checkout.needs_attention = True
+    checkout.attention_reason = reason.value
 
 
 def keep_payment_details(

@@ -26,7 +26,7 @@ from portal.payments import (
     saved_cards,
     trade_page,
 )
-from portal.payments.attempts import expire_if_due
+from portal.payments.attempts import expire_if_due, mark_handled
 from portal.payments.links import CARD_WAIT, card_not_heard, open_link
 from portal.security import admin_required
 from portal.views.links import customer_page, link_order, provider_origins
@@ -161,6 +161,21 @@ def retry_card_charge(order_id: int, checkout_id: int):
                 _("The card could not be charged: %(why)s", why=attempt_error(checkout) or state_label(checkout.state)),
                 "error",
             )
+    return redirect(url_for("orders.detail", order_id=order_id))
+
+
+@bp.post("/orders/<int:order_id>/checkouts/<int:checkout_id>/handled")
+@admin_required
+def attention_handled(order_id: int, checkout_id: int):
+    """An admin marks a payment that needed attention as handled (its reason stays on the page)."""
+    order = get_order(order_id)
+    checkout = next((c for c in order.checkouts if c.id == checkout_id), None)
+    if checkout is None:
+        abort(404)
+    if mark_handled(checkout.id, current_user.id):
+        flash(_("Payment %(reference)s marked as handled.", reference=checkout.reference), "success")
+    else:
+        flash(_("Payment %(reference)s needs no attention.", reference=checkout.reference), "info")
     return redirect(url_for("orders.detail", order_id=order_id))
 
 

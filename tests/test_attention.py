@@ -1,0 +1,106 @@
+"""A payment flagged 需要處理 says why, and an admin can mark it handled: the flag said nothing of its reason and stayed
+for good, so staff could neither tell a second payment to refund from an amount to ask about, nor clear it once done."""
+
+from __future__ import annotations
+
+from html import unescape
+
+import pytest
+
+from portal.extensions import db
+from portal.models import AuditEvent, Checkout
+from portal.payments import apply_state, locked_checkout, write_transaction
+from portal.providers.base import State
+from tests.support.factories import make_checkout, make_order
+
+EN = {"Accept-Language": "en"}
+
+
+@pytest.fixture
+def admin(client, auth):
+    auth.login()
+    return client
+
+
+def _apply(checkout_id: int, state: State, amount: int | None = None) -> bool:
+    with write_transaction():
+        checkout = locked_checkout(checkout_id, with_order=True)
+        return apply_state(checkout, state, source="callback", detail="{}", amount=amount)
+
+
+def page(client, order_id: int, headers=EN) -> str:
+    return unescape(client.get(f"/orders/{order_id}", headers=headers).get_data(as_text=True))
+
+
+def paid_twice(app, seed) -> tuple[int, int]:
+    """An order paid through one attempt, then through a second one still open: (order id, second attempt id)."""
+    with app.app_context():
+        order = make_order(seed.merchant_id)
+        first, second = make_checkout(order, "oen"), make_checkout(order, "mypay")
+        db.session.commit()
+        assert _apply(first.id, State.PAID, first.amount)
+        assert _apply(second.id, State.PAID, second.amount)
+        return order.id, second.id
+
+
+def test_each_reason_is_said_beside_the_flag(app, seed, admin):
+    twice_order, twice = paid_twice(app, seed)
+    with app.app_context():
+        other = make_checkout(make_order(seed.merchant_id), "mypay")
+        late = make_checkout(make_order(seed.merchant_id), "mypay")
+        db.session.commit()
+        other_order, late_order = other.order_id, late.order_id
+        assert _apply(other.id, State.PAID_MISMATCH, other.amount - 100)
+        assert _apply(late.id, State.EXPIRED)
+        assert _apply(late.id, State.PAID, late.amount)
+        reasons = {c.id: c.attention_reason for c in db.session.execute(db.select(Checkout)).scalars()}
+    assert (reasons[twice], reasons[other.id], reasons[late.id]) == ("paid_twice", "amount_differs", "paid_after_end")
+    assert "it was paid twice. Refund one of the two payments." in page(admin, twice_order)
+    assert "another amount than was asked. Check the amount with the customer" in page(admin, other_order)
+    assert "Paid after the link had expired or been cancelled. Ask the customer" in page(admin, late_order)
+    assert "這筆訂單先前已由另一筆付款付清" in page(admin, twice_order, {"Accept-Language": "zh-TW"})
+
+
+def test_an_admin_marks_it_handled_and_the_reason_stays(app, seed, admin):
+    order_id, second = paid_twice(app, seed)
+    assert "needs attention" in page(admin, order_id)
+    done = admin.post(f"/orders/{order_id}/checkouts/{second}/handled", headers=EN, follow_redirects=True)
+    text = unescape(done.get_data(as_text=True))
+    assert "marked as handled" in text and "needs attention" not in text
+    assert "Handled: The order had already been paid through another payment: it was paid twice.</span>" in text
+    assert "needs attention" not in unescape(admin.get("/orders", headers=EN).get_data(as_text=True))
+    with app.app_context():
+        assert db.session.get(Checkout, second).needs_attention is False
+        entry = db.session.execute(db.select(AuditEvent).filter_by(action="attention_handled")).scalar_one()
+        assert entry.merchant_id == seed.merchant_id and entry.detail["reason"] == "paid_twice"
+    audit_page = unescape(admin.get("/settings/audit", headers=EN).get_data(as_text=True))
+    assert "Payment that needed attention marked as handled" in audit_page
+    again = admin.post(f"/orders/{order_id}/checkouts/{second}/handled", headers=EN, follow_redirects=True)
+    assert "needs no attention" in unescape(again.get_data(as_text=True))
+    with app.app_context():
+        assert db.session.execute(db.select(db.func.count()).select_from(AuditEvent).filter_by(
+            action="attention_handled")).scalar_one() == 1  # fmt: skip
+
+
+def test_the_same_word_again_does_not_raise_a_handled_flag_but_a_new_reason_does(app, seed, admin):
+    """Every query of a MyPay payment reports its other amount again: a flag marked handled would come straight back."""
+    with app.app_context():
+        checkout = make_checkout(make_order(seed.merchant_id), "mypay")
+        db.session.commit()
+        checkout_id, order_id = checkout.id, checkout.order_id
+        asked = checkout.amount
+        assert _apply(checkout_id, State.PAID, asked - 100)
+    admin.post(f"/orders/{order_id}/checkouts/{checkout_id}/handled")
+    with app.app_context():
+        _apply(checkout_id, State.PAID, asked - 100)
+        checkout = db.session.get(Checkout, checkout_id)
+        assert checkout.needs_attention is False and checkout.attention_reason == "amount_differs"
+
+
+def test_staff_cannot_mark_it_handled(app, seed, client, auth):
+    order_id, second = paid_twice(app, seed)
+    auth.login(seed.staff)
+    assert client.post(f"/orders/{order_id}/checkouts/{second}/handled").status_code == 403
+    assert "Mark as handled" not in page(client, order_id)
+    with app.app_context():
+        assert db.session.get(Checkout, second).needs_attention is True
