@@ -342,3 +342,8 @@ def test_an_order_paid_twice_lets_the_admin_choose_the_payment_to_refund(app, se
     assert re.search(rf'name="checkout_id"[^>]*value="{opay_id}"', page) and 'data-provider="opay"' in page
     refunded_badge = rf'data-payment="{oen_id}"[^<]*<code>[^<]*</code>[^<]*</a>\s*<span class="badge badge-refunded">'
     assert re.search(refunded_badge, page)
+    # The refunds table names the payment each refund was of, and the totals say whose refundable amount they show
+    # (the order's paid and refunded beside one payment's refundable read as if NT$1,000 of NT$2,000 were left).
+    row = re.search(r'<tr data-refund-state="succeeded">.*?</tr>', page, re.S).group(0)
+    assert re.search(rf'data-label="Payment">Oen Tech · <code>{ref}</code>', row), row
+    assert "Refundable on the chosen payment" in page
