@@ -109,6 +109,10 @@ def test_oen_refund_is_confirmed_then_sent_once_and_applied(app, seed, admin):
         assert json.loads(refund_call.calls[0].request.body) == {"merchantId": "shopa", "amount": 400, "reason": "退貨"}
     assert refunds(app, order_id) == [("succeeded", 400)]
     assert order_state(app, order_id) == ("partially_refunded", 400)
+    # Oen's own status word is not said again, untranslated, under the refund's state (「退款成功」 then "refunded")
+    listed = page_text(admin.get(f"/orders/{order_id}/refunds", headers={"Accept-Language": "zh-TW"}))
+    row = re.search(r'<tr data-refund-state="succeeded">.*?</tr>', listed, re.S).group(0)
+    assert "refunded" not in re.sub(r"<[^>]+>", " ", row), row
     with app.app_context():
         actions = db.session.execute(db.select(AuditEvent.action).order_by(AuditEvent.id)).scalars().all()
         assert actions[-2:] == ["refund_requested", "refund_succeeded"]

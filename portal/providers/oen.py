@@ -379,7 +379,10 @@ class OenProvider(Provider):
         status = text_field(data, "status")
         refunded = to_int(data.get("refundAmount")) or amount
         state = "succeeded" if status in ("refunded", "refundedPostPayout") else "pending"
-        return RefundResult(state=state, amount=refunded, provider_refund_id=hid, message=status, raw=safe_row(data))
+        # The state says what Oen's status word does (shown in the reader's language); only a word it does not have
+        # is kept as the message, for whoever looks into it.
+        message = "" if status in ("refunded", "refundedPostPayout", "refunding") else status
+        return RefundResult(state=state, amount=refunded, provider_refund_id=hid, message=message, raw=safe_row(data))
 
     def cancel_subscription(self, subscription_id: str, reason: str = "") -> dict:
         """Stop a subscription (S… id); returns Oen's subscription record."""
