@@ -46,6 +46,14 @@ def get_order(
     return order
 
 
+def get_attempt(order_id: int, checkout_id: int) -> Checkout:
+    """One payment attempt of the current merchant's order (the staff's forms on an order's attempts), else 404."""
+    checkout = next((c for c in get_order(order_id).checkouts if c.id == checkout_id), None)
+    if checkout is None:
+        abort(404)
+    return checkout
+
+
 @functools.cache
 def _merchants_order(with_merchant: bool, lock: bool):
     """Built once per kind (most staff pages of an order run it; building costs more than running it)."""

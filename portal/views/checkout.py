@@ -15,7 +15,7 @@ from flask_login import current_user, login_required
 from portal.extensions import db, limiter
 from portal.labels import PROVIDER_NAMES, attempt_error, state_label
 from portal.models import ENDED_HERE, Checkout, CheckoutState, utcnow
-from portal.orders import get_order
+from portal.orders import get_attempt, get_order
 from portal.payments import (
     CheckoutError,
     charge_again,
@@ -145,10 +145,7 @@ def charge_saved_card(order_id: int):
 @admin_required
 def retry_card_charge(order_id: int, checkout_id: int):
     """Charge the saved card again after a charge whose outcome was unknown, if Oen shows none."""
-    order = get_order(order_id)
-    checkout = next((c for c in order.checkouts if c.id == checkout_id), None)
-    if checkout is None:
-        abort(404)
+    checkout = get_attempt(order_id, checkout_id)
     try:
         checkout = retry_charge(checkout.id, current_user.id)
     except CheckoutError as exc:
@@ -168,10 +165,7 @@ def retry_card_charge(order_id: int, checkout_id: int):
 @admin_required
 def attention_handled(order_id: int, checkout_id: int):
     """An admin marks a payment that needed attention as handled (its reason stays on the page)."""
-    order = get_order(order_id)
-    checkout = next((c for c in order.checkouts if c.id == checkout_id), None)
-    if checkout is None:
-        abort(404)
+    checkout = get_attempt(order_id, checkout_id)
     if mark_handled(checkout.id, current_user.id):
         flash(_("Payment %(reference)s marked as handled.", reference=checkout.reference), "success")
     else:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import functools
 
-from flask import Blueprint, abort, flash, redirect, render_template, url_for
+from flask import Blueprint, flash, redirect, render_template, url_for
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
 
 from portal.labels import PROVIDER_NAMES, state_label
-from portal.orders import get_order
+from portal.orders import get_attempt, get_order
 from portal.overview import CACHE_TTL_S, OVERVIEW_DEADLINE_S, apply_provider_state, order_rows, overview_rows
 from portal.security import admin_required
 
@@ -28,11 +28,8 @@ def order(order_id: int):
 @admin_required
 def apply(order_id: int, checkout_id: int):
     """Apply what the provider says to the portal's record, through the same function as callbacks."""
-    order = get_order(order_id)
-    checkout = next((c for c in order.checkouts if c.id == checkout_id), None)
-    if checkout is None:
-        abort(404)
-    changed, error = apply_provider_state(order, checkout)
+    checkout = get_attempt(order_id, checkout_id)
+    changed, error = apply_provider_state(checkout.order, checkout)
     if error:
         flash(error, "error")
     elif changed:
