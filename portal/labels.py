@@ -17,6 +17,7 @@ from flask_babel import lazy_gettext as _l
 from portal.filters import mask_cards, twd
 from portal.forms import ProviderSettingsForm
 from portal.forms.webhook_endpoints import EVENT_LABELS
+from portal.models import PAID_STATES
 
 # The providers as the interface names them (zh-TW: 應援科技, MyPay, 歐付寶).
 PROVIDER_NAMES = {"oen": _l("Oen Tech"), "mypay": _l("MyPay"), "opay": _l("O'Pay")}
@@ -313,14 +314,24 @@ def history_step(event) -> str:
 
 def history_badge(event) -> str:
     """Beside a provider's word that changed nothing: whether it confirmed the state the attempt was already in (a
-    query after the callback, a callback after the query), or was kept as evidence and not applied (a state behind
-    the attempt's, an error, a charge not known yet)."""
-    return _("already so") if history_confirms(event) else _("recorded, not applied")
+    query after the callback, a callback after the query), or a payment the attempt then came to (a hint, applied once
+    the provider's query said the same), or was kept as evidence and not applied (a state behind the attempt's, an
+    error, a charge not known yet)."""
+    if not history_confirms(event):
+        return _("recorded, not applied")
+    return _("already so") if _unapplied_kind(event) == "confirms" else _("confirmed afterwards")
 
 
 def history_confirms(event) -> bool:
-    """A history row where the provider only confirmed the state the attempt was already in."""
-    return not event.applied and _unapplied_kind(event) == "confirms"
+    """A history row where the provider only confirmed the state the attempt was in, or said it was paid before the
+    attempt was (a MyPay or Oen notice is a hint until their query says the same) and the attempt is paid now."""
+    if event.applied:
+        return False
+    kind = _unapplied_kind(event)
+    if kind == "reported":
+        attempt = event.checkout
+        return event.to_state == "paid" and attempt is not None and attempt.state in PAID_STATES
+    return kind == "confirms"
 
 
 def _unapplied_kind(event) -> str:

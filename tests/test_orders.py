@@ -596,6 +596,32 @@ def test_a_query_confirming_the_state_says_so_in_chinese(app, seed, staff):
     assert re.findall(r'<li class="not-applied"( data-confirms)?>', html) == ["", " data-confirms"]
 
 
+def test_a_hint_that_the_query_then_confirmed_does_not_read_as_left_out(app, seed, staff):
+    """A MyPay notice is a hint: kept, not applied, until MyPay's query says the same. When the query (the callback's,
+    or the return page's in between) then paid the attempt, the hint's row still read amber 「已記錄，未套用」, as if a
+    payment had been left out. It reads as confirmed afterwards, in grey; a hint the attempt never came to keeps its
+    amber."""
+    from portal.payments.state import detail, move, record
+    from tests.support.factories import make_checkout
+
+    with app.app_context():
+        hinted = make_checkout(make_order(seed.merchant_id), provider="mypay")
+        record(hinted, "callback", "awaiting_payment", "paid", detail(callback=1, state="paid"), applied=False)
+        move(hinted, "paid", "callback+query", "{}")
+        never = make_checkout(make_order(seed.merchant_id), provider="mypay")
+        record(never, "callback", "awaiting_payment", "paid", detail(callback=2, state="paid"), applied=False)
+        db.session.commit()
+        hinted_order, never_order = hinted.order_id, never.order_id
+    staff.get("/lang/zh_TW")
+    html = staff.get(f"/orders/{hinted_order}").get_data(as_text=True)
+    row = unescape(re.sub(r"<[^>]+>", " ", re.split(r'<li class="not-applied"[^>]*>', html)[1].split("</li>")[0]))
+    assert "之後已確認" in row and "未套用" not in row, row
+    assert re.findall(r'<li class="not-applied"( data-confirms)?>', html) == [" data-confirms"]
+    html = staff.get(f"/orders/{never_order}").get_data(as_text=True)
+    assert re.findall(r'<li class="not-applied"( data-confirms)?>', html) == [""]
+    assert "已記錄，未套用" in unescape(html)
+
+
 def test_the_history_is_one_timeline_across_attempts(app, seed, staff):
     """A late word about an earlier attempt (Oen's card token arriving after the customer entered the card again)
     shows at its time, above the new attempt's rows: it was listed under its own attempt, below them, as if it had
