@@ -73,6 +73,13 @@ class Dashboard:
     open_links: int = 0
     open_value: int = 0
     chart: list[tuple[date, int]] = field(default_factory=list)  # (day, net takings)
+    # Payments flagged for a person (paid twice, another amount, paid after the link ended), newest first:
+    # (order id, order number, attempt reference, attention reason)
+    attention: list[tuple[int, str, str, str | None]] = field(default_factory=list)
+
+
+# The flagged payments the dashboard lists at most (the orders list badges the rest).
+ATTENTION_SHOWN = 20
 
 
 def taipei_today(now: datetime | None = None) -> date:
@@ -177,6 +184,13 @@ def build(merchant_id: int, now: datetime | None = None) -> Dashboard:
             and_(Order.merchant_id == merchant_id, Order.state == OrderState.AWAITING_PAYMENT.value)
         )
     ).one()
+    attention = db.session.execute(
+        select(Order.id, Order.number, Checkout.reference, Checkout.attention_reason)
+        .join(Order, Order.id == Checkout.order_id)
+        .where(Checkout.merchant_id == merchant_id, Checkout.needs_attention.is_(True))
+        .order_by(Checkout.updated_at.desc(), Checkout.id.desc())
+        .limit(ATTENTION_SHOWN)
+    ).all()
     return Dashboard(
         today=today,
         days=days,
@@ -186,4 +200,5 @@ def build(merchant_id: int, now: datetime | None = None) -> Dashboard:
         open_links=count,
         open_value=int(value),
         chart=[(d, daily[d].net) for d in days],
+        attention=[tuple(row) for row in attention],
     )

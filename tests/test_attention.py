@@ -104,3 +104,44 @@ def test_staff_cannot_mark_it_handled(app, seed, client, auth):
     assert "Mark as handled" not in page(client, order_id)
     with app.app_context():
         assert db.session.get(Checkout, second).needs_attention is True
+
+
+def test_the_dashboard_lists_the_payments_that_need_attention_until_handled(app, seed, admin, client, auth):
+    """The flag showed only on the order and in the orders list: a shop had to page through its orders to find a
+    payment to refund. The dashboard lists them, each with its order and why."""
+    order_id, second = paid_twice(app, seed)
+    with app.app_context():
+        number, reference = db.session.get(Checkout, second).order.number, db.session.get(Checkout, second).reference
+    board = unescape(admin.get("/dashboard", headers=EN).get_data(as_text=True))
+    listed = board.split('data-attention-count="1"')[1].split("</section>")[0]
+    assert f'href="/orders/{order_id}">Order {number}</a>' in listed and reference in listed
+    assert "it was paid twice" in listed
+    admin.post(f"/orders/{order_id}/checkouts/{second}/handled")
+    assert "data-attention-count" not in admin.get("/dashboard").get_data(as_text=True)
+    auth.logout()
+    auth.login(seed.other_admin)
+    order_id, second = paid_twice(app, seed)
+    assert "data-attention-count" not in client.get("/dashboard").get_data(as_text=True)  # another shop's payment
+
+
+def test_an_admin_of_a_shop_with_no_contact_is_told_customers_cannot_reach_it(app, seed, admin, client, auth):
+    """The customer told of a double payment, or of a link that ended, is asked to contact the shop: with no phone or
+    e-mail set, they are shown none. The shop's admin reads so on the dashboard, with the way to the setting."""
+    from portal.models import Merchant
+
+    with app.app_context():
+        merchant = db.session.get(Merchant, seed.merchant_id)
+        merchant.contact_phone = merchant.contact_email = None
+        db.session.commit()
+    board = unescape(admin.get("/dashboard", headers=EN).get_data(as_text=True))
+    assert "data-no-shop-contact" in board and 'href="/settings#shop-contact"' in board
+    assert "Customers see no phone number or e-mail address of the shop" in board
+    auth.logout()
+    auth.login(seed.staff)
+    assert "data-no-shop-contact" not in client.get("/dashboard").get_data(as_text=True)  # staff cannot set it
+    with app.app_context():
+        db.session.get(Merchant, seed.merchant_id).contact_phone = "02-2345-6789"
+        db.session.commit()
+    auth.logout()
+    auth.login()
+    assert "data-no-shop-contact" not in client.get("/dashboard").get_data(as_text=True)
