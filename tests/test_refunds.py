@@ -340,10 +340,14 @@ def test_an_order_paid_twice_lets_the_admin_choose_the_payment_to_refund(app, se
     with app.app_context():
         refund = db.session.execute(db.select(Refund).filter_by(order_id=order_id)).scalar_one()
         assert (refund.checkout_id, refund.amount, refund.state) == (oen_id, 1000, "succeeded")
-    # Back on the page, the refunded payment says so, and the form is on the one that can still be refunded (it went
-    # back to the first, refunded, payment: one click from refunding the other by mistake, or from a dead end).
+    # Back on the page, the refunded payment says so, and no payment is chosen for the admin: the form stood on the
+    # one left, pre-filled with its whole amount (and, for MyPay, the e-invoice voided), two clicks from refunding
+    # the payment the shop keeps. It opens on the payment the admin chooses.
     page = page_text(admin.get(f"/orders/{order_id}/refunds"))
-    assert re.search(rf'name="checkout_id"[^>]*value="{opay_id}"', page) and 'data-provider="opay"' in page
+    assert 'name="checkout_id"' not in page and "data-choose-payment" in page and 'name="amount"' not in page
+    assert re.search(r'data-total="refundable">—<', page)
+    chosen = page_text(admin.get(f"/orders/{order_id}/refunds?payment={opay_id}"))
+    assert re.search(rf'name="checkout_id"[^>]*value="{opay_id}"', chosen) and 'data-provider="opay"' in chosen
     refunded_badge = rf'data-payment="{oen_id}"[^<]*<code>[^<]*</code>[^<]*</a>\s*<span class="badge badge-refunded">'
     assert re.search(refunded_badge, page)
     # The refunds table names the payment each refund was of, and the totals say whose refundable amount they show

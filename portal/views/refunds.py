@@ -33,7 +33,8 @@ OPAY_BACK_OFFICE = "https://vendor-stage.opay.tw"
 def render_page(order: Order, form: RefundForm, status: int = 200):
     """The refund page: each paid payment's figures and rules, the refunds so far, and the form."""
     terms = [terms_for(checkout) for checkout in paid_checkouts(order)]
-    chosen = next((t for t in terms if t.checkout.id == form.checkout), terms[0] if terms else None)
+    # An order paid more than once: no payment is taken for the admin (the form would stand pre-filled on one).
+    chosen = next((t for t in terms if t.checkout.id == form.checkout), terms[0] if len(terms) == 1 else None)
     return (
         render_template(
             "refunds/index.html",
@@ -92,13 +93,12 @@ def index(order_id: int):
     form = RefundForm(formdata=request.form if request.method == "POST" else None)
     if request.method == "GET":
         checkouts = paid_checkouts(order)
-        if checkouts:
-            # An order paid more than once (a provider page still open after the link was switched): any of them.
-            # Unless one is chosen, the first that can still be refunded.
-            chosen = request.args.get("payment", type=int)
-            checkout = next((c for c in checkouts if c.id == chosen), None)
-            if checkout is None:
-                checkout = next((c for c in checkouts if terms_for(c).refundable > 0), checkouts[0])
+        # An order paid more than once (a provider page still open after the link was switched): the admin chooses
+        # the payment (?payment=); none is chosen for them, or the form would stand ready to refund, in full, the
+        # payment the shop keeps once the other is refunded.
+        chosen = request.args.get("payment", type=int)
+        checkout = next((c for c in checkouts if c.id == chosen), checkouts[0] if len(checkouts) == 1 else None)
+        if checkout is not None:
             terms = terms_for(checkout)
             form.checkout_id.data = str(checkout.id)
             form.amount.data = str(terms.suggested_amount) if terms.suggested_amount else ""
