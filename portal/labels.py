@@ -264,7 +264,7 @@ def attempt_error(checkout) -> str:
 ATTENTION_LABELS = {
     "amount_differs": _l("The provider took another amount than was asked."),
     "paid_after_end": _l("Paid after the link had expired or been cancelled."),
-    "paid_twice": _l("The order had already been paid through another payment: it was paid twice."),
+    "paid_twice": _l("The order had already been paid through another payment: this is a double payment."),
 }
 # What staff can do about it, shown while the flag is up.
 ATTENTION_ADVICE = {

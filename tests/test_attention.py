@@ -55,7 +55,8 @@ def test_each_reason_is_said_beside_the_flag(app, seed, admin):
         assert _apply(late.id, State.PAID, late.amount)
         reasons = {c.id: c.attention_reason for c in db.session.execute(db.select(Checkout)).scalars()}
     assert (reasons[twice], reasons[other.id], reasons[late.id]) == ("paid_twice", "amount_differs", "paid_after_end")
-    assert "it was paid twice. Refund one of the two payments." in page(admin, twice_order)
+    assert "this is a double payment. Refund one of the two payments." in page(admin, twice_order)
+    assert f'href="/orders/{twice_order}/refunds?payment={twice}"' in page(admin, twice_order)
     assert "another amount than was asked. Check the amount with the customer" in page(admin, other_order)
     assert "Paid after the link had expired or been cancelled. Ask the customer" in page(admin, late_order)
     assert "這筆訂單先前已由另一筆付款付清" in page(admin, twice_order, {"Accept-Language": "zh-TW"})
@@ -67,14 +68,15 @@ def test_an_admin_marks_it_handled_and_the_reason_stays(app, seed, admin):
     done = admin.post(f"/orders/{order_id}/checkouts/{second}/handled", headers=EN, follow_redirects=True)
     text = unescape(done.get_data(as_text=True))
     assert "marked as handled" in text and "needs attention" not in text
-    assert "Handled: The order had already been paid through another payment: it was paid twice.</span>" in text
+    assert "Handled: The order had already been paid through another payment: this is a double payment.</span>" in text
     assert "needs attention" not in unescape(admin.get("/orders", headers=EN).get_data(as_text=True))
     with app.app_context():
         assert db.session.get(Checkout, second).needs_attention is False
         entry = db.session.execute(db.select(AuditEvent).filter_by(action="attention_handled")).scalar_one()
         assert entry.merchant_id == seed.merchant_id and entry.detail["reason"] == "paid_twice"
+        number = db.session.get(Checkout, second).order.number
     audit_page = unescape(admin.get("/settings/audit", headers=EN).get_data(as_text=True))
-    assert "Payment that needed attention marked as handled" in audit_page
+    assert "Payment that needed attention marked as handled" in audit_page and number in audit_page
     again = admin.post(f"/orders/{order_id}/checkouts/{second}/handled", headers=EN, follow_redirects=True)
     assert "needs no attention" in unescape(again.get_data(as_text=True))
     with app.app_context():
@@ -115,7 +117,7 @@ def test_the_dashboard_lists_the_payments_that_need_attention_until_handled(app,
     board = unescape(admin.get("/dashboard", headers=EN).get_data(as_text=True))
     listed = board.split('data-attention-count="1"')[1].split("</section>")[0]
     assert f'href="/orders/{order_id}">Order {number}</a>' in listed and reference in listed
-    assert "it was paid twice" in listed
+    assert "this is a double payment" in listed
     admin.post(f"/orders/{order_id}/checkouts/{second}/handled")
     assert "data-attention-count" not in admin.get("/dashboard").get_data(as_text=True)
     auth.logout()

@@ -391,6 +391,7 @@ def mark_handled(checkout_id: int, user_id: int | None) -> bool:
             "attention_handled",
             merchant_id=checkout.merchant_id,
             user_id=user_id,
+            order_id=checkout.order_id,
             checkout=checkout.reference,
             reason=checkout.attention_reason or "",
         )
