@@ -334,3 +334,16 @@ def test_a_card_token_read_says_why_in_the_readers_language(app, client, auth, s
         values = [value for _name, value in re.findall(r"<dt>(.*?)</dt><dd>(.*?)</dd>", page)]
         assert reference in values and why in values, values
         assert "tok_secret_123" not in page and not any(value.startswith("charge") for value in values)
+
+
+def test_what_the_portal_did_by_itself_says_so_and_an_entry_with_no_detail_has_no_empty_detail(app, client, auth, seed):
+    """A saved card charged after the customer's callback was listed as read by 「（無使用者）」 (no user), which reads
+    as if someone unknown had used the card; and a login's empty Detail cell stood as a bare label on a phone."""
+    add_events(app, seed.merchant_id, 1, action="card_token_read", purpose="charge")
+    auth.login()
+    body = unescape(client.get("/settings/audit", headers={"Accept-Language": "zh-TW"}).get_data(as_text=True))
+    system = body.split('<tr data-action="card_token_read">')[1].split("</tr>")[0]
+    assert "系統自動" in system and "無使用者" not in system
+    login = body.split('<tr data-action="login">')[1].split("</tr>")[0]
+    assert re.search(r'<td data-label="[^"]+" class="blank">', login), login
+    assert 'class="blank"' not in system  # its detail is shown
