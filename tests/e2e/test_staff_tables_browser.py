@@ -18,7 +18,8 @@ from tests.support.factories import make_checkout, make_order
 pytestmark = pytest.mark.e2e
 LAPTOP = {"width": 1280, "height": 800}
 
-# Each table cell: inside the screen's width, visible, and (on a phone) showing its column's name before its content.
+# Each table cell: inside the screen's width, visible, and (on a phone) showing its column's name before its content;
+# a cell marked blank is empty (it may be hidden).
 CELLS = """() => Array.from(document.querySelectorAll('main table')).filter(t => t.offsetParent !== null).map(t => {
   const heads = Array.from(t.querySelectorAll('thead th')).map(th => th.textContent.trim());
   return Array.from(t.querySelectorAll('tbody tr')).flatMap(tr => {
@@ -27,6 +28,7 @@ CELLS = """() => Array.from(document.querySelectorAll('main table')).filter(t =>
       const r = td.getBoundingClientRect();
       const before = getComputedStyle(td, '::before');
       return {table: t.className, column: heads[cells.indexOf(td)] ?? null, label: td.dataset.label ?? null,
+              blank: td.classList.contains('blank'), text: td.textContent.trim(),
               shown: before.display !== 'none' ? before.content : 'none',
               left: r.left, right: r.right, width: r.width, height: r.height};
     });
@@ -45,6 +47,9 @@ def check_tables(page, what: str, phone: bool) -> int:
         assert cell["label"] is not None, f"{where}: cell without data-label"
         if cell["column"]:  # the data-label names the column its header names
             assert cell["label"] == cell["column"], where
+        if cell["blank"]:  # a cell with nothing in it, hidden on a phone rather than showing a label alone
+            assert cell["text"] == "", f"{where}: a cell marked blank holds {cell['text']!r}"
+            continue
         assert cell["width"] > 0 and cell["height"] > 0, f"{where}: cell not visible"
         assert cell["left"] >= -1 and cell["right"] <= width + 1, f"{where}: cell outside the screen: {cell}"
         if phone and cell["label"]:
