@@ -266,6 +266,7 @@ ATTENTION_LABELS = {
     "paid_after_end": _l("Paid after the link had expired or been cancelled."),
     "paid_twice": _l("The order had already been paid through another payment: this is a double payment."),
 }
+STAFF_REFUND_ADVICE = _l("Ask an admin to refund one of the two payments.")
 # What staff can do about it, shown while the flag is up.
 ATTENTION_ADVICE = {
     "amount_differs": _l("Check the amount with the customer before shipping."),
@@ -279,9 +280,10 @@ def attention_label(reason: str | None) -> str:
     return str(ATTENTION_LABELS.get(reason or "", reason or ""))
 
 
-def attention_advice(reason: str | None) -> str:
-    """Why the payment was flagged and what staff can do about it, as two sentences of the reader's language."""
-    advice = str(ATTENTION_ADVICE.get(reason or "", ""))
+def attention_advice(reason: str | None, *, admin: bool = True) -> str:
+    """Why the payment was flagged and what the reader can do about it, as two sentences of the reader's language
+    (staff, who may not refund, are told to ask an admin)."""
+    advice = str(ATTENTION_ADVICE.get(reason or "", "") if admin or reason != "paid_twice" else STAFF_REFUND_ADVICE)
     said = attention_label(reason)
     return f"{said}{' ' if reads_english() and said and advice else ''}{advice}"
 

@@ -104,6 +104,7 @@ def test_staff_cannot_mark_it_handled(app, seed, client, auth):
     auth.login(seed.staff)
     assert client.post(f"/orders/{order_id}/checkouts/{second}/handled").status_code == 403
     assert "Mark as handled" not in page(client, order_id)
+    assert "Ask an admin to refund one of the two payments." in page(client, order_id)  # staff may not refund
     with app.app_context():
         assert db.session.get(Checkout, second).needs_attention is True
 
@@ -147,3 +148,24 @@ def test_an_admin_of_a_shop_with_no_contact_is_told_customers_cannot_reach_it(ap
     auth.logout()
     auth.login()
     assert "data-no-shop-contact" not in client.get("/dashboard").get_data(as_text=True)
+
+
+def test_a_customer_asked_to_contact_a_shop_with_no_contact_is_told_where_to_turn(app, seed, client):
+    """The double payment's box asks the customer to contact the shop; with no phone or e-mail set, the page showed
+    the shop's name and nothing else. Its footer says to ask the shop where the order was placed."""
+    from portal.models import Merchant
+
+    _order_id, second = paid_twice(app, seed)
+    with app.app_context():
+        token = db.session.get(Checkout, second).public_token
+        merchant = db.session.get(Merchant, seed.merchant_id)
+        merchant.contact_phone = merchant.contact_email = merchant.contact_note = None
+        db.session.commit()
+    returned = unescape(client.get(f"/pay/{token}/return", headers=EN).get_data(as_text=True))
+    assert "data-paid-twice" in returned
+    assert "Questions about your order? Please ask Shop A, where you placed it." in returned
+    with app.app_context():
+        db.session.get(Merchant, seed.merchant_id).contact_phone = "02-2345-6789"
+        db.session.commit()
+    returned = unescape(client.get(f"/pay/{token}/return", headers=EN).get_data(as_text=True))
+    assert "where you placed it" not in returned and "02-2345-6789" in returned
