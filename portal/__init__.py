@@ -15,7 +15,7 @@ from werkzeug.datastructures import ImmutableMultiDict
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from portal import config as settings
-from portal.extensions import babel, csrf, db, limiter, login_manager, migrate
+from portal.extensions import babel, check_connections_before_use, csrf, db, limiter, login_manager, migrate
 
 LOCALES = ("zh_TW", "en")
 
@@ -120,6 +120,9 @@ def register_extensions(app: Flask) -> None:
     from portal import auth_session  # noqa: F401  (registers the user loader)
 
     db.init_app(app)
+    with app.app_context():
+        for engine in db.engines.values():
+            check_connections_before_use(engine)
     migrate.init_app(app, db, directory=str(app.root_path + "/../migrations"))
     login_manager.init_app(app)
     csrf.init_app(app)

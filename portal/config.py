@@ -253,17 +253,16 @@ def derive_mail(config: dict, env: str, base: str) -> None:
 
 
 def engine_options(config: dict) -> dict:
-    """SQLAlchemy's pool: for a server database, each connection checked before use (one that died with a server
-    restart is replaced, not handed to a request) and the pool sized for the process's threads. A SQLite file's
-    connection cannot go stale: it is not checked (a round trip on every request)."""
+    """SQLAlchemy's pool for a server database, sized for the process's threads (each connection is checked before
+    use by extensions.check_connections_before_use, not by pool_pre_ping's round trip). A SQLite file's connection
+    cannot go stale."""
     if str(config["SQLALCHEMY_DATABASE_URI"]).startswith("sqlite"):
         return {}
-    options: dict[str, object] = {"pool_pre_ping": True}
     size = config.get("DATABASE_POOL_SIZE") or int(os.environ.get("GUNICORN_THREADS") or 8) + 2
     if int(size) < 1:
         raise ConfigError(f"DATABASE_POOL_SIZE must be at least 1, not {size}.")
     # A burst beyond the pool waits up to 10 s for a connection rather than opening ever more of them.
-    return {**options, "pool_size": int(size), "max_overflow": 2, "pool_timeout": 10}
+    return {"pool_size": int(size), "max_overflow": 2, "pool_timeout": 10}
 
 
 def is_loopback_http(url: str) -> bool:

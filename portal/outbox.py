@@ -10,13 +10,16 @@ A row is never enqueued twice for one event: its dedupe key is unique.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import or_, update
+from sqlalchemy import bindparam, or_, select, union_all, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 
 from portal.extensions import db, execute_core, insert_ignoring_conflicts
 from portal.models import OutboxMessage, OutboxState, utcnow
@@ -64,7 +67,8 @@ def enqueue(
     payload: dict | None = None,
 ) -> bool:
     """Add a message in the caller's transaction (nothing is committed here); False when one with this dedupe key
-    was enqueued before (the event already has its message)."""
+    was enqueued before (the event already has its message). While held (held_messages), the row is kept for the
+    caller to write with the change that caused it, and True answered (whether it is new is known only then)."""
     now = utcnow()
     row = {
         "kind": kind,
@@ -78,8 +82,59 @@ def enqueue(
         "next_attempt_at": now,
         "created_at": now,
     }
+    held = db.session().info.get(_HELD)
+    if held is not None:
+        held.append(row)
+        return True
     stmt = insert_ignoring_conflicts(OutboxMessage, OutboxMessage.id)
     return execute_core(stmt, row).scalar_one_or_none() is not None
+
+
+_HELD = "portal.outbox_held"  # session info: the rows enqueued while held_messages is open
+
+
+@contextlib.contextmanager
+def held_messages():
+    """Messages enqueued in the block are not written but gathered in the list given, for the caller to write with
+    the change that caused them (write_with, on PostgreSQL in that change's statement: one round trip less)."""
+    info = db.session().info
+    outer = info.get(_HELD)
+    rows: list[dict] = []
+    info[_HELD] = rows
+    try:
+        yield rows
+    finally:
+        if outer is None:
+            info.pop(_HELD, None)
+        else:
+            info[_HELD] = outer
+
+
+def write_with(change, params: dict, rows: list[dict]) -> None:
+    """Run `change` (a Core UPDATE built once, with its `params`; None for none) and write the rows held while it was
+    decided (held_messages), in the caller's transaction: on PostgreSQL in one statement (the change as a data-modifying
+    CTE of the rows' INSERT … ON CONFLICT DO NOTHING), elsewhere one after the other."""
+    postgresql = db.session.get_bind().dialect.name == "postgresql"
+    if change is not None and rows and postgresql:
+        columns = tuple(rows[0])
+        numbered = {f"m{i}_{name}": row[name] for i, row in enumerate(rows) for name in columns}
+        execute_core(_change_and_insert(change, columns, len(rows)), {**params, **numbered})
+        return
+    if change is not None:
+        execute_core(change, params)
+    for row in rows:
+        execute_core(insert_ignoring_conflicts(OutboxMessage, OutboxMessage.id), row)
+
+
+@functools.cache
+def _change_and_insert(change, columns: tuple[str, ...], count: int):
+    """PostgreSQL, built once per change, columns and number of rows: the change in a CTE, then the rows' INSERT (from
+    a SELECT of the rows' parameters: SQLAlchemy caches no multi-row VALUES, which it would compile every time)."""
+    table = OutboxMessage.__table__
+    rows = [select(*(bindparam(f"m{i}_{name}", type_=table.c[name].type) for name in columns)) for i in range(count)]
+    values = rows[0] if count == 1 else union_all(*rows)
+    insert = postgresql_insert(table).from_select(columns, values, include_defaults=False)
+    return insert.on_conflict_do_nothing().add_cte(change.cte("changed"))
 
 
 def claim(limit: int = 20, kinds: tuple[str, ...] | None = None) -> list[int]:

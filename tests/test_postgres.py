@@ -148,17 +148,29 @@ def use_the_database() -> int:
 
 def test_a_connection_the_server_ended_is_replaced_before_a_request_gets_it(app, monkeypatch):
     """A server restart, a failover or an administrator (here: pg_terminate_backend) ends a connection that sits in
-    the pool: the next request gets a live connection, not an error, however recently the ended one was used. Each
-    checkout is checked first (pool_pre_ping: one round trip; checking only connections idle for a second saved no
-    measurable time in bench/callback_intake.py, and handed such a connection to a request)."""
+    the pool: the next request gets a live connection, not an error, however recently the ended one was used. The
+    server said so on the connection's socket as it ended it; seeing that costs no round trip (a ping is sent only
+    then, to read what it said)."""
     with app.app_context():
         first = use_the_database()
         other = create_engine(app.config["SQLALCHEMY_DATABASE_URI"])
         try:
             with other.connect() as conn:
-                assert conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": first}).scalar_one()
+                ended = conn.execute(text("SELECT pg_terminate_backend(:pid, 5000)"), {"pid": first}).scalar_one()
+                assert ended  # waited until the server process was gone, as after a restart
         finally:
             other.dispose()
         pings = count_pings(monkeypatch)
         assert use_the_database() != first
         assert pings == [1]
+
+
+def test_a_live_connection_is_handed_to_the_next_request_without_a_round_trip(app, monkeypatch):
+    """Checking every connection with a ping before each request cost each callback one of its round trips to the
+    server: a connection the server has not ended is used as it is, with the same server process."""
+    with app.app_context():
+        first = use_the_database()
+        pings = count_pings(monkeypatch)
+        assert use_the_database() == first
+        assert use_the_database() == first
+        assert pings == []

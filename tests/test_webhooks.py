@@ -639,6 +639,8 @@ def test_an_opay_notice_holds_the_sqlite_write_lock_for_its_writes_only(
     # Whether an endpoint listens was read with the merchant: its endpoints are read under the lock only if one does.
     assert any("FROM webhook_endpoint" in sql for sql in locked) == listening
     assert sum(1 for held, sql in statements if not held and "FROM merchant" in sql) == 1
+    # Its attempt, with the order, read once before the lock (as the ORM objects it is applied to), compared under it.
+    assert sum(1 for held, sql in statements if not held and "FROM checkout" in sql) == 1
     # The callback's row is written once: stored as it ends (applied, to its attempt), not stored then updated.
     writes = [re.match(r"(INSERT INTO|UPDATE) webhook_event\b", sql) for sql in locked]
     assert [found.group(0) for found in writes if found] == ["INSERT INTO webhook_event"]
@@ -681,13 +683,16 @@ def test_an_opay_notice_on_postgresql_is_stored_once_after_its_attempt_is_locked
     [moved] = [sql for sql in statements if "UPDATE checkout" in sql]
     assert "INSERT INTO checkout_event" in moved
     assert not any(sql.startswith(("INSERT INTO checkout_event", "INSERT INTO seen_nonce")) for sql in statements)
-    # Six statements in all (and the pool's ping, BEGIN, COMMIT): the merchant; the attempt and its order, locked;
-    # the store with the RqID; the move with its evidence, answering the order's attempts as they are after it; the
-    # order; the receipt.
-    assert len(statements) == 6, statements
+    # Five statements in all (and BEGIN, COMMIT; the pool sends no ping to a live connection): the merchant; the
+    # attempt and its order, locked; the store with the RqID; the move with its evidence, answering the order's
+    # attempts as they are after it; the order with its receipt (the order's UPDATE the receipt's INSERT's CTE).
+    assert len(statements) == 5, statements
+    [receipt] = [sql for sql in statements if "INSERT INTO outbox_message" in sql]
+    assert receipt.startswith('WITH changed AS \n(UPDATE "order"') and receipt == statements[-1]
     assert "FROM checkout \nWHERE checkout.order_id" in moved
     locking = [i for i, sql in enumerate(statements) if "FROM checkout" in sql and "FOR UPDATE" in sql]
     assert locking and locking[0] < writes[0]
     with app.app_context():
         stored = db.session.execute(db.select(WebhookEvent).order_by(WebhookEvent.id.desc())).scalars().first()
         assert (stored.status, stored.checkout_id) == ("applied", checkout_id)
+

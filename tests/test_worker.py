@@ -74,6 +74,24 @@ def test_a_paid_order_gets_one_receipt_however_often_the_provider_says_so(mail_a
     assert _outbox(mail_app) == [("receipt", "sent", 1, None)]
 
 
+def test_a_receipt_already_in_the_outbox_is_not_enqueued_again_and_the_order_is_still_paid(mail_app, shop, smtp):
+    """The order's row and the mails its payment sends are written together (on PostgreSQL in one statement): a mail
+    whose dedupe key is already taken is left as it is, and the order is paid all the same."""
+    from portal import outbox
+
+    client = mail_app.test_client()
+    checkout_id, reference, amount, _number = _opay_checkout(mail_app, shop.merchant_id)
+    with mail_app.app_context():
+        order_id = db.session.get(Checkout, checkout_id).order_id
+        outbox.enqueue(mail.KIND, "receipt", dedupe_key=f"receipt:{order_id}", merchant_id=shop.merchant_id)
+        db.session.commit()
+    assert client.post("/webhooks/opay", data=opay_notice(reference, amount)).data == b"1|OK"
+    with mail_app.app_context():
+        checkout = db.session.get(Checkout, checkout_id)
+        assert (checkout.state, checkout.order.state, checkout.order.paid_amount) == ("paid", "paid", amount)
+    assert _outbox(mail_app) == [("receipt", "pending", 0, None)]
+
+
 def test_the_receipt_speaks_the_customers_language_and_shows_no_more_than_the_last_four_digits(mail_app, shop, smtp):
     client = mail_app.test_client()
     checkout_id, reference, amount, number = _opay_checkout(mail_app, shop.merchant_id)

@@ -40,11 +40,10 @@ from portal.payments.locking import (
     end_reads,
     lock_with_order,
     order_locked,
-    read_checkout,
     write_transaction,
 )
 from portal.payments.redaction import mask_card_text, scrub
-from portal.payments.snapshots import attempt_ref, checkout_ref
+from portal.payments.snapshots import checkout_ref
 from portal.payments.state import apply_state, detail, move, record
 from portal.providers import provider_class
 from portal.providers.base import (
@@ -441,23 +440,6 @@ class Verified:
     locked: bool = False  # the attempt and its order are locked in the transaction (else: checkout_as_read)
 
 
-@functools.cache
-def _open_attempt(scoped: bool):
-    """Built once: what verifying needs of an attempt, by its reference and provider (and merchant); no lock."""
-    table = Checkout.__table__
-    stmt = select(
-        table.c.id,
-        table.c.state,
-        table.c.reference,
-        table.c.amount,
-        table.c.paid_amount,
-        table.c.provider_checkout_id,
-        table.c.provider_secret_enc,
-        table.c.provider_transaction_id,
-    ).where(table.c.reference == bindparam("reference"), table.c.provider == bindparam("provider"))
-    return stmt.where(table.c.merchant_id == bindparam("merchant_id")) if scoped else stmt
-
-
 def _collecting_nonces(callback: ReadCallback, find) -> tuple[ProviderEvent, tuple[str, ...]] | None:
     """The provider's verdict on the callback, with the request ids (RqID) it carries collected, not remembered: they
     are remembered after the store, where a replay is caught. `find(merchant, reference)` looks up the attempt the
@@ -480,28 +462,24 @@ def _verify_first(callback: ReadCallback) -> Verified | None:
 
     None when it does not verify: it is then verified again in the transaction, where its refusal is written.
     """
-    found: list[Row] = []
+    found: list[Checkout] = []
 
     def find(merchant: Row | None, reference: str) -> CheckoutRef | None:
-        params = {"reference": reference, "provider": callback.provider.name}
-        if merchant is not None:
-            params["merchant_id"] = merchant.id
-        row = execute_core(_open_attempt(merchant is not None), params).one_or_none()
-        if row is None or row.state == CheckoutState.CREATING:
+        checkout = _find_checkout(callback.provider.name, merchant, reference)  # on SQLite, reading locks nothing
+        if checkout is None or checkout.state == CheckoutState.CREATING:
             return None
-        found[:] = [row]
-        return attempt_ref(row)
+        found[:] = [checkout]
+        return checkout_ref(checkout, lines=False)
 
     try:
         verdict = _collecting_nonces(callback, find)
         if verdict is None or not found:
             return None
-        checkout = read_checkout(found[0].id)  # loaded here; under the lock only compared with the rows as they are
     except Exception:  # refused, or a fault: decided (and logged) again in the transaction
         return None
     finally:
-        end_reads()  # what was read here is kept, not read again (the attempt and its order: compared, under the lock)
-    return Verified(verdict[0], checkout, verdict[1])
+        end_reads()  # what was read here is kept: under the lock, the attempt and its order are only compared
+    return Verified(verdict[0], found[0], verdict[1])
 
 
 def _verify_locked(callback: ReadCallback) -> Verified | None:

@@ -121,41 +121,43 @@ def _locked_checkout(dialect: str, with_order: bool):
 
 
 def checkout_as_read(checkout: Checkout) -> Checkout:
-    """In a write transaction on SQLite: the checkout and its order as read (read_checkout) just before it, if neither
-    has changed since; else both read again (locked_checkout). The ORM's loading, which costs several times the
-    query, is then done before the one write lock is taken, and under it only the rows' values are read, to compare."""
+    """In a write transaction on SQLite: the checkout and its order as read just before it (by the callback's
+    verification), if neither has changed since; else both read again (locked_checkout). The ORM's loading, which
+    costs several times the query, is then done before the one write lock is taken, and under it only the rows'
+    values are read, to compare."""
     row = execute_core(_current_rows(), {"checkout_id": checkout.id}).one_or_none()
-    if row is not None and _as_read(checkout, row, "c_") and _as_read(checkout.order, row, "o_"):
+    if row is not None and _as_read(checkout, row, 0) and _as_read(checkout.order, row, len(Checkout.__table__.c)):
         return checkout
     return locked_checkout(checkout.id, with_order=True)
 
 
-def read_checkout(checkout_id: int) -> Checkout:
-    """The checkout with its order, read without a lock, for checkout_as_read (SQLite, where reading locks nothing)."""
-    dialect = db.session.get_bind().dialect.name
-    if dialect != "sqlite":
-        raise RuntimeError("read_checkout is for SQLite: elsewhere the row is read locked, in the transaction")
-    return db.session.execute(_locked_checkout(dialect, True), {"checkout_id": checkout_id}).scalar_one()
-
-
 @functools.cache
 def _current_rows():
-    """Built once: every column of a checkout and of its order, by the checkout's id (a Core statement)."""
+    """Built once: every column of a checkout and of its order, by the checkout's id (a Core statement), in the order
+    of their tables' columns (_column_keys)."""
     checkouts, orders = Checkout.__table__, Order.__table__
     columns = [c.label(f"c_{c.key}") for c in checkouts.columns] + [c.label(f"o_{c.key}") for c in orders.columns]
     return select(*columns).join_from(checkouts, orders).where(checkouts.c.id == bindparam("checkout_id"))
 
 
-def _as_read(row_object, row, prefix: str) -> bool:
-    """Whether an ORM object, unchanged in this session, holds the values the row has now, column by column."""
+@functools.cache
+def _column_keys(mapper) -> tuple[str, ...]:
+    """The mapped attribute of each of the table's columns, in the table's order (as _current_rows reads them)."""
+    return tuple(mapper.get_property_by_column(column).key for column in mapper.local_table.columns)
+
+
+def _as_read(row_object, row, start: int) -> bool:
+    """Whether an ORM object, unchanged in this session, holds the values the row has now from column `start` on,
+    column by column."""
     state = inspect(row_object)
     if state.modified or state.expired_attributes:
         return False
-    loaded, values = state.dict, row._mapping
-    for prop in state.mapper.column_attrs:
-        if prop.key not in loaded or loaded[prop.key] != values[prefix + prop.columns[0].key]:
-            return False
-    return True
+    keys, loaded = _column_keys(state.mapper), state.dict
+    try:
+        held = tuple([loaded[key] for key in keys])
+    except KeyError:  # a column not loaded
+        return False
+    return held == tuple(row[start : start + len(keys)])
 
 
 def lock_with_order(stmt, dialect: str, with_order: bool):

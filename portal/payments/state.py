@@ -364,15 +364,18 @@ def refresh_order(order: Order, *, also: Mapping[str, object] | None = None, che
     else:
         latest = rows[-1].state
         state = OrderState.AWAITING_PAYMENT.value if latest in OPEN_STATES else OrderState(latest).value
-    write_order(order, also, state=state, paid_amount=paid_amount, refunded_amount=refunded_amount)
-    if paid and not was_paid:
-        from portal.mail import on_order_paid  # the receipt goes out with the transaction that says it was paid
+    changed = _order_changes(order, also, state=state, paid_amount=paid_amount, refunded_amount=refunded_amount)
+    from portal import outbox
+    from portal.mail import on_order_paid  # the receipt goes out with the transaction that says it was paid
+    from portal.merchant_webhooks import on_order_state  # the merchant's webhooks, in this same transaction
 
-        on_order_paid(order)
-    if order.state != old_state:
-        from portal.merchant_webhooks import on_order_state  # the merchant's webhooks, in this same transaction
-
-        on_order_state(order, old_state, order.state)
+    # What the change sends is written with it: on PostgreSQL, the order's row and its messages in one statement.
+    with outbox.held_messages() as messages:
+        if paid and not was_paid:
+            on_order_paid(order)
+        if order.state != old_state:
+            on_order_state(order, old_state, order.state)
+    _write_order(order, changed, messages)
 
 
 # Built once, on the table: an order's columns set from the parameters given.
@@ -380,24 +383,44 @@ _orders = Order.__table__
 UPDATE_ORDER = update(_orders).where(_orders.c.id == bindparam("order_id_"))
 
 
+@functools.cache
+def _update_order(columns: tuple[str, ...]):
+    """UPDATE_ORDER with its columns named, built once per set of them (a CTE needs them named)."""
+    return UPDATE_ORDER.values({name: bindparam(name, type_=_orders.c[name].type) for name in columns})
+
+
 def write_order(order: Order, written: Mapping[str, object], **values) -> None:
     """Write the order's columns changed in this session, `written` (set on it as committed by the caller) and the
     given values that differ, in one statement (not through the session's flush of the whole row), and give the
     session the row as written; an order not yet written takes them as attributes."""
+    _write_order(order, _order_changes(order, written, **values), [])
+
+
+def _order_changes(order: Order, written: Mapping[str, object], **values) -> dict[str, object] | None:
+    """The columns write_order writes, given to the order object now as written (the session has nothing left to
+    flush of it); None for an order not yet written, which takes them as attributes, for the session's flush."""
     changed = {key: value for key, value in values.items() if getattr(order, key) != value}
     if not inspect(order).persistent:
         for key, value in {**written, **changed}.items():
             setattr(order, key, value)
-        return
+        return None
     changed = {**_unwritten(order), **written, **changed}
     if not changed:
-        return
+        return changed
     changed["updated_at"] = utcnow()
-    with db.session.no_autoflush:
-        execute_core(UPDATE_ORDER, {"order_id_": order.id, **changed})
     for key, value in changed.items():
         set_committed_value(order, key, value)
     _settled(order)
+    return changed
+
+
+def _write_order(order: Order, changed: dict[str, object] | None, messages: list[dict]) -> None:
+    """Write the order's changes (_order_changes) with the messages held while they were decided (outbox)."""
+    from portal import outbox
+
+    change = _update_order(tuple(changed)) if changed else None
+    with db.session.no_autoflush:
+        outbox.write_with(change, {"order_id_": order.id, **(changed or {})}, messages)
 
 
 def state_from_transactions(checkout: Checkout, txns: list[ProviderTransaction]) -> tuple[State | None, dict]:
