@@ -696,3 +696,29 @@ def test_an_opay_notice_on_postgresql_is_stored_once_after_its_attempt_is_locked
         stored = db.session.execute(db.select(WebhookEvent).order_by(WebhookEvent.id.desc())).scalars().first()
         assert (stored.status, stored.checkout_id) == ("applied", checkout_id)
 
+
+@pytest.mark.parametrize(
+    "provider, form",
+    [
+        ("oen", {"merchantId": "\x00", "id": "x"}),
+        ("opay", {"MerchantID": "30\x0002607", "Data": "x", "RqID": "r"}),
+    ],
+    ids=["Oen merchant id", "O'Pay merchant id"],
+)
+def test_a_callback_naming_a_merchant_with_a_nul_character_is_refused_not_a_server_error(app, client, provider, form):
+    """PostgreSQL cannot compare a NUL character with any stored text: looking up the merchant such a callback names
+    failed with a server error (found by tests/unit/providers/test_callback_fuzz.py). No merchant has such an id."""
+    response = client.post(f"/webhooks/{provider}", data=form)
+    assert (response.status_code, response.data) == (400, b"refused")
+    with app.app_context():
+        stored = db.session.execute(db.select(WebhookEvent).order_by(WebhookEvent.id.desc())).scalars().first()
+        assert (stored.provider, stored.status) == (provider, "refused")
+
+
+def test_an_opay_notice_with_a_nul_character_in_its_rqid_is_refused_and_changes_nothing(app, client, opay_checkout):
+    """O'Pay's RqID is remembered to catch replays; one with a NUL character cannot be stored on PostgreSQL, and no
+    request id of O'Pay's has one: the notice is refused, its attempt left as it was."""
+    checkout_id, reference, amount = opay_checkout
+    response = client.post("/webhooks/opay", data=opay_notice(reference, amount, rqid="A1\x00B2"))
+    assert (response.status_code, response.data) == (400, b"refused")
+    assert _state(app, checkout_id) == ("awaiting_payment", "awaiting_payment")

@@ -397,7 +397,7 @@ def _checkout_by_reference(dialect: str, scoped: bool):
 def _find_checkout(provider: str, merchant: Row | None, reference: str) -> Checkout | None:
     """The attempt a callback names by its reference (scoped to the merchant the callback names, if any), locked for
     the rest of the transaction."""
-    if not reference:
+    if not reference or "\x00" in reference:  # no reference has one (PostgreSQL would refuse to compare it)
         return None
     params = {"reference": reference, "provider": provider}
     if merchant is not None:

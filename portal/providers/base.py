@@ -306,9 +306,10 @@ class Provider:
 
     @classmethod
     def callback_merchant(cls, fields: Mapping[str, object]) -> str:
-        """The provider's id of the merchant a callback names ("" when it names none)."""
+        """The provider's id of the merchant a callback names ("" when it names none, or none a merchant can have: a
+        NUL character, which no stored text holds and PostgreSQL refuses to compare)."""
         value = fields.get(cls.callback_merchant_field) if cls.callback_merchant_field else None
-        return value if isinstance(value, str) else ""
+        return value if isinstance(value, str) and "\x00" not in value else ""
 
     @classmethod
     def confirms_by_query(cls, event: ProviderEvent) -> bool:

@@ -364,7 +364,7 @@ class OPayProvider(Provider):
                 NAME, "The notice's timestamp is more than 10 minutes off.", "通知的時間戳超過 10 分鐘。"
             )
         rqid = text_field(fields, "RqID")
-        if not rqid or len(rqid) > 64:
+        if not rqid or len(rqid) > 64 or not rqid.isprintable():  # remembered: a NUL character cannot be stored
             raise InvalidCallback(NAME, "The notice has no valid RqID.", "通知缺少有效的 RqID。")
         data = fields.get("Data")
         try:
