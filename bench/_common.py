@@ -469,6 +469,97 @@ def drive(
     return load
 
 
+# ---------------------------------------------------------------- CPU, by process (Linux /proc)
+
+
+def _cpu_of(stat: str, reaped: bool) -> float:
+    """Seconds of CPU in a /proc/<pid>/stat line: the process's own (utime, stime), and with `reaped` its waited-for
+    children's (cutime, cstime): a gunicorn worker that was replaced, a PostgreSQL backend that ended."""
+    fields = stat.rsplit(")", 1)[1].split()
+    ticks = int(fields[11]) + int(fields[12]) + ((int(fields[13]) + int(fields[14])) if reaped else 0)
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _processes() -> list[tuple[int, int, str, str]]:
+    """(pid, parent pid, command name, stat line) of every process."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            name = stat[stat.index("(") + 1 : stat.rindex(")")]
+            out.append((int(entry), int(stat.rsplit(")", 1)[1].split()[1]), name, stat))
+    return out
+
+
+def cpu_seconds(root_pid: int | None = None, name: str | None = None) -> float:
+    """CPU seconds used so far by a process and its children (root_pid: a gunicorn master and its workers), or by
+    every process of that command name and their children (name: "postgres", the database server), those that ended
+    included; 0 where /proc cannot tell."""
+    try:
+        processes = _processes()
+    except OSError:
+        return 0.0
+    if name is not None:
+        return sum(_cpu_of(stat, reaped=True) for _pid, _ppid, comm, stat in processes if comm == name)
+    total = 0.0
+    for pid, ppid, _comm, stat in processes:
+        if pid == root_pid:
+            total += _cpu_of(stat, reaped=True)
+        elif ppid == root_pid:
+            total += _cpu_of(stat, reaped=False)
+    return total
+
+
+def machine_cpu_seconds() -> float:
+    """CPU seconds the whole machine has been busy (every core, /proc/stat: all but idle and iowait)."""
+    try:
+        ticks = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return 0.0
+    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
+
+
+class CpuMeter:
+    """CPU per request of one side of a comparison, summed over its turns: its gunicorn (master and workers), the
+    database server, this process (the client), and the whole machine."""
+
+    PARTS = ("server", "database", "client", "machine")
+
+    def __init__(self, server: Server, database: str | None):
+        self.server, self.database = server, database
+        self.used = dict.fromkeys(self.PARTS, 0.0)
+        self.requests = 0
+
+    def _now(self) -> dict[str, float]:
+        pid = self.server.proc.pid if self.server.proc is not None else None
+        return {
+            "server": cpu_seconds(root_pid=pid) if pid else 0.0,
+            "database": cpu_seconds(name=self.database) if self.database else 0.0,
+            "client": time.process_time(),
+            "machine": machine_cpu_seconds(),
+        }
+
+    def metered(self, run: Callable[[list], Load]) -> Callable[[list], Load]:
+        """`run` (one side's turn), its CPU added to this meter's."""
+
+        def turn(part: list) -> Load:
+            before = self._now()
+            load = run(part)
+            after = self._now()
+            for key in self.PARTS:
+                self.used[key] += after[key] - before[key]
+            self.requests += load.done
+            return load
+
+        return turn
+
+    def per_request_ms(self) -> dict[str, float]:
+        return {key: 1000 * value / max(1, self.requests) for key, value in self.used.items()}
+
+
 def alternate(
     jobs: list, rounds: int, portal: Callable[[list], Load], bare: Callable[[list], Load]
 ) -> tuple[Load, Load, list[float]]:

@@ -21,8 +21,10 @@ the same stretches of a machine whose speed drifts. The bare endpoint does the l
 the reference from the notice's encrypted Data, store the body under a unique key, sha256 of the body, in its own table
 bare_event, a resend only answered; lock and move its own checkout row in bare_checkout from awaiting to paid, SELECT
 ... FOR UPDATE on PostgreSQL, BEGIN IMMEDIATE on SQLite with the portal's pragmas; commit once; answer 1|OK). Prints
-`ratio to bare` (portal callbacks per second / bare callbacks per second) per database. A PostgreSQL that cannot be used
-is listed as a problem. Asserts nothing.
+`ratio to bare` (portal callbacks per second / bare callbacks per second) per database, and the CPU each side used
+per notice, summed over its turns: its gunicorn (master and workers), PostgreSQL's processes, this client, and the
+whole machine (/proc; the machine's figure includes whatever else ran meanwhile). A PostgreSQL that cannot be used is
+listed as a problem. Asserts nothing.
 
     .venv/bin/python bench/callback_intake.py [--count 5000] [--duplicates 0.10] [--concurrency 16]
                                               [--rounds 4] [--database both|sqlite|postgres]
@@ -329,11 +331,13 @@ def run_database(label: str, database_url: str, args, tmp: Path) -> tuple[list, 
         # is sent notices of its own (the same references and schedule), each side's resends exact copies of its own.
         bodies = [opay_notice(reference, n) for n, (_id, reference) in enumerate(checkouts)]
         bare_bodies = [opay_notice(reference, n) for n, (_id, reference) in enumerate(checkouts)]
+        database = None if database_url.startswith("sqlite") else "postgres"
+        meter, bare_meter = common.CpuMeter(server, database), common.CpuMeter(bare, database)
         load, bare_load, ratios = common.alternate(
             order,
             args.rounds,
-            lambda part: send(server.url, bodies, part, args),
-            lambda part: send(bare.url, bare_bodies, part, args),
+            meter.metered(lambda part: send(server.url, bodies, part, args)),
+            bare_meter.metered(lambda part: send(bare.url, bare_bodies, part, args)),
         )
     except BaseException:
         for each in servers:
@@ -376,6 +380,7 @@ def run_database(label: str, database_url: str, args, tmp: Path) -> tuple[list, 
         f"p99 {load.pct(99) * 1000:.0f} ms; bare {bare_load.rate:.0f}/s, p50 {bare_load.pct(50) * 1000:.0f} ms, "
         f"p99 {bare_load.pct(99) * 1000:.0f} ms); in its {len(ratios)} rounds: {common.spread(ratios)}"
     )
+    print(f"  {label}: {cpu_line(meter, bare_meter)}")
     if load.stopped_by_time:
         problems.append(f"{label}: stopped by the time limit ({args.time_limit:g} s a round) after {load.done} sent")
     if found["lost"]:
@@ -393,6 +398,21 @@ def run_database(label: str, database_url: str, args, tmp: Path) -> tuple[list, 
     for each in (server, sandbox):
         problems += log_problems(label, each)
     return row, problems
+
+
+def cpu_line(meter: common.CpuMeter, bare_meter: common.CpuMeter) -> str:
+    """CPU milliseconds per notice, each side's: where the portal's time goes beyond the bare endpoint's."""
+    mine, bare = meter.per_request_ms(), bare_meter.per_request_ms()
+    parts = [
+        ("gunicorn", "server"),
+        ("PostgreSQL", "database"),
+        ("this client", "client"),
+        ("whole machine", "machine"),
+    ]
+    shown = [(name, key) for name, key in parts if key != "database" or meter.database]
+    figures = ", ".join(f"{name} {mine[key]:.2f} ({bare[key]:.2f})" for name, key in shown)
+    cpu_ratio = bare["machine"] / mine["machine"] if mine["machine"] else 0.0
+    return f"CPU ms per notice, portal (bare): {figures}; bare/portal of the machine's CPU: {cpu_ratio:.2f}"
 
 
 def send(base: str, bodies: list[str], part: list[int], args) -> common.Load:
