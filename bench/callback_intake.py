@@ -27,7 +27,7 @@ whole machine (/proc; the machine's figure includes whatever else ran meanwhile)
 listed as a problem. Asserts nothing.
 
     .venv/bin/python bench/callback_intake.py [--count 5000] [--duplicates 0.10] [--concurrency 16]
-                                              [--rounds 4] [--database both|sqlite|postgres]
+                                              [--rounds 10] [--database both|sqlite|postgres]
 """
 
 from __future__ import annotations
@@ -462,7 +462,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--workers", type=int, default=4, help="GUNICORN_WORKERS")
     parser.add_argument("--threads", type=int, default=4, help="GUNICORN_THREADS")
-    parser.add_argument("--rounds", type=int, default=4, help="turns of the portal and the bare endpoint, in each")
+    parser.add_argument("--rounds", type=int, default=10, help="turns of the portal and the bare endpoint, in each")
     parser.add_argument("--time-limit", type=float, default=240, help="seconds of sending a round, then it stops")
     parser.add_argument("--database", choices=("both", "sqlite", "postgres"), default="both")
     parser.add_argument("--seed", type=int, default=7, help="of the sending order")
