@@ -44,7 +44,7 @@ def check_connections_before_use(engine: Engine) -> None:
     trip: a server that ended the connection (a restart, a failover, pg_terminate_backend) told it so on its socket,
     which is then readable. Only then is it pinged, which reads what the server said; if the ping fails, the pool
     replaces the connection before the request gets it (DisconnectionError: the pool connects anew, up to three times).
-    SQLAlchemy's pool_pre_ping would ping every time: one of a callback's nine round trips."""
+    SQLAlchemy's pool_pre_ping would ping every time: a round trip before every request."""
     if engine.dialect.name != "sqlite":
         event.listen(engine, "checkout", functools.partial(_check_connection, engine.dialect))
 
