@@ -342,7 +342,7 @@ class Checkout(db.Model):
     paid_amount: Mapped[int] = mapped_column(default=0)
     refunded_amount: Mapped[int] = mapped_column(default=0)
     card_last4: Mapped[str | None] = mapped_column(String(4))  # as the provider reported it; never more
-    fee_amount: Mapped[int | None]  # the provider's fee, where it reports one (Oen's transactions)
+    fee_amount: Mapped[int | None]  # the provider's fee where it reports one, whole NT$ (O'Pay's cents rounded)
     # When the provider opened it (awaiting payment); None for one the provider refused to make, which leaves the
     # order as it was.
     opened_at: Mapped[datetime | None]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hmac
 import json
 from datetime import UTC, datetime, timedelta, timezone
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from urllib.parse import parse_qsl
 
 from .base import CallbackRequest, InvalidCallback, ProviderRejected
@@ -60,6 +61,20 @@ def parse_iso(value: object) -> datetime | None:
     except ValueError:
         return None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def to_fee(value: object) -> int | None:
+    """A provider's fee as whole TWD, the nearest dollar (half up): O'Pay reports its HandlingCharge to the cent
+    ("10.25"). None when it is no amount."""
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        amount = Decimal(str(value).strip())
+    except InvalidOperation:
+        return None
+    if not amount.is_finite():
+        return None
+    return int(amount.quantize(Decimal(1), rounding=ROUND_HALF_UP))
 
 
 def parse_taipei(value: object, fmt: str) -> datetime | None:

@@ -28,7 +28,7 @@ from .base import (
     RefundResult,
     State,
 )
-from .common import last4, parse_iso, refuse, same_secret, text_field, to_int
+from .common import last4, parse_iso, refuse, same_secret, text_field, to_fee, to_int
 from .http import HttpClient, error, unknown_outcome
 
 NAME = "oen"
@@ -573,7 +573,7 @@ def transaction(row: dict, ref: CheckoutRef) -> ProviderTransaction:
         state=row_state(status, amount, refunded),
         amount=amount,
         refunded_amount=refunded,
-        fee=to_int(row.get("fee")),
+        fee=to_fee(row.get("fee")),
         method=text_field(row, "paymentMethod") or text_field(info, "method"),
         card_brand=text_field(info, "cardType"),
         card_last4=last4(info.get("cardNum")),

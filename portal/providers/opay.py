@@ -32,7 +32,7 @@ from .base import (
     RelayedPage,
     State,
 )
-from .common import TAIPEI, parse_taipei, refuse, same_secret, text_field, to_int
+from .common import TAIPEI, parse_taipei, refuse, same_secret, text_field, to_fee, to_int
 from .crypto import CryptoError, compact_json, opay_decrypt_json, opay_encrypt, percent_encode
 from .http import HttpClient, error
 
@@ -317,7 +317,7 @@ class OPayProvider(Provider):
                 transaction_id=text_field(trade, "TradeNo"),
                 state=state,
                 amount=amount if amount is not None else ref.amount,
-                fee=to_int(trade.get("HandlingCharge")),
+                fee=to_fee(trade.get("HandlingCharge")),
                 method="WECHAT",
                 created_at=parse_taipei(text_field(trade, "TradeDate"), DATE_FORMAT),
                 message=text_field(answer, "RtnMsg"),

@@ -511,3 +511,15 @@ def test_item_name_adds_up_for_any_order():
         name = item_name(checkout_request(items=items, amount=amount, shipping_fee=shipping, vouchers=vouchers))
         assert len(name) <= 40, name
         assert item_lines_total(name) == amount, name
+
+
+@pytest.mark.parametrize(
+    ("charge", "fee"), [("10.25", 10), ("34.65", 35), ("12.50", 13), ("0", 0), (18, 18), ("", None), ("abc", None)]
+)
+def test_query_keeps_the_handling_charge_as_a_whole_dollar_fee(opay, rsps, charge, fee):
+    """O'Pay reports its fee to the cent (HandlingCharge, "10.25" in its document): kept as the nearest whole NT$
+    (half up), as every amount here is. It was read as a whole amount or not at all, so no O'Pay fee reached the
+    dashboard's takings."""
+    rsps.post(f"{API}/WxAPI/QueryTradeInfo", json=query_answer(trade(HandlingCharge=charge)))
+    (txn,) = opay.query(ref_of(checkout_request()))
+    assert txn.fee == fee
