@@ -135,8 +135,8 @@ def csrf_of(html: str) -> str:
     return unescape(match.group(1) or match.group(2))
 
 
-def staff_sessions(base: str, email: str, count: int, order_id: int) -> list[tuple[dict, str]]:
-    """`count` separate logins of the staff user: (cookies, CSRF token) for each."""
+def staff_sessions(base: str, email: str, count: int, order_id: int) -> list[tuple[str, str]]:
+    """`count` separate logins of the staff user: (its Cookie header, CSRF token) for each."""
     out = []
     for _ in range(count):
         http = requests.Session()
@@ -145,23 +145,29 @@ def staff_sessions(base: str, email: str, count: int, order_id: int) -> list[tup
         if not page.url.endswith("/orders"):
             raise RuntimeError(f"login failed: {page.status_code} {page.url}")
         token = csrf_of(http.get(f"{base}/orders/{order_id}", timeout=30).text)
-        out.append((http.cookies.get_dict(), token))
+        cookie = "; ".join(f"{name}={value}" for name, value in http.cookies.get_dict().items())
+        out.append((cookie, token))
         http.close()
     return out
 
 
 def run_portal(base: str, logins, order_ids: list[int], *, args) -> common.Load:
-    """POST /orders/<id>/checkout provider=mypay once per order; each thread keeps one login's cookie as it was."""
+    """POST /orders/<id>/checkout provider=mypay once per order; each thread keeps one login's cookie as it was.
+
+    The login's cookie is sent as the Cookie header a browser sends, not through requests' cookie jar (the standard
+    library's cookielib, whose policy checks cost this client about a millisecond a request on this machine's CPU,
+    which the servers share); the answer's Set-Cookie (the flash message) is dropped before the next request, so it
+    does not pile up in the cookie (the redirect is not followed)."""
 
     def call(session: requests.Session, order_id: int) -> common.Result:
-        cookies, token = session.bench_login
-        session.cookies.clear()  # the flash message would pile up in the cookie otherwise (redirect not followed)
+        cookie, token = session.bench_login
+        session.cookies.clear()
         result = common.timed_post(
             session,
             f"{base}/orders/{order_id}/checkout",
             lambda r: r.status_code == 302 and f"/orders/{order_id}" in r.headers.get("Location", ""),
             data={"provider": "mypay", "csrf_token": token},
-            cookies=cookies,
+            headers={"Cookie": cookie},
             allow_redirects=False,
         )
         result.note = result.note or str(order_id)
@@ -203,6 +209,20 @@ def outcomes(app, order_ids: list[int]) -> Counter:
         if missing:
             found["no checkout"] += missing
     return found
+
+
+def cpu_line(meter, bare_meter, provider, bare_provider) -> str:
+    """CPU milliseconds per link, each side's (portal, then bare in brackets): its gunicorn, the sandbox's gunicorn
+    while it ran, the database server (PostgreSQL), this client and the whole machine."""
+    mine, bare = meter.per_request_ms(), bare_meter.per_request_ms()
+    sandbox, bare_sandbox = provider.per_request_ms()["server"], bare_provider.per_request_ms()["server"]
+    figures = [f"gunicorn {mine['server']:.2f} ({bare['server']:.2f})", f"sandbox {sandbox:.2f} ({bare_sandbox:.2f})"]
+    if meter.database:
+        figures.append(f"PostgreSQL {mine['database']:.2f} ({bare['database']:.2f})")
+    figures += [f"this client {mine['client']:.2f} ({bare['client']:.2f})"]
+    figures += [f"whole machine {mine['machine']:.2f} ({bare['machine']:.2f})"]
+    cpu_ratio = bare["machine"] / mine["machine"] if mine["machine"] else 0.0
+    return f"CPU ms per link, portal (bare): {', '.join(figures)}; bare/portal of the machine's CPU: {cpu_ratio:.2f}"
 
 
 # ---------------------------------------------------------------- main
@@ -280,11 +300,15 @@ def run(args, database_url: str | None) -> int:
                 logins = staff_sessions(portal.url, email, args.concurrency, csrf_order)
                 run_portal(portal.url, logins, warm, args=args)
                 run_bare(bare.url, list(range(args.warmup)), args=args)
+                database = "postgres" if database_url.startswith("postgresql") else None
+                meter, bare_meter = common.CpuMeter(portal, database), common.CpuMeter(bare, database)
+                # The sandbox's CPU during each side's turns: the provider's work, the same for both sides.
+                provider, bare_provider = common.CpuMeter(sandbox, None), common.CpuMeter(sandbox, None)
                 portal_load, bare_load, ratios = common.alternate(
                     measured,
                     args.rounds,
-                    functools.partial(run_portal, portal.url, logins, args=args),
-                    functools.partial(run_bare, bare.url, args=args),
+                    meter.metered(provider.metered(functools.partial(run_portal, portal.url, logins, args=args))),
+                    bare_meter.metered(bare_provider.metered(functools.partial(run_bare, bare.url, args=args))),
                 )
             except BaseException:
                 for server in servers:
@@ -335,6 +359,7 @@ def run(args, database_url: str | None) -> int:
                 f"{portal_load.rate / bare_load.rate if bare_load.rate else 0:.2f}, in its {len(ratios)} rounds: "
                 f"{common.spread(ratios)}; {dict(done)}"
             )
+            print(f"  {latency} ms: {cpu_line(meter, bare_meter, provider, bare_provider)}")
     print()
     print(common.table(["run", "requests", "failed", "req/s", "p50 ms", "p99 ms"], rows))
     print("ratio = portal / bare (req/s: share of the bare endpoint's throughput; p50/p99: times slower)")

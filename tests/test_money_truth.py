@@ -377,6 +377,40 @@ def test_a_link_the_provider_makes_awaits_payment_and_its_answer_is_recorded_wit
     assert not any('"order"' in sql for sql in after_call), after_call
 
 
+def test_opening_a_link_reads_the_orders_attempts_once_before_the_call(app, seed, admin):
+    """The transaction before the provider call reads the order's attempts with the order, locked; deriving the order's
+    state from them (with the new attempt) does not read them again."""
+    from sqlalchemy import event
+
+    with app.app_context():
+        order = make_order(seed.merchant_id)
+        db.session.commit()
+        order_id, engine = order.id, db.engine
+    created = {"code": "200", "msg": "ok", "url": "https://pay.usecase.cc/payment/1.html", "uid": 1, "key": "k" * 32}
+    before_call: list[str] = []
+    statements: list[str] = []
+
+    def answer(_request):
+        before_call[:] = statements
+        return 200, {}, json.dumps(created)
+
+    def statement(_conn, _cursor, sql, *_args):
+        statements.append(sql)
+
+    event.listen(engine, "before_cursor_execute", statement)
+    try:
+        with responses.RequestsMock() as rsps:
+            rsps.add_callback(responses.POST, app.config["MYPAY_API_URL"], callback=answer)
+            admin.post(f"/orders/{order_id}/checkout", data={"provider": "mypay"})
+    finally:
+        event.remove(engine, "before_cursor_execute", statement)
+    reads = [sql for sql in before_call if re.match(r"SELECT checkout\.id, checkout\.\w+", sql) and "order_id =" in sql]
+    assert len(reads) == 1, reads
+    with app.app_context():
+        order = db.session.get(Order, order_id)
+        assert order.state == "awaiting_payment" and [c.state for c in order.checkouts] == ["awaiting_payment"]
+
+
 def test_the_providers_error_on_an_attempt_reads_in_the_staffs_language(app, seed, client, auth):
     """MyPay down while the link is made: the attempt's row keeps the reason with its code, read in zh-TW by staff
     who read the portal in zh-TW (it was shown in English to everyone), in English by those who read English."""

@@ -183,7 +183,8 @@ def prepare_attempt(
     )
     creating = CheckoutState.CREATING
     record(checkout, "create", creating, creating, detail(provider=provider, amount=order.payable))
-    refresh_order(order, also=also)
+    # Its attempts as locked_order read them (the order locked), with the new one: not read again.
+    refresh_order(order, also=also, checkouts=order.checkouts)
     return PreparedAttempt(checkout.id, checkout_request(checkout, customer_ip), provider_for(order.merchant, provider))
 
 
