@@ -404,8 +404,8 @@ def test_opening_a_link_reads_the_orders_attempts_once_before_the_call(app, seed
             admin.post(f"/orders/{order_id}/checkout", data={"provider": "mypay"})
     finally:
         event.remove(engine, "before_cursor_execute", statement)
-    reads = [sql for sql in before_call if re.match(r"SELECT checkout\.id, checkout\.\w+", sql) and "order_id =" in sql]
-    assert len(reads) == 1, reads
+    reads = [sql for sql in before_call if sql.startswith("SELECT") and re.search(r"\bFROM checkout\b", sql)]
+    assert len(reads) == 1, reads  # nor is the new attempt read back for the figures its INSERT left to defaults
     with app.app_context():
         order = db.session.get(Order, order_id)
         assert order.state == "awaiting_payment" and [c.state for c in order.checkouts] == ["awaiting_payment"]

@@ -180,6 +180,10 @@ def prepare_attempt(
         created_by_id=user_id,
         created_at=now,
         updated_at=now,
+        # What the order's state is derived from (state.FIGURES), given: not read back from the row.
+        paid_amount=0,
+        refunded_amount=0,
+        opened_at=None,
     )
     creating = CheckoutState.CREATING
     record(checkout, "create", creating, creating, detail(provider=provider, amount=order.payable))
