@@ -319,21 +319,25 @@ def history_badge(event) -> str:
     query after the callback, a callback after the query), or a payment the attempt then came to (a hint, applied once
     the provider's query said the same), or was kept as evidence and not applied (a state behind the attempt's, an
     error, a charge not known yet)."""
+    kind = _unapplied_kind(event)
+    if kind == "page":
+        return ""  # the page is kept to show it again: a record, with no state to apply
     if not history_confirms(event):
         return _("recorded, not applied")
-    return _("already so") if _unapplied_kind(event) == "confirms" else _("confirmed afterwards")
+    return _("already so") if kind == "confirms" else _("confirmed afterwards")
 
 
 def history_confirms(event) -> bool:
-    """A history row where the provider only confirmed the state the attempt was in, or said it was paid before the
-    attempt was (a MyPay or Oen notice is a hint until their query says the same) and the attempt is paid now."""
+    """A history row that changed nothing and left nothing out: the provider only confirmed the state the attempt was
+    in, or said it was paid before the attempt was (a MyPay or Oen notice is a hint until their query says the same)
+    and the attempt is paid now, or sent the payment page kept to show again (O'Pay)."""
     if event.applied:
         return False
     kind = _unapplied_kind(event)
     if kind == "reported":
         attempt = event.checkout
         return event.to_state == "paid" and attempt is not None and attempt.state in PAID_STATES
-    return kind == "confirms"
+    return kind in ("confirms", "page")
 
 
 def _unapplied_kind(event) -> str:

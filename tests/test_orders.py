@@ -550,7 +550,10 @@ def test_a_providers_word_that_changed_nothing_says_what_it_was(app, seed, staff
         for row in re.split(r'<li class="not-applied"[^>]*>', html)
     ]
     rows = [" ".join(row.split()) for row in rows[1:]]
-    said = [re.split(" (?:recorded, not applied|already so)", row.split(" · ")[2].split(": ", 1)[1])[0] for row in rows]
+    said = [
+        re.split(" (?:recorded, not applied|already so|details)", row.split(" · ")[2].split(": ", 1)[1])[0]
+        for row in rows
+    ]
     assert said == [
         "the provider's payment page was received",
         "the charge's outcome is not known yet",
@@ -559,14 +562,24 @@ def test_a_providers_word_that_changed_nothing_says_what_it_was(app, seed, staff
         "reported Paid",
     ], rows
     # The query that found the attempt paid, as it already was, confirmed it: nothing was left unapplied.
-    badges = [row.split(": ", 1)[1].removeprefix(said[n]).split()[:3] for n, row in enumerate(rows)]
-    assert [" ".join(b[:2]) if b[0] == "already" else " ".join(b) for b in badges] == [
-        "recorded, not applied",
+    badges = [
+        row.split(": ", 1)[1].removeprefix(said[n]).split(" details")[0].split()[:3] for n, row in enumerate(rows)
+    ]
+    assert [" ".join(b[:2]) if b[:1] == ["already"] else " ".join(b) for b in badges] == [
+        "",  # the payment page, kept to show again: nothing was left out (it read "recorded, not applied")
         "recorded, not applied",
         "recorded, not applied",
         "recorded, not applied",
         "already so",
     ], rows
+    # Only the rows that left something out are marked so (amber); the page and the confirmation are not.
+    assert re.findall(r'<li class="not-applied"( data-confirms)?>', html) == [
+        " data-confirms",
+        "",
+        "",
+        "",
+        " data-confirms",
+    ]
 
 
 def test_a_query_confirming_the_state_says_so_in_chinese(app, seed, staff):
