@@ -135,8 +135,8 @@ def csrf_of(html: str) -> str:
     return unescape(match.group(1) or match.group(2))
 
 
-def staff_sessions(base: str, email: str, count: int, order_id: int) -> list[tuple[str, str]]:
-    """`count` separate logins of the staff user: (its Cookie header, CSRF token) for each."""
+def staff_sessions(base: str, email: str, count: int, order_id: int) -> list[tuple[dict, str]]:
+    """`count` separate logins of the staff user: (cookies, CSRF token) for each."""
     out = []
     for _ in range(count):
         http = requests.Session()
@@ -145,29 +145,23 @@ def staff_sessions(base: str, email: str, count: int, order_id: int) -> list[tup
         if not page.url.endswith("/orders"):
             raise RuntimeError(f"login failed: {page.status_code} {page.url}")
         token = csrf_of(http.get(f"{base}/orders/{order_id}", timeout=30).text)
-        cookie = "; ".join(f"{name}={value}" for name, value in http.cookies.get_dict().items())
-        out.append((cookie, token))
+        out.append((http.cookies.get_dict(), token))
         http.close()
     return out
 
 
 def run_portal(base: str, logins, order_ids: list[int], *, args) -> common.Load:
-    """POST /orders/<id>/checkout provider=mypay once per order; each thread keeps one login's cookie as it was.
-
-    The login's cookie is sent as the Cookie header a browser sends, not through requests' cookie jar (the standard
-    library's cookielib, whose policy checks cost this client about a millisecond a request on this machine's CPU,
-    which the servers share); the answer's Set-Cookie (the flash message) is dropped before the next request, so it
-    does not pile up in the cookie (the redirect is not followed)."""
+    """POST /orders/<id>/checkout provider=mypay once per order; each thread keeps one login's cookie as it was."""
 
     def call(session: requests.Session, order_id: int) -> common.Result:
-        cookie, token = session.bench_login
-        session.cookies.clear()
+        cookies, token = session.bench_login
+        session.cookies.clear()  # the flash message would pile up in the cookie otherwise (redirect not followed)
         result = common.timed_post(
             session,
             f"{base}/orders/{order_id}/checkout",
             lambda r: r.status_code == 302 and f"/orders/{order_id}" in r.headers.get("Location", ""),
             data={"provider": "mypay", "csrf_token": token},
-            headers={"Cookie": cookie},
+            cookies=cookies,
             allow_redirects=False,
         )
         result.note = result.note or str(order_id)
