@@ -17,7 +17,7 @@ from flask_babel import lazy_gettext as _l
 from portal.filters import mask_cards, twd
 from portal.forms import ProviderSettingsForm
 from portal.forms.webhook_endpoints import EVENT_LABELS
-from portal.models import PAID_STATES
+from portal.models import PAID_STATES, CallbackStatus, CheckoutState
 
 # The providers as the interface names them (zh-TW: 應援科技, MyPay, 歐付寶).
 PROVIDER_NAMES = {"oen": _l("Oen Tech"), "mypay": _l("MyPay"), "opay": _l("O'Pay")}
@@ -241,6 +241,16 @@ def refund_state_label(state: str) -> str:
 
 def callback_status_label(status: str) -> str:
     return _label(CALLBACK_STATUS_LABELS, status)
+
+
+def callback_outcome(status: str, said: str | None, attempt_state: str | None) -> str:
+    """A stored callback's status beside it in the list; one recorded without a change that said what its attempt
+    already was (a payment the customer's return page had applied a moment before) says so, not "no change" alone,
+    which reads as if the payment had not been taken."""
+    paid = said == CheckoutState.PAID and attempt_state in PAID_STATES
+    if status == CallbackStatus.RECORDED and said is not None and (said == attempt_state or paid):
+        return _("Recorded, already so")
+    return callback_status_label(status)
 
 
 def callback_error_text(error: str) -> str:
@@ -537,6 +547,7 @@ def register(app: Flask) -> None:
         ("role_label", role_label),
         ("refund_state_label", refund_state_label),
         ("callback_status_label", callback_status_label),
+        ("callback_outcome", callback_outcome),
         ("callback_error_text", callback_error_text),
         ("attempt_error", attempt_error),
         ("spoken_list", spoken_list),

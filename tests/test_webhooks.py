@@ -170,6 +170,34 @@ def test_a_second_paid_notice_is_kept_as_recorded(app, client, opay_checkout):
         ]
 
 
+def test_the_callbacks_page_says_a_notice_that_changed_nothing_found_the_payment_already_so(app, opay_checkout, seed):
+    """A paid notice for an attempt already paid (by an earlier notice, or by the customer's return page a moment
+    before) is recorded without a change. The list said 「已記錄，狀態未變」, which reads as if the payment had not been
+    taken: it says the attempt already was so. A late failure after the payment still reads as no change."""
+    checkout_id, reference, amount = opay_checkout
+    client = app.test_client()
+    for rtn in ("1", "1", "10100058"):  # paid, paid again (another RqID), then a late failure
+        assert client.post("/webhooks/opay", data=opay_notice(reference, amount, rtn=rtn)).data == b"1|OK"
+    assert _state(app, checkout_id) == ("paid", "paid")
+    with app.app_context():
+        db.session.execute(db.update(WebhookEvent).values(merchant_id=seed.merchant_id))
+        db.session.commit()
+    admin = app.test_client()
+    admin.post("/login", data={"email": "admin@a.example", "password": PASSWORD})
+    badges = lambda page: re.findall(r'data-status="(\w+)">([^<]*)</span>', page.get_data(as_text=True))  # noqa: E731
+    assert badges(admin.get("/callbacks", headers={"Accept-Language": "en"})) == [
+        ("recorded", "Recorded, no change"),
+        ("recorded", "Recorded, already so"),
+        ("applied", "Applied"),
+    ]
+    admin.get("/lang/zh_TW")
+    assert [label for _status, label in badges(admin.get("/callbacks"))] == [
+        "已記錄，狀態未變",
+        "已記錄，先前已是此狀態",
+        "已套用",
+    ]
+
+
 @pytest.mark.parametrize(
     "change",
     [

@@ -8,7 +8,7 @@ from flask_login import current_user
 
 from portal.extensions import csrf, db, limiter
 from portal.labels import CALLBACK_STATUS_LABELS, callback_error_text, reads_english
-from portal.models import CallbackStatus, Checkout, Order, WebhookEvent
+from portal.models import CallbackStatus, Checkout, CheckoutEvent, Order, WebhookEvent
 from portal.payments import receive_callback
 from portal.providers import NAMES
 from portal.providers.base import CallbackRequest
@@ -62,9 +62,18 @@ def callbacks():
     """The callbacks filed under this merchant, newest first. A refused one is filed under no merchant (what it names
     is its own word, not verified), so it is not among them, nor among the statuses to filter by."""
     status = request.args.get("status", "")
-    # Each with the order and the attempt it was applied to, if any (a refused one names none).
+    # Each with the order and the attempt it was applied to, if any (a refused one names none), the attempt's state now,
+    # and the state the callback said (its evidence row in the attempt's history, found by the attempt's index).
+    said = (
+        db.select(CheckoutEvent.to_state)
+        .where(CheckoutEvent.checkout_id == WebhookEvent.checkout_id, CheckoutEvent.webhook_event_id == WebhookEvent.id)
+        .order_by(CheckoutEvent.id)
+        .limit(1)
+        .correlate(WebhookEvent)
+        .scalar_subquery()
+    )
     stmt = (
-        db.select(WebhookEvent, Order.id, Order.number, Checkout.reference)
+        db.select(WebhookEvent, Order.id, Order.number, Checkout.reference, Checkout.state, said)
         .outerjoin(Checkout, Checkout.id == WebhookEvent.checkout_id)
         .outerjoin(Order, Order.id == Checkout.order_id)
         .where(WebhookEvent.merchant_id == current_user.merchant_id)
