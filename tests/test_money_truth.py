@@ -375,6 +375,40 @@ def test_a_link_the_provider_makes_awaits_payment_and_its_answer_is_recorded_wit
     # The move: an UPDATE (on PostgreSQL, with its evidence row, in one statement whose CTE is the UPDATE).
     assert any(re.match(r"(WITH moved AS\s*\(\s*)?UPDATE checkout", sql) for sql in after_call)
     assert not any('"order"' in sql for sql in after_call), after_call
+    # Compared and set on "creating" by its id: the attempt is not read first.
+    assert not any(sql.startswith("SELECT") for sql in after_call), after_call
+
+
+def test_an_answer_for_an_attempt_ended_during_the_call_is_kept_and_not_applied(app, seed, admin):
+    """The provider answers for an attempt that is no longer being created (staff switched the link while the call was
+    under way): the attempt stays as it is now, the answer's page address is kept on it as evidence, and its history
+    says the provider's answer was recorded, not applied."""
+    with app.app_context():
+        order = make_order(seed.merchant_id)
+        db.session.commit()
+        order_id = order.id
+    url = "https://pay.usecase.cc/payment/7.html"
+    created = {"code": "200", "msg": "ok", "url": url, "uid": 7, "key": "k" * 32}
+
+    def answer(_request):
+        with app.app_context():  # another connection, as the staff's switch would be
+            db.session.execute(db.update(Checkout).where(Checkout.order_id == order_id).values(state="cancelled"))
+            db.session.commit()
+        return 200, {}, json.dumps(created)
+
+    with responses.RequestsMock() as rsps:
+        rsps.add_callback(responses.POST, app.config["MYPAY_API_URL"], callback=answer)
+        admin.post(f"/orders/{order_id}/checkout", data={"provider": "mypay"})
+    with app.app_context():
+        [checkout] = db.session.get(Order, order_id).checkouts
+        assert (checkout.state, checkout.provider_url, checkout.opened_at) == ("cancelled", url, None)
+        last = checkout.events[-1]
+        assert (last.source, last.from_state, last.to_state, last.applied) == (
+            "create",
+            "cancelled",
+            "awaiting_payment",
+            False,
+        )
 
 
 def test_opening_a_link_reads_the_orders_attempts_once_before_the_call(app, seed, admin):

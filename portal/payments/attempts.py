@@ -31,6 +31,7 @@ from portal.payments.state import (
     detail,
     keep_error,
     move,
+    move_open,
     record,
     refresh_order,
     state_from_transactions,
@@ -149,6 +150,7 @@ class PreparedAttempt:
     checkout_id: int
     request: CheckoutRequest
     client: Provider
+    attempt: Checkout  # the session's object of it (expired with the transaction that stored it), for the caller
 
 
 def prepare_attempt(
@@ -189,7 +191,8 @@ def prepare_attempt(
     record(checkout, "create", creating, creating, detail(provider=provider, amount=order.payable))
     # Its attempts as locked_order read them (the order locked), with the new one: not read again.
     refresh_order(order, also=also, checkouts=order.checkouts)
-    return PreparedAttempt(checkout.id, checkout_request(checkout, customer_ip), provider_for(order.merchant, provider))
+    client = provider_for(order.merchant, provider)
+    return PreparedAttempt(checkout.id, checkout_request(checkout, customer_ip), client, checkout)
 
 
 # Built once, on the table: a new attempt's row, its id returned.
@@ -224,13 +227,19 @@ def open_at_provider(prepared: PreparedAttempt) -> Checkout:
         "provider_secret_enc": encrypt_secret(ids["key"]) if ids.get("key") else None,
     }
     evidence = detail(url=link.url, **_public_ids(ids))
+    answer = {name: value for name, value in answer.items() if value is not None}
     with write_transaction():
-        checkout = locked_checkout(checkout_id)  # opened, it stays open: the order stays as it was (state.move)
-        for name, value in answer.items():
-            if value is not None:
+        # Opened, it stays open: the order stays as it was, and the attempt's row is moved without being read
+        # (state.move_open), unless it is no longer being created (staff switched the link meanwhile): then the answer
+        # is kept on it as it is, locked, and recorded as not applied (state.move).
+        if not move_open(
+            checkout_id, CheckoutState.CREATING, CheckoutState.AWAITING_PAYMENT, "create", evidence, **answer
+        ):
+            checkout = locked_checkout(checkout_id)
+            for name, value in answer.items():
                 setattr(checkout, name, value)
-        move(checkout, CheckoutState.AWAITING_PAYMENT, "create", evidence)
-    return checkout
+            move(checkout, CheckoutState.AWAITING_PAYMENT, "create", evidence)
+    return prepared.attempt  # read again from its row when used (its transaction expired it)
 
 
 def _fail_creation(checkout_id: int, exc: ProviderError) -> None:

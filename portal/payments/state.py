@@ -49,6 +49,7 @@ __all__ = [
     "apply_state",
     "detail",
     "move",
+    "move_open",
     "record",
     "refresh_order",
     "state_from_transactions",
@@ -152,6 +153,37 @@ def move(checkout: Checkout, new_state: CheckoutState, source: str, detail: str,
     if refresh:
         refresh_order(checkout.order, checkouts=figures)
     return True
+
+
+def move_open(checkout_id: int, old_state: CheckoutState, new_state: CheckoutState, source: str, detail: str, **values):
+    """move() of an attempt between two open states (the provider answered its creation), by its id, with no object:
+    the compare-and-set of its row on `old_state` with the columns given (`values`), and its evidence. The order is not
+    touched (its state and figures stay as they are while its attempt is open, as move() says). True when it moved;
+    False when the attempt was no longer in `old_state` (the caller then moves it as read, locked, with move())."""
+    if old_state not in OPEN_STATES or new_state not in OPEN_STATES or RANK[new_state] <= RANK[old_state]:
+        raise ValueError(f"move_open: {old_state} -> {new_state} is not a forward move between open states")
+    now = utcnow()
+    values = {**values, "state": new_state.value, "updated_at": now}
+    if old_state == CheckoutState.CREATING:
+        values["opened_at"] = now  # the provider made it: from now on it counts for the order (as move() sets it)
+    params = {"checkout_id_": checkout_id, "old_state_": old_state.value, **values}
+    evidence = {"applied": True, "webhook_event_id": None, "created_at": now, "checkout_id": checkout_id}
+    evidence.update(source=source, from_state=old_state.value, to_state=new_state.value, detail=detail)
+    with db.session.no_autoflush:
+        if dialect_name() == "postgresql":  # one statement: the evidence row is inserted only if the attempt moved
+            params.update({f"event_{key}": value for key, value in evidence.items()})
+            moved = execute_core(_move_and_record(tuple(values)), params).rowcount == 1
+        else:
+            moved = execute_core(_move_checkout(tuple(values)), params).rowcount == 1
+            if moved:
+                execute_core(INSERT_EVENT, evidence)
+    return moved
+
+
+@functools.cache
+def _move_checkout(columns: tuple[str, ...]):
+    """MOVE_CHECKOUT with its columns named, built once per set of them."""
+    return MOVE_CHECKOUT.values({name: bindparam(name, type_=_checkouts.c[name].type) for name in columns})
 
 
 _events = CheckoutEvent.__table__
