@@ -110,7 +110,8 @@ MOVE_CHECKOUT = update(_checkouts).where(
 def move(checkout: Checkout, new_state: CheckoutState, source: str, detail: str, *, webhook_event_id=None) -> bool:
     """Move a locked checkout forward (compare-and-set on its current state); record the evidence either way.
 
-    The one writer of a checkout's state; the order follows through refresh_order, unless the checkout moves from an
+    The one writer of a checkout's state (move_open is its form for an attempt moved by its id between two open
+    states, with the same statement); the order follows through refresh_order, unless the checkout moves from an
     open state to another (opened at the provider, a card charge under way): the order's state and figures stay as
     they were (it awaits payment while its latest attempt is open, and only paid attempts count), so neither the
     order's row nor its lock is needed (locked_checkout without with_order).
