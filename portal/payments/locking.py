@@ -85,8 +85,11 @@ def write_transaction(*, keep_reads: bool = False):
 
     What the session read before is expired first, to be read again under the lock; with keep_reads, rows kept by
     end_reads just before are used as they were read (the caller knows none of them decides what it writes)."""
-    if not keep_reads or db.session().in_transaction():
-        db.session.commit()
+    session = db.session()
+    if session.in_transaction():
+        session.commit()
+    elif not keep_reads:
+        session.expire_all()  # what an empty commit would do, without beginning a transaction to end it
     bind = db.session.get_bind()
     sqlite = bind.dialect.name == "sqlite"
     connection = db.session.connection() if sqlite else None  # from the pool before the queue (no SQL is sent)
