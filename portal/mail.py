@@ -1,9 +1,10 @@
 """Mails to customers and to the shop's staff: enqueued in the outbox with the change that causes them, composed and
 sent by the worker over SMTP (the standard library's smtplib and email), in the reader's language.
 
-Topics: "link" (staff e-mail the customer link), "receipt" (the order is paid), "reminder" (a link still unpaid after
-the shop's delay), "staff_paid" (a notice to the shop's address). Each is composed when it is sent, from the order as
-it is then; a card shows as its last four digits at most; nothing secret is put in a mail.
+Topics: "link" (staff e-mail the customer link), "receipt" (the order is paid), "refund" (money went back to the
+customer), "reminder" (a link still unpaid after the shop's delay), "staff_paid" (a notice to the shop's address).
+Each is composed when it is sent, from the order as it is then; a card shows as its last four digits at most; nothing
+secret is put in a mail.
 """
 
 from __future__ import annotations
@@ -22,10 +23,10 @@ from sqlalchemy import bindparam, select
 from portal import outbox
 from portal.extensions import db, execute_core
 from portal.gateways import kept_merchant
-from portal.models import Checkout, Merchant, Order, OutboxMessage
+from portal.models import Checkout, Merchant, Order, OutboxMessage, Refund
 
 KIND = "mail"
-TOPICS = ("link", "receipt", "reminder", "staff_paid")
+TOPICS = ("link", "receipt", "refund", "reminder", "staff_paid")
 LOCALES = ("zh_TW", "en")
 
 
@@ -87,6 +88,18 @@ def on_order_paid(order: Order) -> None:
         enqueue_mail("staff_paid", order, to=notify_email, dedupe_key=f"staff_paid:{order.id}", locale="zh_TW")
 
 
+def on_refund_made(refund: Refund, order: Order) -> None:
+    """A refund has been made (called in the transaction that records it as made): the customer is told, once."""
+    enqueue_mail(
+        "refund",
+        order,
+        to=order.customer_email,
+        dedupe_key=f"refund:{refund.id}",
+        locale=customer_locale(order),
+        refund_id=refund.id,
+    )
+
+
 # ---------------------------------------------------------------- composing
 
 
@@ -106,7 +119,10 @@ def compose(message: OutboxMessage) -> EmailMessage | None:
         "link": payload.get("url") or customer_link(order),
         "order_url": f"{current_app.config['PORTAL_BASE_URL']}/orders/{order.id}",
         "expires_at": _link_expiry(order),
+        "refund": _refund(payload, order) if message.topic == "refund" else None,
     }
+    if message.topic == "refund" and context["refund"] is None:
+        return None
     with force_locale(locale):
         subject = _subject(message.topic, order, merchant)
         text = render_template(f"mail/{message.topic}.txt", **context)
@@ -134,9 +150,17 @@ def _subject(topic: str, order: Order, merchant: Merchant | None) -> str:
         return _("%(shop)s: payment link for order %(number)s", shop=shop, number=order.number)
     if topic == "receipt":
         return _("%(shop)s: receipt for order %(number)s", shop=shop, number=order.number)
+    if topic == "refund":
+        return _("%(shop)s: refund for order %(number)s", shop=shop, number=order.number)
     if topic == "reminder":
         return _("%(shop)s: order %(number)s is waiting for your payment", shop=shop, number=order.number)
     return _("Order %(number)s is paid", number=order.number)
+
+
+def _refund(payload: dict, order: Order) -> Refund | None:
+    """The refund a "refund" mail is about, if it is still the order's."""
+    refund = db.session.get(Refund, payload.get("refund_id")) if isinstance(payload.get("refund_id"), int) else None
+    return refund if refund is not None and refund.order_id == order.id else None
 
 
 def _link_expiry(order: Order):

@@ -18,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 
 from portal.extensions import db
 from portal.gateways import provider_for
+from portal.mail import on_refund_made
 from portal.models import UNSETTLED, Checkout, Refund, RefundState, utcnow
 from portal.payments import (
     apply_state,
@@ -130,6 +131,7 @@ def submit_refund(plan: RefundPlan, key: str, user_id: int | None) -> tuple[Refu
                 **plan.options(),
             )
             if plan.manual:
+                on_refund_made(refund, checkout.order)
                 _apply_refunds(checkout, note=f"manual refund {refund.id} ({plan.manual_reference})")
     except IntegrityError:
         # Another request committed the same key first (a database that does not queue writers).
@@ -179,6 +181,8 @@ def set_refund_state(refund: Refund, state: RefundState, message: str, provider_
     refund.state = state.value
     refund.message = message or None
     refund.provider_refund_id = provider_refund_id or refund.provider_refund_id
+    if state == RefundState.SUCCEEDED:
+        on_refund_made(refund, refund.checkout.order)
 
 
 def _record_outcome(
