@@ -7,6 +7,7 @@ their language (lazy strings: each request renders its own). An unknown code sho
 from __future__ import annotations
 
 import json
+from datetime import datetime
 
 from babel.lists import format_list
 from flask import Flask
@@ -14,7 +15,7 @@ from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
-from portal.filters import mask_cards, twd
+from portal.filters import mask_cards, taipei, twd
 from portal.forms import ProviderSettingsForm
 from portal.forms.webhook_endpoints import EVENT_LABELS
 from portal.models import PAID_STATES, CallbackStatus, CheckoutState
@@ -369,6 +370,91 @@ def _unapplied_kind(event) -> str:
     return "confirms"
 
 
+# The names in an attempt's evidence (payments.state.detail's keyword arguments) as its history shows them.
+HISTORY_LABELS = {
+    "amount": _l("Amount"),
+    "callback": _l("Callback"),
+    "card_token": _l("Card token"),
+    "charge": _l("Charge"),
+    "charge_again_from": _l("Card saved with"),
+    "checkout_id": _l("Provider's checkout id"),
+    "error": _l("Error"),
+    "expires_at": _l("Link expiry"),
+    "message": _l("Provider's message"),
+    "paid": _l("Paid"),
+    "provider": _l("Provider"),
+    "provider_page": _l("Payment page"),
+    "provider_state": _l("The provider says"),
+    "reason": _l("Reason"),
+    "refunded": _l("Refunded"),
+    "state": _l("The callback says"),
+    "to": _l("Switched to"),
+    "transactions": _l("The provider's transactions"),
+    "uid": _l("Provider's order id"),
+    "url": _l("Payment page"),
+}
+# Evidence values that are the portal's own words, as stored (English), shown in the reader's language.
+HISTORY_WORDS = {
+    "received": _l("received"),
+    "unknown": _l("outcome not known"),
+    "refused": _l("refused"),
+    "none": _l("nothing on record"),
+    "no card token from the provider": _l("the provider sent no card token"),
+}
+# Evidence that names the portal's own database ids (who switched or ended a link, which refund moved the attempt): the
+# audit log names the person, the refunds page the refund.
+HISTORY_HIDDEN = ("user_id", "by")
+
+
+def history_details(event) -> list[tuple[str, str]]:
+    """An attempt's history row's evidence as (label, text) pairs in the reader's language: states, providers, amounts
+    and times as the page shows them elsewhere, anything card-like masked; evidence that is not a JSON object shows
+    as stored."""
+    try:
+        evidence = json.loads(event.detail or "{}")
+    except ValueError:
+        evidence = event.detail
+    if not isinstance(evidence, dict):
+        return [(_("Recorded"), mask_cards(str(evidence)))] if evidence not in (None, "", [], {}) else []
+    pairs = []
+    for key, value in evidence.items():
+        if key in HISTORY_HIDDEN or value is None or value == "" or value == []:
+            continue
+        pairs.append((str(HISTORY_LABELS.get(key, key)), mask_cards(_history_value(str(key), value))))
+    return pairs
+
+
+def _history_value(key: str, value) -> str:
+    if key in ("provider", "to"):
+        return provider_label(str(value))
+    if key in ("amount", "paid", "refunded") and isinstance(value, int) and not isinstance(value, bool):
+        return twd(value)
+    if key in ("state", "provider_state"):
+        return str(HISTORY_WORDS.get(value, "")) or state_label(str(value))
+    if key == "callback" and isinstance(value, int):
+        return f"#{value}"
+    if key == "expires_at" and isinstance(value, str):
+        try:
+            return taipei(datetime.fromisoformat(value), "%Y-%m-%d %H:%M:%S")
+        except ValueError:
+            return value
+    if key == "transactions" and isinstance(value, list):
+        return "; ".join(_history_transaction(t) for t in value)
+    if isinstance(value, str) and value in HISTORY_WORDS:
+        return str(HISTORY_WORDS[value])
+    return _stored_text(value)
+
+
+def _history_transaction(transaction) -> str:
+    if not isinstance(transaction, dict):
+        return _stored_text(transaction)
+    parts = [str(transaction.get("id") or ""), state_label(str(transaction.get("state") or ""))]
+    amount = transaction.get("amount")
+    if isinstance(amount, int) and not isinstance(amount, bool):
+        parts.append(twd(amount))
+    return " ".join(part for part in parts if part)
+
+
 # Settings whose form label leads into its input ("Notify staff of paid orders at" [address]), named as a list of
 # changed settings reads them.
 SETTING_NAMES = {
@@ -542,6 +628,7 @@ def register(app: Flask) -> None:
         ("history_step", history_step),
         ("history_badge", history_badge),
         ("history_confirms", history_confirms),
+        ("history_details", history_details),
         ("provider_label", provider_label),
         ("audit_action_label", audit_action_label),
         ("role_label", role_label),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import datetime, timedelta
 from html import unescape
 
 import pytest
@@ -664,6 +664,43 @@ def test_the_history_is_one_timeline_across_attempts(app, seed, staff):
     timeline = html.split('<ol class="timeline">')[1].split("</ol>")[0]
     rows = [names[reference] for reference in re.findall(r"<code>(\w+)</code>", timeline)]
     assert rows == ["first", "second", "second", "first", "first"], timeline
+
+
+def test_the_historys_details_read_as_labelled_facts_not_stored_json(app, seed, staff):
+    """Each history row's details showed the stored evidence as JSON (「{"amount": 1060, "provider": "mypay"}」, states
+    and providers as codes, times in UTC). They read as labels and values in the reader's language: providers and
+    states by name, amounts in NT$, the link's expiry in Taipei time; no database id of the portal's own."""
+    from portal.payments.state import detail, record
+    from tests.support.factories import make_checkout
+
+    with app.app_context():
+        checkout = make_checkout(make_order(seed.merchant_id), provider="mypay")
+        record(checkout, "create", "creating", "creating", detail(provider="mypay", amount=1060))
+        record(checkout, "switch", "awaiting_payment", "cancelled", detail(to="opay", user_id=7))
+        record(checkout, "callback", "awaiting_payment", "paid", detail(callback=12, state="paid", amount=1060))
+        expiry = detail(expires_at=datetime(2026, 3, 1, 4, 0, 0), provider_state="none")
+        record(checkout, "expiry", "awaiting_payment", "expired", expiry)
+        txns = [{"id": "T1", "state": "refunded", "amount": 1060}]
+        record(checkout, "query", "paid", "refunded", detail(provider_state="refunded", transactions=txns))
+        record(checkout, "refund", "paid", "refunded", '{"by": "refund 3", "paid": 1060, "refunded": 1060}')
+        db.session.commit()
+        order_id = checkout.order_id
+    staff.get("/lang/zh_TW")
+    html = staff.get(f"/orders/{order_id}").get_data(as_text=True)
+    timeline = html.split('<ol class="timeline">')[1].split("</ol>")[0]
+    details = [
+        " ".join(unescape(re.sub(r"<[^>]+>", " ", row)).split())
+        for row in re.findall(r'<dl class="facts small">(.*?)</dl>', timeline, re.S)
+    ]
+    assert details == [
+        "已付款 NT$1,060 已退款 NT$1,060",
+        "金流商回報 已退款 金流商交易紀錄 T1 已退款 NT$1,060",
+        "連結到期時間 2026-03-01 12:00:00 金流商回報 查無紀錄",
+        "金額 NT$1,060 金流通知 #12 通知內容 已付款",
+        "改用 歐付寶",
+        "金額 NT$1,060 金流商 MyPay",
+    ], details
+    assert "{" not in timeline and "refund 3" not in timeline and "user_id" not in timeline
 
 
 @pytest.mark.parametrize(("current", "expected"), [("oen", "mypay"), ("opay", "oen"), ("choice", "oen")])
