@@ -313,6 +313,34 @@ def test_mypay_orders_with_free_vouchers_only_say_nothing_of_paid_vouchers(app, 
     assert "paid voucher" not in text
 
 
+def test_an_order_paid_twice_whose_second_payment_is_refunded_reads_paid(app, seed, admin):
+    """Paid twice, and the second payment given back in full: the order read 「部分退款」 (partially refunded), as if
+    part of what was bought had been refunded, while the shop still held the whole price once. It reads paid, with
+    both payments and the refund as they are; a refund that then takes from the price itself makes it partially
+    refunded."""
+    order_id, oen_id, ref = paid(app, seed, "oen")
+    with app.app_context():
+        order = db.session.get(Order, order_id)
+        second = make_checkout(order, "opay", state="paid")
+        second.paid_amount, second.needs_attention = second.amount, True
+        refresh_order(order)
+        db.session.commit()
+        opay_id = second.id
+    with responses.RequestsMock():  # O'Pay's refund is made in its back office and recorded here
+        _fields, done = confirm(admin, order_id, 1000, checkout_id=str(opay_id), manual_reference="OPAYRF1")
+    assert done.status_code == 302
+    assert order_state(app, order_id) == ("paid", 1000)
+    page = page_text(admin.get(f"/orders/{order_id}"))
+    assert re.search(r'<span class="badge badge-paid" data-order-state="paid">Paid</span>', page)
+    listed = page_text(admin.get("/orders"))
+    assert '<span class="badge badge-paid">Paid</span>' in listed and "badge-partially_refunded" not in listed
+    with responses.RequestsMock() as rsps:  # then part of the price itself goes back
+        oen_query(app, rsps, ref)
+        oen_refund_ok(app, rsps, 300)
+        confirm(admin, order_id, 300, checkout_id=str(oen_id))
+    assert order_state(app, order_id) == ("partially_refunded", 1300)
+
+
 def test_an_order_paid_twice_lets_the_admin_choose_the_payment_to_refund(app, seed, admin):
     """Paid twice (a provider page still open after the link was switched): the refund page offered only the newest
     payment, O'Pay's (refunded in its back office), and the Oen card payment, flagged for attention, could not be

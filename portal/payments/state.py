@@ -385,9 +385,11 @@ def refresh_order(order: Order, *, also: Mapping[str, object] | None = None, che
     if paid:
         if refunded_amount >= paid_amount:
             state = OrderState.REFUNDED.value
-        elif refunded_amount > 0:
+        elif refunded_amount > 0 and paid_amount - refunded_amount < order.payable:
             state = OrderState.PARTIALLY_REFUNDED.value
         else:
+            # Unrefunded, or what went back was beyond the order's price (a second payment of it, or more than it
+            # asked): the shop still holds the whole price, and the order is paid.
             state = OrderState.PAID.value
     elif order.link_ended_at is not None:
         state = OrderState.CANCELLED.value  # staff ended the order's link
