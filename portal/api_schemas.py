@@ -142,6 +142,15 @@ class CheckoutOut(Answer):
     expires_at: str | None
 
 
+class AttentionOut(Answer):
+    reference: str = Field(description="The payment's reference (as on the provider's records).")
+    provider: str
+    reason: str | None = Field(
+        description="paid_twice (the order was already paid: one payment is to be refunded), amount_differs (the "
+        "provider took another amount), paid_after_end (paid after the link expired or was cancelled)."
+    )
+
+
 class OrderOut(Answer):
     """An order, as the API answers it and the webhooks send it (portal.order_json.order_payload)."""
 
@@ -163,6 +172,10 @@ class OrderOut(Answer):
     vouchers: list[VoucherOut]
     invoice: InvoiceOut | None
     checkout: CheckoutOut | None
+    needs_attention: bool = Field(description="A payment of the order waits for a person at the shop (`attention`).")
+    attention: list[AttentionOut] = Field(
+        description="The order's payments flagged for a person and not yet marked handled in the portal."
+    )
 
 
 class LinkError(Answer):

@@ -39,6 +39,11 @@ def checkout_payload(order: Order) -> dict | None:
 
 def order_payload(order: Order) -> dict:
     """The order's public fields."""
+    attention = [
+        {"reference": c.reference, "provider": c.provider, "reason": c.attention_reason}
+        for c in order.checkouts
+        if c.needs_attention
+    ]
     invoice = None
     if order.invoice_kind:
         invoice = {
@@ -78,4 +83,6 @@ def order_payload(order: Order) -> dict:
         ],
         "invoice": invoice,
         "checkout": checkout_payload(order),
+        "needs_attention": bool(attention),
+        "attention": attention,
     }

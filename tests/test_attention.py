@@ -169,3 +169,25 @@ def test_a_customer_asked_to_contact_a_shop_with_no_contact_is_told_where_to_tur
         db.session.commit()
     returned = unescape(client.get(f"/pay/{token}/return", headers=EN).get_data(as_text=True))
     assert "where you placed it" not in returned and "02-2345-6789" in returned
+
+
+def test_the_api_and_the_webhooks_say_which_payments_need_attention_until_handled(app, seed, admin, client):
+    """A shop that works through the API never learnt that an order had been paid twice: the flag showed only in the
+    portal. The order the API answers (portal.order_json, which each webhook's data.order is too) says whether a
+    payment needs a person, which and why, until an admin marks it handled."""
+    from portal import api_keys
+    from portal.models import Merchant
+
+    order_id, second = paid_twice(app, seed)
+    with app.app_context():
+        key = api_keys.create_key(db.session.get(Merchant, seed.merchant_id), "erp", can_refund=False, user_id=None)
+        reference = db.session.get(Checkout, second).reference
+    bearer = {"Authorization": f"Bearer {key.secret}"}
+    order = client.get(f"/api/v1/orders/{order_id}", headers=bearer).get_json()
+    assert order["needs_attention"] is True
+    assert order["attention"] == [{"reference": reference, "provider": "mypay", "reason": "paid_twice"}]
+    listed = client.get("/api/v1/orders", headers=bearer).get_json()["data"]
+    assert [o["needs_attention"] for o in listed if o["id"] == order_id] == [True]
+    admin.post(f"/orders/{order_id}/checkouts/{second}/handled")
+    order = client.get(f"/api/v1/orders/{order_id}", headers=bearer).get_json()
+    assert (order["needs_attention"], order["attention"]) == (False, [])
