@@ -64,12 +64,12 @@ def test_each_reason_is_said_beside_the_flag(app, seed, admin):
 
 def test_an_admin_marks_it_handled_and_the_reason_stays(app, seed, admin):
     order_id, second = paid_twice(app, seed)
-    assert "needs attention" in page(admin, order_id)
+    assert "Needs attention" in page(admin, order_id)
     done = admin.post(f"/orders/{order_id}/checkouts/{second}/handled", headers=EN, follow_redirects=True)
     text = unescape(done.get_data(as_text=True))
-    assert "marked as handled" in text and "needs attention" not in text
+    assert "marked as handled" in text and "Needs attention" not in text
     assert "Handled: The order had already been paid through another payment: this is a double payment.</span>" in text
-    assert "needs attention" not in unescape(admin.get("/orders", headers=EN).get_data(as_text=True))
+    assert "Needs attention" not in unescape(admin.get("/orders", headers=EN).get_data(as_text=True))
     with app.app_context():
         assert db.session.get(Checkout, second).needs_attention is False
         entry = db.session.execute(db.select(AuditEvent).filter_by(action="attention_handled")).scalar_one()

@@ -67,10 +67,10 @@ def test_mypay_actual_cost_differs_or_290_paid_flagged_both_amounts_shown_refund
         assert checkout.paid_amount == actual and db.session.get(Order, order_id).paid_amount == actual
         assert refund_service.terms_for(checkout).refundable == actual
     page = text(admin.get(f"/orders/{order_id}", headers={"Accept-Language": "en"}))
-    assert "needs attention" in page and "NT$1,000" in page and f"NT${actual:,}" in page
+    assert "Needs attention" in page and "NT$1,000" in page and f"NT${actual:,}" in page
     assert "需要處理" in text(admin.get(f"/orders/{order_id}", headers={"Accept-Language": "zh-TW"}))
     listing = text(admin.get("/orders", headers={"Accept-Language": "en"}))
-    assert "needs attention" in listing
+    assert "Needs attention" in listing
     # what MyPay says it took reads as money on its live view too ("actually paid 900" before)
     with responses.RequestsMock() as rsps:
         rsps.post(app.config["MYPAY_API_URL"], json=mypay_answer(ref, prc=prc, actual_cost=actual))
@@ -101,7 +101,7 @@ def test_mypay_paid_in_full_is_not_flagged(app, seed, admin):
     with app.app_context():
         checkout = db.session.get(Checkout, checkout_id)
         assert checkout.state == "paid" and not checkout.needs_attention and checkout.paid_amount == 1000
-    assert "needs attention" not in text(admin.get("/orders", headers={"Accept-Language": "en"}))
+    assert "Needs attention" not in text(admin.get("/orders", headers={"Accept-Language": "en"}))
 
 
 # ---------------------------------------------------------------- item 4: an unreadable 2xx answer is "unknown"

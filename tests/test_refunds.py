@@ -357,7 +357,7 @@ def test_an_order_paid_twice_lets_the_admin_choose_the_payment_to_refund(app, se
     page = page_text(admin.get(f"/orders/{order_id}/refunds"))
     assert "This order has 2 paid payments" in page
     assert f'data-payment="{oen_id}"' in page and f'data-payment="{opay_id}"' in page
-    assert "needs attention" in page
+    assert "Needs attention" in page
     chosen = page_text(admin.get(f"/orders/{order_id}/refunds?payment={oen_id}"))
     assert re.search(rf'name="checkout_id"[^>]*value="{oen_id}"', chosen) and 'data-provider="oen"' in chosen
     with responses.RequestsMock() as rsps:

@@ -169,7 +169,7 @@ def test_switching_provider_keeps_the_link_and_a_payment_on_the_old_page_is_appl
     browser.wait_for_state(order_id, "paid")
     flagged = {r[3]: (r[2], r[4]) for r in checkouts(live_server, order_id)}
     assert flagged["mypay"] == ("paid", True)
-    assert "needs attention" in browser.get(f"/orders/{order_id}").text
+    assert "Needs attention" in browser.get(f"/orders/{order_id}").text
 
 
 def test_staff_cancel_a_link_then_make_a_new_one(live_server, browser):
