@@ -106,7 +106,7 @@ DETAIL_LABELS = {
     "amount": _l("Amount"),
     "change": _l("Change"),
     "changed": _l("Changed"),
-    "checkout": _l("Payment link"),
+    "checkout": _l("Reference"),  # a payment's reference, as the order page's attempts name it
     "code": _l("Code"),
     "prefix": _l("Key begins with"),
     "refunds": _l("May refund"),

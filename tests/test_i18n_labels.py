@@ -126,6 +126,8 @@ def test_audit_page_speaks_zh_tw_by_default(app, seed, zh):
         assert label in text, label
     assert "退款 ID" not in text and "ID" not in text  # refund 7 is an internal id: not shown
     assert "付款連結仍在建立中" in text  # a callback_refused reason the portal wrote
+    # a payment's reference is named as the order page names it (「參考編號」), not as its link (「付款連結」)
+    assert "<dt>參考編號</dt><dd>CABC</dd>" in page.get_data(as_text=True)
     for code in ("refund_requested", "refund_succeeded", "provider_state_applied", "role_from", "refund_id", "oen"):
         assert not re.search(rf"\b{code}\b", text), code
     # the filter keeps the codes as values, shown as labels
