@@ -128,12 +128,14 @@ def test_a_refused_refund_sends_no_mail(app, seed, admin, smtp):
     assert _refund_mails(app) == [] and smtp.messages == []
 
 
-def test_a_refund_the_shop_made_itself_says_so(app, seed, admin, smtp):
+def test_a_refund_made_in_the_providers_back_office_names_the_provider(app, seed, admin, smtp):
+    """O'Pay's refunds are made in its back office and recorded here with its reference: the money goes back through
+    O'Pay all the same. The mail said the shop had returned it directly, not through the provider."""
     order_id, _checkout_id, _ref = _paid(app, seed, smtp, "opay", locale="en")
-    with responses.RequestsMock():  # O'Pay's refunds are made in its back office: nothing is called
+    with responses.RequestsMock():  # nothing is called: the refund was made at O'Pay
         confirm(admin, order_id, 1000, manual_reference="OPAYRF1")
     worker.run_once(app)
     [mail] = smtp.wait_for(1)
     text = _text(mail)
-    assert "returned this amount to you directly, not through the payment provider" in text
-    assert "Refunded to" not in text and "OPAYRF1" not in text
+    assert "has refunded NT$1,000 for order" in text and "Refunded to: O'Pay" in text
+    assert "directly" not in text and "OPAYRF1" not in text
