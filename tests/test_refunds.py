@@ -113,6 +113,8 @@ def test_oen_refund_is_confirmed_then_sent_once_and_applied(app, seed, admin):
     listed = page_text(admin.get(f"/orders/{order_id}/refunds", headers={"Accept-Language": "zh-TW"}))
     row = re.search(r'<tr data-refund-state="succeeded">.*?</tr>', listed, re.S).group(0)
     assert "refunded" not in re.sub(r"<[^>]+>", " ", row), row
+    # in the colour of a refunded payment on the order page (purple), not of a payment taken (green)
+    assert '<span class="badge badge-refunded">已退款</span>' in row, row
     with app.app_context():
         actions = db.session.execute(db.select(AuditEvent.action).order_by(AuditEvent.id)).scalars().all()
         assert actions[-2:] == ["refund_requested", "refund_succeeded"]
