@@ -1,5 +1,5 @@
 """Shared fixtures: app, client, runner, users of two merchants, a live server for flow tests, the network guard, an
-SMTP server (`smtp`).
+SMTP server (`smtp`) and an app that mails to it (`mail_app`).
 
 Fixtures and hooks only: the helpers they use live in tests/support/.
 """
@@ -90,3 +90,13 @@ def smtp():
     catcher = SmtpCatcher().start()
     yield catcher
     catcher.stop()
+
+
+@pytest.fixture
+def mail_app(tmp_path, smtp):
+    """An app whose mails go to `smtp` (sent by the worker: portal.worker.run_once)."""
+    app = make_app(tmp_path, WTF_CSRF_ENABLED=False, MAIL_SERVER=smtp.host, MAIL_PORT=smtp.port)
+    yield app
+    with app.app_context():
+        db.session.remove()
+        db.engine.dispose()

@@ -12,18 +12,13 @@ import responses
 from portal import worker
 from portal.extensions import db
 from portal.models import Checkout, Order, OutboxMessage, Refund
-from tests.support.apps import make_app
 from tests.test_refunds import HID, confirm, oen_query, oen_refund_ok, oen_url, paid
 
 
 @pytest.fixture
-def app(tmp_path, smtp):
-    """The portal with mail on (the tests' other fixtures, seed, client and auth, use this one)."""
-    app = make_app(tmp_path, WTF_CSRF_ENABLED=False, MAIL_SERVER=smtp.host, MAIL_PORT=smtp.port)
-    yield app
-    with app.app_context():
-        db.session.remove()
-        db.engine.dispose()
+def app(mail_app):
+    """The portal with mail on, for the other fixtures (seed, client, auth) too."""
+    return mail_app
 
 
 @pytest.fixture

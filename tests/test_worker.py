@@ -17,20 +17,11 @@ from portal import mail, worker
 from portal.extensions import db
 from portal.models import Checkout, Merchant, OutboxMessage, utcnow
 from portal.payments import refresh_order
-from tests.support.apps import make_app, seed_merchants
+from tests.support.apps import seed_merchants
 from tests.support.factories import make_checkout, make_order
 from tests.support.providers import opay_notice
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture
-def mail_app(tmp_path, smtp):
-    app = make_app(tmp_path, WTF_CSRF_ENABLED=False, MAIL_SERVER=smtp.host, MAIL_PORT=smtp.port)
-    yield app
-    with app.app_context():
-        db.session.remove()
-        db.engine.dispose()
 
 
 @pytest.fixture
