@@ -9,7 +9,7 @@ import pytest
 from portal import api_keys
 from portal.extensions import db
 from portal.merchant_webhooks import create_endpoint
-from portal.models import Merchant
+from portal.models import Checkout, Merchant
 from tests.flow.test_refund_flow import refund
 from tests.support.browser import Browser
 from tests.support.chromium import PHONE, assert_fits_width, login, shot
@@ -71,8 +71,8 @@ def check_navigation(page, viewport, phone: bool) -> float:
 
 @pytest.fixture
 def desk(live_server):
-    """A paid Oen order with a voucher and a partial refund (through the sandbox), a few more orders, an API key and a
-    webhook endpoint, so that every staff table has rows."""
+    """A paid Oen order with a voucher and a partial refund (through the sandbox), its payment flagged for a person, a
+    few more orders, an API key and a webhook endpoint, so that every staff table has rows."""
     admin = Browser(live_server.url)
     admin.login("admin@a.example")
     order_id = admin.new_order(items=((1200, 2), (350, 1)), vouchers=(("paid", 100),), shipping=60)
@@ -86,6 +86,9 @@ def desk(live_server):
         db.session.commit()
         make_checkout(long_name, "mypay", "failed")
         make_order(merchant_id, items=((650, 1),))
+        # its payment flagged as a double payment: the advice, a link and a button fill the reference's cell
+        paid = db.session.execute(db.select(Checkout).filter_by(order_id=order_id)).scalar_one()
+        paid.needs_attention, paid.attention_reason = True, "paid_twice"
         api_keys.create_key(db.session.get(Merchant, merchant_id), "出貨系統", can_refund=True, user_id=None)
         create_endpoint(merchant_id, "https://shop.example.com.tw/hooks/checkout-portal/payments", description="官網")
         db.session.commit()
@@ -149,6 +152,18 @@ def test_staff_tables_fit_the_screen_and_the_navigation_is_compact(new_context, 
     values = page.eval_on_selector_all(".audit .facts dd", "dds => dds.map(dd => dd.getBoundingClientRect().width)")
     assert values and min(values) >= 60, f"audit values squeezed on a {name}: {sorted(values)[:5]}"
     page.goto("/lang/zh_TW?next=/orders")
+
+    if not phone:
+        # the order's attempts: a flagged payment's advice in the reference's cell squeezed the provider's name and
+        # the time beside it onto two lines each (「應援科 / 技」); they keep to one
+        page.goto(f"/orders/{desk}")
+        lines = page.evaluate(
+            """() => Array.from(document.querySelectorAll('section.payment table.cards tbody tr')).flatMap(tr =>
+                 [tr.children[1], tr.children[2], tr.children[4]].map(td => {
+                   const r = document.createRange(); r.selectNodeContents(td.firstChild);
+                   return [td.dataset.label, r.getClientRects().length]; }))"""
+        )
+        assert lines and all(count == 1 for _label, count in lines), f"attempt cells wrap at 1280: {lines}"
 
     if phone:
         # the order number heads its card, and leads to the order
