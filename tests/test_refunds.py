@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from html import unescape
+from pathlib import Path
 
 import pytest
 import requests
@@ -114,7 +115,10 @@ def test_oen_refund_is_confirmed_then_sent_once_and_applied(app, seed, admin):
     row = re.search(r'<tr data-refund-state="succeeded">.*?</tr>', listed, re.S).group(0)
     assert "refunded" not in re.sub(r"<[^>]+>", " ", row), row
     # in the colour of a refunded payment on the order page (purple), not of a payment taken (green)
-    assert '<span class="badge badge-refunded">已退款</span>' in row, row
+    assert '<span class="badge badge-succeeded">已退款</span>' in row, row
+    css = (Path(app.root_path).parent / "static" / "css" / "portal.css").read_text()
+    rule = next(line for line in css.splitlines() if re.search(r"\.badge-succeeded\b", line))
+    assert ".badge-refunded" in rule and ".badge-paid" not in rule, rule
     with app.app_context():
         actions = db.session.execute(db.select(AuditEvent.action).order_by(AuditEvent.id)).scalars().all()
         assert actions[-2:] == ["refund_requested", "refund_succeeded"]
